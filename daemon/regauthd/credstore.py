@@ -1,0 +1,278 @@
+"""Where a secret lives: in config.json itself or in a ``docker-credential-<name>`` helper.
+
+Mirrors docker/cli ``cli/config/credentials``: one small :class:`CredentialStore` protocol with a
+file store and a native (helper) store behind it, and Docker's rule for which store serves a
+registry (``credHelpers[key]``, else ``credsStore``, else the file).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from regauthd.registry import HUB_CANONICAL, auths_key_for_registry
+
+IDENTITY_TOKEN_USERNAME = "<token>"
+"""What helpers store as the user name when the secret is an identity (refresh) token."""
+
+HELPER_TIMEOUT_S = 10.0
+_NOT_FOUND = "credentials not found in native keychain"
+
+
+class CredentialError(Exception):
+    """A credential could not be read or written. The message never contains a secret."""
+
+
+class CredentialHelperError(CredentialError):
+    """A ``docker-credential-<name>`` helper failed, is missing, or timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A user name and its secret (a password, or an identity token)."""
+
+    username: str
+    secret: str = field(repr=False)
+
+    @property
+    def is_identity_token(self) -> bool:
+        return self.username == IDENTITY_TOKEN_USERNAME
+
+    def __repr__(self) -> str:
+        return f"Credential(username={self.username!r}, secret=<redacted>)"
+
+
+class CredentialStore(Protocol):
+    """Docker's four-method store (``credentials.Store``), minus ``GetAll``."""
+
+    def get(self, server_url: str) -> Credential | None: ...
+
+    def store(self, server_url: str, credential: Credential) -> None: ...
+
+    def erase(self, server_url: str) -> None: ...
+
+    def list(self) -> dict[str, str]: ...
+
+
+def decode_auth(value: str) -> tuple[str, str]:
+    """Split an ``auth`` value the way Docker does (base64 of ``user:password``).
+
+    Raises :class:`ValueError` with a message fit for a person (no secret in it).
+    """
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("`auth` is not valid base64") from None
+    text = raw.decode("utf-8", errors="replace").rstrip("\x00")
+    user, sep, password = text.partition(":")
+    if not sep:
+        raise ValueError("`auth` decodes to text without a ':' between user name and password")
+    if not user:
+        raise ValueError("`auth` has an empty user name")
+    return user, password
+
+
+def encode_auth(username: str, password: str) -> str:
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def credential_from_entry(entry: Mapping[str, Any]) -> Credential | None:
+    """The credential an ``auths`` entry holds inline, as Docker reads it, or None."""
+    token = entry.get("identitytoken")
+    auth = entry.get("auth")
+    username = entry.get("username")
+    password = entry.get("password")
+    user = ""
+    secret = ""
+    if isinstance(auth, str) and auth:
+        try:
+            user, secret = decode_auth(auth)
+        except ValueError:
+            return None
+    elif isinstance(username, str) and isinstance(password, str) and password:
+        user, secret = username, password
+    if isinstance(token, str) and token:
+        # Docker sends the identity token instead of the password when one is present.
+        return Credential(IDENTITY_TOKEN_USERNAME if not user else user, token)
+    if user:
+        return Credential(user, secret)
+    return None
+
+
+class FileStore:
+    """Credentials held inline in a parsed config's ``auths`` (read-only view plus edits)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+
+    def _auths(self) -> dict[str, Any]:
+        auths = self._config.setdefault("auths", {})
+        if not isinstance(auths, dict):
+            raise CredentialError("`auths` in config.json is not an object")
+        return auths
+
+    def get(self, server_url: str) -> Credential | None:
+        entry = self._auths().get(server_url)
+        return credential_from_entry(entry) if isinstance(entry, dict) else None
+
+    def store(self, server_url: str, credential: Credential) -> None:
+        entry: dict[str, Any] = {}
+        if credential.is_identity_token:
+            entry["identitytoken"] = credential.secret
+        else:
+            entry["auth"] = encode_auth(credential.username, credential.secret)
+        self._auths()[server_url] = entry
+
+    def erase(self, server_url: str) -> None:
+        self._auths().pop(server_url, None)
+
+    def list(self) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for key, entry in self._auths().items():
+            cred = credential_from_entry(entry) if isinstance(entry, dict) else None
+            if cred is not None:
+                result[key] = cred.username
+        return result
+
+
+class HelperStore:
+    """A ``docker-credential-<name>`` program, spoken to with the helper protocol.
+
+    The secret only ever travels on the helper's stdin/stdout, never on its command line, and
+    helper output is never copied into an error message (a buggy helper might echo it).
+    """
+
+    def __init__(self, name: str, *, timeout: float = HELPER_TIMEOUT_S,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.program = f"docker-credential-{name}"
+        self._timeout = timeout
+        self._env = dict(env) if env is not None else None
+
+    def _run(self, verb: str, stdin: str) -> tuple[int, str]:
+        try:
+            proc = subprocess.run(
+                [self.program, verb],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self._timeout,
+                env=self._env,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise CredentialHelperError(
+                f"credential helper `{self.program}` is not installed or not on PATH"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise CredentialHelperError(
+                f"credential helper `{self.program} {verb}` did not answer within "
+                f"{self._timeout:g} s (locked keychain or gpg-agent waiting for a passphrase?)"
+            ) from None
+        return proc.returncode, proc.stdout
+
+    def get(self, server_url: str) -> Credential | None:
+        code, out = self._run("get", server_url)
+        if code != 0:
+            if _NOT_FOUND in out:
+                return None
+            raise CredentialHelperError(
+                f"`{self.program} get` failed for {server_url!r} (exit status {code})"
+            )
+        try:
+            data = json.loads(out)
+            return Credential(str(data["Username"]), str(data["Secret"]))
+        except (ValueError, KeyError, TypeError):
+            raise CredentialHelperError(
+                f"`{self.program} get` answered for {server_url!r} with something that is not "
+                "the helper protocol's JSON"
+            ) from None
+
+    def store(self, server_url: str, credential: Credential) -> None:
+        payload = json.dumps(
+            {"ServerURL": server_url, "Username": credential.username, "Secret": credential.secret}
+        )
+        code, _ = self._run("store", payload)
+        if code != 0:
+            raise CredentialHelperError(
+                f"`{self.program} store` failed for {server_url!r} (exit status {code})"
+            )
+
+    def erase(self, server_url: str) -> None:
+        code, out = self._run("erase", server_url)
+        if code != 0 and _NOT_FOUND not in out:
+            raise CredentialHelperError(
+                f"`{self.program} erase` failed for {server_url!r} (exit status {code})"
+            )
+
+    def list(self) -> dict[str, str]:
+        code, out = self._run("list", "")
+        if code != 0:
+            raise CredentialHelperError(f"`{self.program} list` failed (exit status {code})")
+        try:
+            data = json.loads(out or "{}")
+        except ValueError:
+            raise CredentialHelperError(f"`{self.program} list` did not print JSON") from None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def helper_name_for(config: Mapping[str, Any], key: str) -> str | None:
+    """The helper Docker uses for an ``auths`` key: ``credHelpers[key]``, else ``credsStore``."""
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        name = helpers.get(key)
+        if isinstance(name, str) and name:
+            return name
+    store = config.get("credsStore")
+    return store if isinstance(store, str) and store else None
+
+
+def store_for(config: dict[str, Any], key: str, *,
+              env: Mapping[str, str] | None = None) -> CredentialStore:
+    """The store Docker reads and writes for ``key`` (exact ``auths``/``credHelpers`` key)."""
+    helper = helper_name_for(config, key)
+    return HelperStore(helper, env=env) if helper else FileStore(config)
+
+
+def _hostname(key: str) -> str:
+    # docker/cli credentials.ConvertToHostname: strip scheme, cut at the first '/'.
+    rest = key.split("://", 1)[1] if "://" in key else key
+    return rest.split("/", 1)[0]
+
+
+def resolve(config: dict[str, Any], registry: str, *,
+            env: Mapping[str, str] | None = None) -> tuple[str, Credential] | None:
+    """The credential the Docker CLI would use for ``registry`` (``docker.io``, ``host:port``).
+
+    Returns the key it was found under and the credential, or None. Follows
+    ``getAuthConfigKey``: Hub maps to the canonical key; other registries are looked up by exact
+    key, then by the file store's legacy hostname loop.
+    """
+    key = auths_key_for_registry(registry)
+    cred = store_for(config, key, env=env).get(key)
+    if cred is not None:
+        return key, cred
+    if key == HUB_CANONICAL or helper_name_for(config, key) is not None:
+        return None
+    auths = config.get("auths")
+    if not isinstance(auths, dict):
+        return None
+    for other, entry in auths.items():
+        if other != key and _hostname(other) == key and isinstance(entry, dict):
+            found = credential_from_entry(entry)
+            if found is not None:
+                return other, found
+    return None
+
+
+def with_env(**overrides: str) -> dict[str, str]:
+    """The current environment plus overrides, for helpers that need e.g. GNUPGHOME."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env

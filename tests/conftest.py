@@ -1,0 +1,55 @@
+"""Shared fixtures and the skip policy.
+
+On a person's laptop a test that needs root or a Debian package skips with the reason. Under CI
+(``CI=true``) nothing may skip: a missing component is a failure there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail under CI: the component should have been installed by tests/run."""
+    if IN_CI:
+        pytest.fail(f"required component missing under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_program(name: str, package: str | None = None) -> str:
+    """Path of an executable, or skip/fail saying which Debian package brings it."""
+    found = shutil.which(name)
+    if found is None:
+        for candidate in (f"/usr/sbin/{name}", f"/lib/systemd/{name}", f"/usr/lib/systemd/{name}"):
+            if os.access(candidate, os.X_OK):
+                return candidate
+        unavailable(f"{name} not found (Debian package: {package or name})")
+        raise AssertionError("unreachable")
+    return found
+
+
+def require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        unavailable(f"needs root: {why}")
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, XDG dirs and DOCKER_CONFIG inside the test's temp dir; returns the new HOME."""
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir(mode=0o700)
+    monkeypatch.delenv("DOCKER_AUTH_CONFIG", raising=False)
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    return home
