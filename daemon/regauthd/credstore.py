@@ -99,7 +99,7 @@ def credential_from_entry(entry: Mapping[str, Any]) -> Credential | None:
         user, secret = username, password
     if isinstance(token, str) and token:
         # Docker sends the identity token instead of the password when one is present.
-        return Credential(IDENTITY_TOKEN_USERNAME if not user else user, token)
+        return Credential(user or IDENTITY_TOKEN_USERNAME, token)
     if user:
         return Credential(user, secret)
     return None
@@ -148,8 +148,9 @@ class HelperStore:
     helper output is never copied into an error message (a buggy helper might echo it).
     """
 
-    def __init__(self, name: str, *, timeout: float = HELPER_TIMEOUT_S,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, *, timeout: float = HELPER_TIMEOUT_S, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self.program = f"docker-credential-{name}"
         self._timeout = timeout
@@ -233,8 +234,9 @@ def helper_name_for(config: Mapping[str, Any], key: str) -> str | None:
     return store if isinstance(store, str) and store else None
 
 
-def store_for(config: dict[str, Any], key: str, *,
-              env: Mapping[str, str] | None = None) -> CredentialStore:
+def store_for(
+    config: dict[str, Any], key: str, *, env: Mapping[str, str] | None = None
+) -> CredentialStore:
     """The store Docker reads and writes for ``key`` (exact ``auths``/``credHelpers`` key)."""
     helper = helper_name_for(config, key)
     return HelperStore(helper, env=env) if helper else FileStore(config)
@@ -246,8 +248,9 @@ def _hostname(key: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def resolve(config: dict[str, Any], registry: str, *,
-            env: Mapping[str, str] | None = None) -> tuple[str, Credential] | None:
+def resolve(
+    config: dict[str, Any], registry: str, *, env: Mapping[str, str] | None = None
+) -> tuple[str, Credential] | None:
     """The credential the Docker CLI would use for ``registry`` (``docker.io``, ``host:port``).
 
     Returns the key it was found under and the credential, or None. Follows

@@ -37,7 +37,7 @@ class KeyKind(enum.Enum):
     HUB_ALIAS = "hub_alias"
     """Another spelling of Docker Hub that only podman reads: rename to the canonical key."""
     HUB_REGISTRY = "hub_registry"
-    """``registry-1.docker.io``: Docker reads it for refs naming that host: copy, keep the original."""
+    """``registry-1.docker.io``: read for refs naming that host only: copy, keep the original."""
     HUB_WEBSITE = "hub_website"
     """``hub.docker.com``, the web site: no client reads it; copy and tell the user."""
     REGISTRY = "registry"

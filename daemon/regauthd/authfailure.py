@@ -1,0 +1,473 @@
+"""Which log lines are registry auth failures: pure functions over strings.
+
+dockerd logs every line at PRIORITY 6 (logfmt on stderr), so failures are told apart by content,
+never by priority. Recognized wordings (evidence: moby ``distribution/``, containerd's remotes
+resolver, Docker Hub's and other registries' error bodies; see ``tests/fixtures/journal/``):
+
+- dockerd: ``msg="Not continuing with push after error" error="unauthorized: ..."``, the older
+  ``msg="Not continuing with pull after error: ..."``, ``Attempting next endpoint for push after
+  error: ...``, ``Ignoring extra error returned from registry: ...``, ``login attempt to URL failed
+  with status: 401 Unauthorized``;
+- containerd: ``msg="trying next host" error="failed to authorize: ..." host=ghcr.io``,
+  ``PullImage "REF" failed`` with ``pull access denied``/``insufficient_scope``/``401 Unauthorized``;
+- runners (gitlab-runner, GitHub Actions): ``Error response from daemon: ...`` quoted by the runner;
+- Docker Hub: ``unauthorized: incorrect username or password``, ``denied: requested access to the
+  resource is denied``, ``toomanyrequests: You have reached your pull rate limit``.
+
+Look-alikes that are NOT failures (``permission denied`` on a file, AppArmor ``DENIED``, an image
+called ``acme/unauthorized``, non-auth push errors) are rejected; the fixture table lists them.
+
+:func:`recognize` turns one message into an :class:`AuthFailure` or ``None``.
+:meth:`Recognizer.might_match` is a cheap bytes pre-filter the journal follower runs on every
+entry; it never rejects a message the built-in rules would accept (a property test checks it).
+Settings can add patterns (:func:`compile_patterns`): regexes with the named groups ``registry``,
+``repository`` and ``kind``, tried before the built-in rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+EVENT = "journal.auth_failure"
+"""structlog event name for a recognized failure."""
+
+MAX_MESSAGE_CHARS = 2000
+"""Longer messages are cut: an alert quotes the line, it does not archive it."""
+
+
+class FailureKind(enum.StrEnum):
+    """What the registry said, from the most to the least specific reading."""
+
+    RATE_LIMITED = "rate_limited"
+    """``toomanyrequests`` / HTTP 429: not a credential problem, but it breaks pulls all the same."""
+    BAD_CREDENTIALS = "bad_credentials"
+    """The registry refused the credential itself (wrong password, expired or revoked token)."""
+    DENIED = "denied"
+    """Authenticated (or anonymous) but not allowed: no push or pull on that repository."""
+    UNAUTHORIZED = "unauthorized"
+    """The registry wanted credentials and got none it accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    """One registry auth failure seen in a log line."""
+
+    kind: FailureKind
+    registry: str | None
+    """Registry host as clients name it (``docker.io`` for every Docker Hub host), when known."""
+    repository: str | None
+    """Repository path on that registry (``library/alpine``, ``acme/api``), when known."""
+    operation: str | None
+    """``push``, ``pull`` or ``login`` when the line says which."""
+    unit: str
+    """The systemd unit (or log file label) that logged it."""
+    time: datetime
+    """When it was logged (timezone-aware, UTC)."""
+    message: str
+    """The logged line with secrets redacted, at most :data:`MAX_MESSAGE_CHARS` characters."""
+
+    def as_dict(self) -> dict[str, str | None]:
+        """Flat JSON-ready fields (the ``scan-journal --json`` line and the alert fields)."""
+        return {
+            "kind": self.kind.value,
+            "registry": self.registry,
+            "repository": self.repository,
+            "operation": self.operation,
+            "unit": self.unit,
+            "time": self.time.astimezone(UTC).isoformat(),
+            "message": self.message,
+        }
+
+
+class PatternError(ValueError):
+    """An extra pattern from the settings cannot be used; the message names it and says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraPattern:
+    """A settings-supplied pattern; named groups ``registry``, ``repository``, ``kind`` are read."""
+
+    regex: re.Pattern[str]
+    kind: FailureKind | None = None
+    """The kind when the pattern has no ``kind`` group (default: unauthorized)."""
+
+
+_GROUPS = frozenset({"registry", "repository", "kind"})
+
+
+def compile_patterns(specs: Iterable[str | Mapping[str, str]]) -> tuple[ExtraPattern, ...]:
+    """Settings entries -> patterns. An entry is a regex, or ``{pattern = "...", kind = "..."}``.
+
+    Raises :class:`PatternError` naming the entry for a bad regex, an unknown kind or an unknown
+    named group (a typo there would otherwise silently lose the registry name).
+    """
+    out: list[ExtraPattern] = []
+    for index, spec in enumerate(specs):
+        where = f"journal pattern #{index + 1}"
+        kind: FailureKind | None = None
+        if isinstance(spec, str):
+            source = spec
+        else:
+            unknown = set(spec) - {"pattern", "kind"}
+            if unknown or "pattern" not in spec:
+                raise PatternError(
+                    f"{where}: expected a regex string or a table with `pattern` and optional "
+                    f"`kind`, got keys {sorted(spec)}"
+                )
+            source = spec["pattern"]
+            if "kind" in spec:
+                try:
+                    kind = FailureKind(spec["kind"])
+                except ValueError:
+                    choices = ", ".join(k.value for k in FailureKind)
+                    raise PatternError(
+                        f"{where}: kind {spec['kind']!r} is not one of {choices}"
+                    ) from None
+        try:
+            regex = re.compile(source)
+        except re.error as exc:
+            raise PatternError(f"{where}: {source!r} is not a valid regex: {exc}") from None
+        bad = set(regex.groupindex) - _GROUPS
+        if bad:
+            raise PatternError(
+                f"{where}: unknown named group(s) {sorted(bad)}; use registry, repository, kind"
+            )
+        out.append(ExtraPattern(regex, kind))
+    return tuple(out)
+
+
+# --- wording rules -----------------------------------------------------------------------------
+# A registry error renders as `code: message` (distribution's errcode), so the codes are matched
+# only as whole tokens: after a start, blank, quote or colon, and followed by `:` + blank or the
+# end. That keeps `acme/unauthorized:latest` and `permission denied` out.
+_TOKEN_START = r"(?:^|(?<=[\s\"':(]))"
+
+_RULES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
+    (
+        FailureKind.RATE_LIMITED,
+        re.compile(
+            r"\btoomanyrequests\b|\b429 Too Many Requests\b|reached your (?:\w+ )?pull rate limit",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        FailureKind.BAD_CREDENTIALS,
+        re.compile(
+            r"incorrect username or password"
+            r"|HTTP Basic: Access denied"
+            r"|invalid username/password"
+            r"|authorization token has expired"
+            r"|failed with status: 401 Unauthorized"
+            r"|failed to fetch oauth token: .*?\b401 Unauthorized\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        FailureKind.DENIED,
+        re.compile(
+            r"\binsufficient_scope\b"
+            r"|\bpull access denied\b"
+            r"|requested access to the resource is denied"
+            rf"|{_TOKEN_START}(?<!permission )denied:(?:\s|$)"
+            r"|\b403 Forbidden\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        FailureKind.UNAUTHORIZED,
+        re.compile(
+            rf"{_TOKEN_START}unauthorized(?::\s|:?$|:?(?=[\"\\\n]))"
+            r"|\bauthentication required\b"
+            r"|\bno basic auth credentials\b"
+            r"|\b401 Unauthorized\b"
+            r"|\bfailed to authorize\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+# Lines that carry the words but are about something else than a registry.
+_NOT_REGISTRY = re.compile(
+    r"Health check for container|apparmor=|audit: type=|level=debug msg=\"Calling ", re.IGNORECASE
+)
+
+# The pre-filter: every rule above needs one of these words (case-insensitive).
+_PREFILTER_WORDS = (
+    b"unauthori",
+    b"denied",
+    b"toomanyrequests",
+    b"too many requests",
+    b"rate limit",
+    b"incorrect username",
+    b"invalid username",
+    b"token has expired",
+    b"insufficient_scope",
+    b"forbidden",
+    b"authentication required",
+    b"no basic auth",
+    b"failed to authorize",
+)
+_PREFILTER = re.compile(b"|".join(re.escape(w) for w in _PREFILTER_WORDS), re.IGNORECASE)
+
+
+def classify_wording(text: str) -> FailureKind | None:
+    """The failure kind a text's wording names, most specific first; ``None`` if none."""
+    for kind, rule in _RULES:
+        if rule.search(text):
+            return kind
+    return None
+
+
+# --- where: registry, repository, operation ----------------------------------------------------
+_HUB_HOSTS = frozenset(
+    {"docker.io", "index.docker.io", "registry-1.docker.io", "auth.docker.io", "registry.docker.io"}
+)
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_V2_URL = re.compile(
+    rf"https?://(?P<host>{_HOST})/v2/(?:(?P<repo>{_PATH})/(?:manifests|blobs|tags)/)?"
+)
+_TOKEN_URL = re.compile(rf"https?://(?P<host>{_HOST})/[^\s\"\\]*?[?&]scope=(?P<scope>[^&\s\"\\]+)")
+_REF = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9._:/@-]*[A-Za-z0-9])"
+_REF_CONTEXTS = (
+    re.compile(rf"pull access denied for {_REF}"),
+    re.compile(rf"failed to resolve reference \\?\"{_REF}\\?\""),
+    re.compile(rf"PullImage \\?\"{_REF}\\?\""),
+    re.compile(rf"failed to pull image \\?\"{_REF}\\?\""),
+    re.compile(rf"failed to pull and unpack image \\?\"{_REF}\\?\""),
+    re.compile(rf"\b(?:image|ref|reference|repository)=\\?\"?{_REF}"),
+)
+_LOGFMT_HOST = re.compile(rf"(?:^|\s)host=\"?(?P<host>{_HOST})\"?(?:\s|$)")
+_OPERATION = re.compile(
+    r"\b(?:for|with) (?P<op>push|pull)\b|\b(?P<pullimage>PullImage|failed to pull|pull access)\b"
+    r"|\b(?P<login>login attempt|logging in)\b",
+    re.IGNORECASE,
+)
+
+
+def registry_name(host: str) -> str:
+    """A registry host as clients name it: every Docker Hub host is ``docker.io``."""
+    lowered = host.lower()
+    return "docker.io" if lowered in _HUB_HOSTS else host
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """An image reference -> (registry, repository path), following Docker's reference grammar.
+
+    >>> split_reference("alpine:3.19")
+    ('docker.io', 'library/alpine')
+    >>> split_reference("ghcr.io/acme/api@sha256:abc")
+    ('ghcr.io', 'acme/api')
+    """
+    name = ref.split("@", 1)[0]
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        registry, path = registry_name(first), rest
+    else:
+        registry, path = "docker.io", name
+    last_slash = path.rfind("/")
+    colon = path.find(":", last_slash + 1)
+    if colon != -1:
+        path = path[:colon]
+    if registry == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    return registry, path
+
+
+def _locate(text: str) -> tuple[str | None, str | None]:
+    registry: str | None = None
+    repository: str | None = None
+    for context in _REF_CONTEXTS:
+        m = context.search(text)
+        if m:
+            registry, repository = split_reference(m.group("ref"))
+            break
+    m = _LOGFMT_HOST.search(text)
+    if m:
+        registry = registry_name(m.group("host"))
+    if repository is None:
+        v2 = _V2_URL.search(text)
+        if v2:
+            registry = registry or registry_name(v2.group("host"))
+            repository = v2.group("repo")
+    if repository is None:
+        token = _TOKEN_URL.search(text)
+        if token:
+            scope = unquote(token.group("scope"))
+            parts = scope.split(":")
+            if len(parts) >= 3 and parts[0] == "repository":
+                repository = ":".join(parts[1:-1])
+            registry = registry or registry_name(token.group("host"))
+    return registry, repository
+
+
+def _operation(text: str) -> str | None:
+    m = _OPERATION.search(text)
+    if m is None:
+        return None
+    if m.group("op"):
+        return m.group("op").lower()
+    if m.group("pullimage"):
+        return "pull"
+    return "login"
+
+
+# --- secrets -----------------------------------------------------------------------------------
+_SECRETS = (
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1 [REDACTED]"),
+    (re.compile(r"(://)[^/\s@\"]+@"), r"\1[REDACTED]@"),
+    (
+        re.compile(
+            r"\b(access_token|refresh_token|identitytoken|registrytoken|token|password|passwd"
+            r"|secret|auth)(\\?\"?\s*[:=]\s*\\?\"?)[^&\s\"\\,}]+",
+            re.IGNORECASE,
+        ),
+        r"\1\2[REDACTED]",
+    ),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), "[REDACTED]"),
+)
+
+
+def redact(text: str) -> str:
+    """Remove credentials a log line may quote: bearer/basic values, URL user info, JWTs,
+    ``password=``/``token=``-style values."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# --- the recognizer ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Recognizer:
+    """Built-in rules plus the settings' extra patterns."""
+
+    extra: tuple[ExtraPattern, ...] = field(default=())
+
+    def might_match(self, message: bytes) -> bool:
+        """Cheap pre-filter on raw bytes: ``False`` means :meth:`recognize` surely returns None."""
+        return bool(self.extra) or _PREFILTER.search(message) is not None
+
+    def recognize(self, message: str, *, unit: str, time: datetime) -> AuthFailure | None:
+        """The failure a message reports, or ``None`` when it reports none."""
+        for pattern in self.extra:
+            m = pattern.regex.search(message)
+            if m:
+                return self._from_extra(pattern, m, message, unit, time)
+        if _NOT_REGISTRY.search(message):
+            return None
+        kind = classify_wording(message)
+        if kind is None:
+            return None
+        registry, repository = _locate(message)
+        return AuthFailure(
+            kind, registry, repository, _operation(message), unit, time, _clean(message)
+        )
+
+    @staticmethod
+    def _from_extra(
+        pattern: ExtraPattern, m: re.Match[str], message: str, unit: str, time: datetime
+    ) -> AuthFailure:
+        groups = m.groupdict()
+        kind = pattern.kind
+        kind_text = groups.get("kind")
+        if kind_text:
+            try:
+                kind = FailureKind(kind_text.lower())
+            except ValueError:
+                kind = classify_wording(kind_text) or kind
+        registry, repository = _locate(message)
+        if groups.get("registry"):
+            registry = registry_name(groups["registry"])
+        if groups.get("repository"):
+            repository = groups["repository"]
+        return AuthFailure(
+            kind or FailureKind.UNAUTHORIZED,
+            registry,
+            repository,
+            _operation(message),
+            unit,
+            time,
+            _clean(message),
+        )
+
+
+def _clean(message: str) -> str:
+    cleaned = redact(message.replace('\\"', '"')).strip()
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        cleaned = cleaned[: MAX_MESSAGE_CHARS - 1] + "…"
+    return cleaned
+
+
+DEFAULT = Recognizer()
+
+
+def recognize(
+    message: str, *, unit: str, time: datetime, extra: Sequence[ExtraPattern] = ()
+) -> AuthFailure | None:
+    """Shorthand for ``Recognizer(tuple(extra)).recognize(...)``."""
+    return Recognizer(tuple(extra)).recognize(message, unit=unit, time=time)
+
+
+# --- plain log files (no journald) -------------------------------------------------------------
+_SYSLOG = re.compile(
+    r"^(?P<ts>[A-Z][a-z]{2} [ 0-9]\d \d{2}:\d{2}:\d{2}) \S+ (?P<ident>[^\s\[:]+)(?:\[\d+\])?: "
+)
+_ISO_PREFIX = re.compile(
+    r"^\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\]?\s*"
+    r"(?:\[(?P<ident>[^\]]+)\](?:\[[A-Z]\])?\s*)?"
+)
+_LOGFMT_TIME = re.compile(r"\btime=\"(?P<ts>[^\"]+)\"")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _parse_iso(text: str) -> datetime | None:
+    text = text.replace(" ", "T", 1)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python takes at most microseconds.
+    m = re.match(r"^(.*?\.\d{6})\d*(.*)$", text)
+    if m:
+        text = m.group(1) + m.group(2)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def split_log_line(line: str, *, now: datetime) -> tuple[datetime, str | None, str]:
+    """A plain log-file line -> (time, program, message).
+
+    Understands syslog (``Nov 30 12:03:01 host dockerd[812]: ...``, the year taken from ``now``),
+    ISO-prefixed lines (Docker Desktop's ``[2026-11-30T12:03:01.123Z][dockerd][I] ...``) and a
+    logfmt ``time="..."`` field; otherwise the time is ``now``.
+    """
+    time: datetime | None = None
+    ident: str | None = None
+    message = line.rstrip("\r\n")
+    m = _SYSLOG.match(message)
+    if m:
+        month, day, clock = m.group("ts").split(None, 2)
+        hour, minute, second = (int(x) for x in clock.split(":"))
+        time = datetime(
+            now.year, _MONTHS.index(month) + 1, int(day), hour, minute, second, tzinfo=now.tzinfo
+        )
+        if time > now.replace(microsecond=0) and time.month == 12 and now.month == 1:
+            time = time.replace(year=now.year - 1)  # a December line read in January
+        ident = m.group("ident")
+        message = message[m.end() :]
+    else:
+        m2 = _ISO_PREFIX.match(message)
+        if m2:
+            time = _parse_iso(m2.group("ts"))
+            ident = m2.group("ident")
+            message = message[m2.end() :]
+    logfmt = _LOGFMT_TIME.search(message)
+    if logfmt:
+        time = _parse_iso(logfmt.group("ts")) or time
+    return (time or now), ident, message

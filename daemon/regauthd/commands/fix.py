@@ -1,0 +1,160 @@
+"""``regauthd fix``: normalize Docker configs so every client finds the credentials."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import sys
+from pathlib import Path
+
+from regauthd import audit, dockerconfig, report
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.dockerconfig import ConfigFileError
+from regauthd.findings import Finding
+from regauthd.fixer import BackupStore, FixReport, default_state_dir, fix_file
+
+ROOT_CONFIG = Path("/root/.docker/config.json")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--docker-config",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a Docker config directory (as DOCKER_CONFIG) or config.json file; repeatable "
+        "(default: $DOCKER_CONFIG, else ~/.docker)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    parser.add_argument(
+        "--root-docker-config",
+        metavar="FILE",
+        type=Path,
+        default=ROOT_CONFIG,
+        help="root's config, compared to catch `sudo docker login` (default: %(default)s)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print a redacted unified diff; write nothing"
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="where backups go (default: /var/lib/regauthd for root, "
+        "else $XDG_STATE_HOME/regauthd)",
+    )
+    parser.add_argument(
+        "--erase-old-helper-entries",
+        action="store_true",
+        help="after re-keying a secret in a credential helper, erase the old URL",
+    )
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work; exit status 2."""
+
+
+def config_paths(values: list[str]) -> list[tuple[Path, bool]]:
+    """(config.json path, named explicitly) for each --docker-config, or the default."""
+    if not values:
+        return [(dockerconfig.config_path(None), False)]
+    paths = []
+    for value in values:
+        p = dockerconfig.config_path(value)
+        if not p.exists() and not p.is_symlink() and not p.parent.is_dir():
+            raise UsageError(f"--docker-config {value}: no such file or directory")
+        paths.append((p, True))
+    return paths
+
+
+def extra_findings(paths: list[Path], root_config: Path) -> list[tuple[str, tuple[Finding, ...]]]:
+    """DOCKER_AUTH_CONFIG problems, and credentials that only root has (`sudo docker login`)."""
+    out: list[tuple[str, tuple[Finding, ...]]] = []
+    env = os.environ.get("DOCKER_AUTH_CONFIG")
+    if env:
+        out.append((audit.ENV_LABEL, audit.auth_env_findings(env)))
+    root_data = _read_quietly(root_config)
+    if root_data is None:
+        return out
+    candidates = list(paths)
+    sudo_user = os.environ.get("SUDO_USER")
+    if os.geteuid() == 0 and sudo_user and sudo_user != "root":
+        try:
+            home = Path(pwd.getpwnam(sudo_user).pw_dir)
+            candidates.append(home / ".docker" / "config.json")
+        except KeyError:
+            pass
+    seen: set[Path] = set()
+    for p in candidates:
+        real = p.resolve()
+        if real == root_config.resolve() or real in seen:
+            continue
+        seen.add(real)
+        data = _read_quietly(p)
+        found = audit.sudo_trap_findings(str(p), data or {}, str(root_config), root_data)
+        if found:
+            out.append((str(p), found))
+    return out
+
+
+def _read_quietly(path: Path) -> dict[str, object] | None:
+    try:
+        snap = dockerconfig.load(path)
+        return dockerconfig.parse(snap.data, path) if snap.exists else None
+    except (ConfigFileError, UnicodeDecodeError):
+        return None
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        paths = config_paths(args.docker_config)
+    except UsageError as exc:
+        print(f"regauthd fix: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    backups = BackupStore(args.state_dir or default_state_dir())
+    ok = True
+    for path, explicit in paths:
+        result = fix_file(
+            path,
+            backups=backups,
+            dry_run=args.dry_run,
+            erase_old_helper_entries=args.erase_old_helper_entries,
+        )
+        ok &= result.clean
+        emit(result, args, explicit=explicit)
+    for source, findings in extra_findings([p for p, _ in paths], args.root_docker_config):
+        ok &= not any(f.severity == "error" for f in findings)
+        emit_findings(source, findings, args)
+    return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+def emit(result: FixReport, args: argparse.Namespace, *, explicit: bool) -> None:
+    dry_run = bool(getattr(args, "dry_run", False))
+    if args.json:
+        report.print_json_line(report.as_json(result, dry_run=dry_run, with_diff=dry_run))
+        return
+    if result.before is None and result.error is None:
+        note = "no config.json here" + ("" if explicit else " (nothing to do)")
+        print(f"{result.path}: {note}", file=sys.stderr)
+        return
+    print(report.as_text(result, dry_run=dry_run))
+    if dry_run and result.changed:
+        print(report.redacted_diff(result), end="")
+
+
+def emit_findings(source: str, findings: tuple[Finding, ...], args: argparse.Namespace) -> None:
+    if args.json:
+        report.print_json_line(report.findings_json(source, findings))
+        return
+    if not findings:
+        return
+    print(f"{source}:")
+    for f in findings:
+        where = f" [{f.key}]" if f.key is not None else ""
+        print(f"  {f.severity}{where}: {f.message}\n    fix: {f.fix}")

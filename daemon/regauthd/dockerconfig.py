@@ -1,0 +1,326 @@
+"""Where the Docker config is and what it holds: safe reading, parsing, rendering, atomic saving.
+
+Reading refuses anything that is not a regular file of sane size without blocking (FIFOs,
+devices, directories, symlink loops, huge files). Saving never loses a concurrent writer's
+credential: on Linux the new file is swapped in with ``renameat2(RENAME_EXCHANGE)``, so the file
+it displaced is still in hand and can be compared with what the plan was made from; if another
+program wrote in between, the caller re-plans from that content and saves again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import secrets
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A Docker config with thousands of registries is a few hundred KiB; more is not a config."""
+
+TEMP_PREFIX = ".regauthd-tmp-"
+"""Prefix of the one temp file regauthd creates beside config.json (renamed into place)."""
+
+_RENAME_EXCHANGE = 2
+
+
+class ConfigFileError(Exception):
+    """The config file was refused. Nothing was changed; the message says why and what to do."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class ConfigSyntaxError(ConfigFileError):
+    """The config is not valid JSON. Carries the position, never the text around it."""
+
+    def __init__(self, path: Path | str, line: int, column: int, problem: str) -> None:
+        super().__init__(
+            path,
+            f"line {line} column {column}: invalid JSON ({problem}); Docker ignores the whole "
+            "file with only a warning and its next login overwrites it: repair the JSON by hand "
+            "or restore a backup",
+        )
+        self.line = line
+        self.column = column
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One read of a config file: its bytes and the identity of the file they came from."""
+
+    path: Path
+    """The path as the caller named it (may be a symlink)."""
+    real_path: Path
+    """The file actually read and rewritten (the symlink's target)."""
+    exists: bool
+    data: bytes
+    mode: int = 0o600
+    uid: int = -1
+    gid: int = -1
+    inode: tuple[int, int] = (0, 0)
+    on_disk: bytes | None = None
+    """What the file holds now, when that differs from ``data`` (after a race, our own write)."""
+
+    @property
+    def expected(self) -> bytes:
+        return self.data if self.on_disk is None else self.on_disk
+
+
+def config_path(location: Path | str | None = None) -> Path:
+    """The config.json for a ``--docker-config`` value (a directory or a file), or the default.
+
+    Default: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``.
+    """
+    if location is None:
+        env = os.environ.get("DOCKER_CONFIG")
+        base = Path(env) if env else Path.home() / ".docker"
+        return base / "config.json"
+    p = Path(location).expanduser()
+    if p.is_dir() or str(location).endswith(os.sep) or (not p.exists() and p.suffix != ".json"):
+        return p / "config.json"
+    return p
+
+
+def load(path: Path | str) -> Snapshot:
+    """Read a config file safely. A missing file is an empty snapshot, not an error."""
+    path = Path(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return Snapshot(path=path, real_path=_real_path(path), exists=False, data=b"")
+    except OSError as exc:
+        raise ConfigFileError(path, _open_error(exc)) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigFileError(
+                path,
+                "is a directory, not a file; pass the directory that "
+                "contains config.json, or the file itself",
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigFileError(
+                path,
+                f"is not a regular file ({_file_kind(st.st_mode)}); refusing to read or replace it",
+            )
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigFileError(
+                path,
+                f"is {st.st_size} bytes, more than the "
+                f"{MAX_CONFIG_BYTES} a Docker config can sensibly be; "
+                "refusing to read it",
+            )
+        chunks = []
+        remaining = MAX_CONFIG_BYTES + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(65536, remaining))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigFileError(path, "grew past the size limit while being read; refusing it")
+        return Snapshot(
+            path=path,
+            real_path=_real_path(path),
+            exists=True,
+            data=data,
+            mode=stat.S_IMODE(st.st_mode),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            inode=(st.st_dev, st.st_ino),
+        )
+    finally:
+        os.close(fd)
+
+
+def _real_path(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path, strict=False))
+    except OSError:
+        return path
+
+
+def _open_error(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "is a symlink loop; fix the link"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; run as the file's owner (or root)"
+    if exc.errno == errno.ENOTDIR:
+        return "a component of the path is not a directory"
+    return f"cannot be opened ({os.strerror(exc.errno or 0)})"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def parse(data: bytes, path: Path | str = "config.json") -> dict[str, Any]:
+    """Parse config bytes into an insertion-ordered dict. Empty input is an empty config."""
+    text = data.decode("utf-8", errors="strict") if data else ""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # exc.doc holds the whole text (secrets included): only the position leaves here.
+        raise ConfigSyntaxError(path, exc.lineno, exc.colno, exc.msg) from None
+    if not isinstance(value, dict):
+        raise ConfigFileError(path, "the top level is not a JSON object; Docker cannot load it")
+    return value
+
+
+def render(config: dict[str, Any], *, like: bytes = b"") -> bytes:
+    """Docker's style: tab indentation, UTF-8; a trailing newline only if the original had one."""
+    text = json.dumps(config, indent="\t", ensure_ascii=False)
+    if like.endswith(b"\n"):
+        text += "\n"
+    return text.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Raced:
+    """Another program replaced the file between our read and our write.
+
+    ``snapshot`` is what it wrote: re-plan from it and save again. Our write is on disk and
+    ``snapshot.inode`` identifies it, so the next save checks against our own file.
+    """
+
+    snapshot: Snapshot
+
+
+def save(snapshot: Snapshot, new_data: bytes) -> Raced | None:
+    """Atomically replace the file ``snapshot`` was read from with ``new_data``.
+
+    Temp file in the target's directory (the symlink's target: a link stays a link), fsync of the
+    file and the directory, mode and owner of the original kept. Returns None on success, or
+    :class:`Raced` when the file changed since ``snapshot`` was read; no content is ever lost.
+    """
+    target = snapshot.real_path
+    directory = target.parent
+    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            _write_all(fd, new_data)
+            if snapshot.uid >= 0 and (snapshot.uid, snapshot.gid) != (os.geteuid(), os.getegid()):
+                # Not root: the file stays ours, as it would after `docker login`.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, snapshot.uid, snapshot.gid)
+            os.fchmod(fd, snapshot.mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if _exchange(tmp, target):
+            displaced = _read_displaced(tmp, snapshot, new_data)
+            os.unlink(tmp)
+            _fsync_dir(directory)
+            if displaced.data != snapshot.expected:
+                return Raced(displaced)
+            return None
+        # No RENAME_EXCHANGE (macOS, some filesystems): check, then rename. A writer landing in
+        # the microseconds between the two is the only window left.
+        current = load(snapshot.path)
+        if current.data != snapshot.expected or current.exists != snapshot.exists:
+            os.unlink(tmp)
+            return Raced(current)
+        os.replace(tmp, target)
+        _fsync_dir(directory)
+        return None
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _read_displaced(tmp: Path, original: Snapshot, written: bytes) -> Snapshot:
+    fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        data = b""
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    # The identity the next save must find is OUR file, now at the target path.
+    ours = os.stat(original.real_path)
+    return Snapshot(
+        path=original.path,
+        real_path=original.real_path,
+        exists=True,
+        data=data,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        inode=(ours.st_dev, ours.st_ino),
+        on_disk=written,
+    )
+
+
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2). False when the platform cannot."""
+    global _renameat2  # noqa: PLW0603 - resolved once, lazily
+    if not sys.platform.startswith("linux") or not b.exists():
+        return False
+    if _renameat2 is None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = getattr(libc, "renameat2", None)
+        if fn is None:
+            _renameat2 = False
+            return False
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+        _renameat2 = fn
+    if _renameat2 is False:
+        return False
+    at_fdcwd = -100
+    rc = _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    if err == errno.ENOENT:
+        return False  # target vanished meanwhile: fall back to the checked rename
+    raise OSError(err, os.strerror(err), str(b))

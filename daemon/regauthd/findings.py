@@ -1,0 +1,35 @@
+"""Findings: problems in a Docker config that a person (or the daemon's alerts) must hear about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+"""``error``: a client fails or a credential is at risk. ``warning``: works, but risky or odd."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem, named by a stable ``code``, located by file and key, with the fix."""
+
+    code: str
+    severity: Severity
+    path: str
+    key: str | None
+    message: str
+    fix: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "path": self.path,
+            "key": self.key,
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+    def __str__(self) -> str:
+        where = f"{self.path}" + (f" [{self.key}]" if self.key is not None else "")
+        return f"{self.severity}: {where}: {self.message} Fix: {self.fix}"

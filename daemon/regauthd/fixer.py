@@ -1,0 +1,315 @@
+"""Fixing one config file: load, plan, re-key helper secrets, back up, save; race-safe.
+
+The imperative shell around :mod:`regauthd.normalize`. :func:`fix_file` never raises for a bad
+file: a refusal is reported in :attr:`FixReport.error` and the file is left byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from regauthd import audit, dockerconfig
+from regauthd.credstore import CredentialError, HelperStore
+from regauthd.dockerconfig import ConfigFileError, Snapshot
+from regauthd.findings import Finding
+from regauthd.normalize import Change, Conflict, HelperMove, NormalizationPlan, plan
+
+MAX_ATTEMPTS = 50
+"""Rounds of re-planning when other programs keep writing while we save."""
+
+BACKUPS_KEPT = 20
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/regauthd`` for root, else ``$XDG_STATE_HOME/regauthd`` (~/.local/state)."""
+    if os.geteuid() == 0 and "XDG_STATE_HOME" not in os.environ:
+        return Path("/var/lib/regauthd")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "regauthd"
+
+
+class BackupStore:
+    """Rotated 0600 copies of configs, in the state directory (never beside config.json)."""
+
+    def __init__(self, state_dir: Path, *, keep: int = BACKUPS_KEPT) -> None:
+        self.root = Path(state_dir) / "backups"
+        self.keep = keep
+        self._backed_up: set[Path] = set()
+
+    def folder_for(self, real_path: Path) -> Path:
+        return self.root / urllib.parse.quote(str(real_path), safe="")
+
+    def has_backup(self, real_path: Path) -> bool:
+        return real_path in self._backed_up
+
+    def save(self, snapshot: Snapshot) -> Path:
+        folder = self.folder_for(snapshot.real_path)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        dest = folder / f"{stamp}.{time.time_ns() % 1_000_000_000:09d}.json"
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, snapshot.data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._backed_up.add(snapshot.real_path)
+        self._rotate(folder)
+        return dest
+
+    def _rotate(self, folder: Path) -> None:
+        backups = sorted(folder.glob("*.json"))
+        for old in backups[: max(0, len(backups) - self.keep)]:
+            old.unlink(missing_ok=True)
+
+    def latest(self, real_path: Path) -> Path | None:
+        backups = sorted(self.folder_for(real_path).glob("*.json"))
+        return backups[-1] if backups else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedConflict:
+    """A :class:`Conflict` plus where the losing credential can be found again."""
+
+    canonical: str
+    winner: str
+    loser: str
+    reason: str
+    backup: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class FixReport:
+    """What :func:`fix_file` did and found for one file."""
+
+    path: Path
+    written: bool = False
+    changes: tuple[Change, ...] = ()
+    conflicts: tuple[ReportedConflict, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    before: bytes | None = field(default=None, repr=False)
+    after: bytes | None = field(default=None, repr=False)
+    backup: Path | None = None
+    retries: int = 0
+    error: ConfigFileError | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes or self.conflicts)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing is left that breaks a client (warnings may remain)."""
+        return self.error is None and not any(f.severity == "error" for f in self.findings)
+
+
+def fix_file(
+    path: Path | str,
+    *,
+    backups: BackupStore,
+    prefer: Collection[str] = (),
+    dry_run: bool = False,
+    erase_old_helper_entries: bool = False,
+    helper_env: Mapping[str, str] | None = None,
+) -> FixReport:
+    """Normalize one Docker config file in place (see :mod:`regauthd.normalize` for the rules)."""
+    path = Path(path)
+    try:
+        snapshot = dockerconfig.load(path)
+    except ConfigFileError as exc:
+        return FixReport(path=path, error=exc)
+    if not snapshot.exists:
+        return FixReport(path=path)
+
+    changes: dict[Change, None] = {}
+    conflicts: list[ReportedConflict] = []
+    backup: Path | None = None
+    retries = 0
+    first_data = snapshot.data
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            config = dockerconfig.parse(snapshot.data, path)
+        except ConfigFileError as exc:
+            if snapshot.on_disk is not None:
+                # A racing writer left this content and our save displaced it: put it back.
+                dockerconfig.save(snapshot, snapshot.data)
+            return FixReport(path=path, error=exc, before=snapshot.data, retries=retries)
+        result = plan(config, path=str(path), prefer=prefer)
+        findings = list(result.findings) + list(_file_findings(snapshot))
+        for c in result.changes:
+            changes.setdefault(c)
+        new_data = dockerconfig.render(result.config, like=snapshot.data)
+        if not result.changed and not result.helper_moves:
+            written = retries > 0
+            return FixReport(
+                path,
+                written,
+                tuple(changes),
+                tuple(conflicts),
+                tuple(findings),
+                first_data,
+                snapshot.expected,
+                backup,
+                retries,
+            )
+        if dry_run:
+            conflicts.extend(
+                ReportedConflict(c.canonical, c.winner, c.loser, c.reason, None)
+                for c in result.conflicts
+            )
+            return FixReport(
+                path,
+                False,
+                tuple(changes),
+                tuple(conflicts),
+                tuple(findings),
+                snapshot.data,
+                new_data,
+                None,
+                retries,
+            )
+        if result.conflicts or not backups.has_backup(snapshot.real_path):
+            # Before the first change to a file, and whenever a credential loses a conflict.
+            backup = backups.save(snapshot)
+        helper_conflicts, helper_findings, erase = _move_helper_secrets(
+            result, helper_env, erase_old_helper_entries
+        )
+        findings.extend(helper_findings)
+        if any(f.code == "helper_failed" for f in helper_findings):
+            # The secret could not be re-keyed: moving the placeholder alone would break the
+            # registry that works today. Leave the file as it is.
+            return FixReport(
+                path,
+                retries > 0,
+                (),
+                tuple(conflicts),
+                tuple(findings),
+                first_data,
+                snapshot.expected,
+                backup,
+                retries,
+            )
+        conflicts.extend(
+            ReportedConflict(c.canonical, c.winner, c.loser, c.reason, backup)
+            for c in (*result.conflicts, *helper_conflicts)
+        )
+        if not result.changed:
+            return FixReport(
+                path,
+                False,
+                tuple(changes),
+                tuple(conflicts),
+                tuple(findings),
+                first_data,
+                snapshot.data,
+                backup,
+                retries,
+            )
+        raced = dockerconfig.save(snapshot, new_data)
+        if raced is None:
+            for store, url in erase:
+                store.erase(url)
+            return FixReport(
+                path,
+                True,
+                tuple(changes),
+                tuple(conflicts),
+                tuple(findings),
+                first_data,
+                new_data,
+                backup,
+                retries,
+            )
+        snapshot = raced.snapshot
+        retries += 1
+    gave_up = ConfigFileError(
+        path,
+        f"another program rewrote the file {MAX_ATTEMPTS} times while "
+        "regauthd was saving; it was left as that program wrote it",
+    )
+    return FixReport(
+        path, True, tuple(changes), tuple(conflicts), (), first_data, None, backup, retries, gave_up
+    )
+
+
+def _file_findings(snapshot: Snapshot) -> tuple[Finding, ...]:
+    try:
+        dir_uid: int | None = snapshot.real_path.parent.stat().st_uid
+    except OSError:
+        dir_uid = None
+    return audit.file_findings(str(snapshot.path), snapshot.mode, snapshot.uid, dir_uid)
+
+
+def _move_helper_secrets(
+    result: NormalizationPlan, env: Mapping[str, str] | None, erase_old: bool
+) -> tuple[list[Conflict], list[Finding], list[tuple[HelperStore, str]]]:
+    """Get each old URL's secret from its helper and store it under the new URL.
+
+    Returns conflicts (the helper already held a different secret under the new URL), findings,
+    and the (store, url) pairs to erase once the config is saved (only when asked to).
+    """
+    conflicts: list[Conflict] = []
+    findings: list[Finding] = []
+    erase: list[tuple[HelperStore, str]] = []
+    for move in result.helper_moves:
+        try:
+            _move_one(move, env, erase_old, conflicts, findings, erase)
+        except CredentialError as exc:
+            findings.append(
+                Finding(
+                    "helper_failed",
+                    "error",
+                    "credential helper",
+                    move.source_url,
+                    str(exc),
+                    "make the helper work (unlock it), then run `regauthd fix` again",
+                )
+            )
+    return conflicts, findings, erase
+
+
+def _move_one(
+    move: HelperMove,
+    env: Mapping[str, str] | None,
+    erase_old: bool,
+    conflicts: list[Conflict],
+    findings: list[Finding],
+    erase: list[tuple[HelperStore, str]],
+) -> None:
+    source = HelperStore(move.source_helper, env=env)
+    target = HelperStore(move.target_helper, env=env)
+    secret = source.get(move.source_url)
+    if secret is None:
+        findings.append(
+            Finding(
+                "helper_missing_secret",
+                "warning",
+                f"docker-credential-{move.source_helper}",
+                move.source_url,
+                f"config.json has a placeholder for {move.source_url!r} but the helper holds no "
+                "credential under that URL.",
+                f"`docker login {move.source_url}` again",
+            )
+        )
+        return
+    existing = target.get(move.target_url)
+    if existing is not None and existing != secret and not move.source_preferred:
+        conflicts.append(
+            Conflict(
+                move.target_url,
+                move.target_url,
+                move.source_url,
+                "the helper already holds a different credential under the "
+                "canonical URL; it is kept and the other stays in the helper",
+            )
+        )
+        return
+    if existing != secret:
+        target.store(move.target_url, secret)
+    if erase_old and not move.keep_source:
+        erase.append((source, move.source_url))

@@ -1,0 +1,411 @@
+"""Config in, plan out: which keys to rename or copy, which credentials conflict, what is wrong.
+
+Pure: no disk, no helpers, no clock. :func:`plan` is idempotent (planning its own output changes
+nothing) and never drops a credential without naming it as the loser of a :class:`Conflict`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from regauthd.credstore import decode_auth, helper_name_for
+from regauthd.findings import Finding
+from regauthd.registry import HUB_CANONICAL, HUB_PODMAN_HELPER_KEY, KeyKind, classify
+
+Action = Literal["rename", "copy", "drop_duplicate", "drop_empty", "replace", "helper_alias"]
+
+_SECRET_FIELDS = ("auth", "identitytoken", "registrytoken", "username", "password")
+_STRING_FIELDS = (*_SECRET_FIELDS, "serveraddress", "email")
+_GROUPED = {KeyKind.HUB_CANONICAL, KeyKind.HUB_ALIAS, KeyKind.REGISTRY, KeyKind.REGISTRY_ALIAS}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One edit: ``from_key`` moved/copied/dropped in favour of ``to_key`` in ``section``."""
+
+    action: Action
+    section: Literal["auths", "credHelpers"]
+    from_key: str
+    to_key: str
+
+    def describe(self) -> str:
+        verbs = {
+            "rename": "renamed to",
+            "copy": "copied to",
+            "drop_duplicate": "removed (same credential as)",
+            "drop_empty": "removed (empty, superseded by)",
+            "replace": "replaced (newest write wins)",
+            "helper_alias": "helper also set for",
+        }
+        return f"{self.section}[{self.from_key!r}] {verbs[self.action]} {self.to_key!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Two spellings of one registry held different credentials; ``loser`` was removed."""
+
+    canonical: str
+    winner: str
+    loser: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HelperMove:
+    """A secret a credential helper keeps under ``source_url`` must also exist under ``target_url``.
+
+    Helpers match URLs byte for byte, so renaming the ``auths`` placeholder alone fixes nothing.
+    """
+
+    source_helper: str
+    source_url: str
+    target_helper: str
+    target_url: str
+    keep_source: bool
+    """True for copies (``registry-1.docker.io`` stays usable); False for renames."""
+    source_preferred: bool = False
+    """The caller said the source was written most recently: it wins a conflict in the helper."""
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizationPlan:
+    """The normalized config and everything done or found on the way."""
+
+    config: dict[str, Any]
+    changes: tuple[Change, ...]
+    conflicts: tuple[Conflict, ...]
+    findings: tuple[Finding, ...]
+    helper_moves: tuple[HelperMove, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes or self.conflicts)
+
+
+def _identity(entry: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What makes an entry's credential what it is; empty for a placeholder."""
+    return tuple((f, entry[f]) for f in _SECRET_FIELDS if entry.get(f) not in (None, ""))
+
+
+def _has_secret(entry: Mapping[str, Any]) -> bool:
+    return any(entry.get(f) not in (None, "") for f in ("auth", "identitytoken", "password"))
+
+
+def plan(
+    config: Mapping[str, Any], *, path: str = "config.json", prefer: Collection[str] = ()
+) -> NormalizationPlan:
+    """Normalize a parsed Docker config.
+
+    ``prefer`` names ``auths`` keys known to hold the newest credential (the daemon knows which
+    key a write added); they win conflicts. Otherwise the canonical key wins.
+    """
+    new: dict[str, Any] = copy.deepcopy(dict(config))
+    changes: list[Change] = []
+    conflicts: list[Conflict] = []
+    moves: list[HelperMove] = []
+
+    helpers = new.get("credHelpers")
+    if isinstance(helpers, dict):
+        changes.extend(_normalize_cred_helpers(helpers))
+
+    auths = new.get("auths")
+    if isinstance(auths, dict):
+        new_auths = _normalize_auths(auths, config, new, prefer, changes, conflicts, moves)
+        new["auths"] = new_auths
+
+    findings = validate(new, path=path) + _conflict_findings(config, path)
+    return NormalizationPlan(new, tuple(changes), tuple(conflicts), findings, tuple(moves))
+
+
+def _normalize_cred_helpers(helpers: dict[str, Any]) -> list[Change]:
+    hub = {
+        k: v
+        for k, v in helpers.items()
+        if isinstance(v, str)
+        and v
+        and classify(k).kind in {KeyKind.HUB_CANONICAL, KeyKind.HUB_ALIAS}
+    }
+    names = set(hub.values())
+    if len(names) != 1:
+        return []  # none, or a disagreement reported by _conflict_findings
+    (name,) = names
+    source = next(iter(hub))
+    changes = []
+    for key in (HUB_CANONICAL, HUB_PODMAN_HELPER_KEY):
+        if helpers.get(key) != name:
+            helpers[key] = name
+            changes.append(Change("helper_alias", "credHelpers", source, key))
+    return changes
+
+
+def _normalize_auths(
+    auths: dict[str, Any],
+    old_config: Mapping[str, Any],
+    new_config: Mapping[str, Any],
+    prefer: Collection[str],
+    changes: list[Change],
+    conflicts: list[Conflict],
+    moves: list[HelperMove],
+) -> dict[str, Any]:
+    groups: dict[str, list[str]] = {}
+    for key, entry in auths.items():
+        info = classify(key)
+        if info.kind in _GROUPED and isinstance(entry, dict):
+            groups.setdefault(info.canonical, []).append(key)
+
+    # Where each surviving key goes: canonical -> (position key, entry).
+    placed: dict[str, dict[str, Any]] = {}
+    removed: set[str] = set()
+    for canonical, members in groups.items():
+        if members == [canonical]:
+            continue
+        entry = _merge_group(
+            canonical, members, auths, old_config, new_config, prefer, changes, conflicts, moves
+        )
+        placed[members[0]] = {canonical: entry}
+        removed.update(members)
+
+    out: dict[str, Any] = {}
+    for key, entry in auths.items():
+        if key in placed:
+            out.update(placed[key])
+        elif key not in removed:
+            out[key] = entry
+
+    _copy_hub_mirror(out, old_config, new_config, prefer, changes, moves)
+    return out
+
+
+def _merge_group(
+    canonical: str,
+    members: list[str],
+    auths: Mapping[str, Any],
+    old_config: Mapping[str, Any],
+    new_config: Mapping[str, Any],
+    prefer: Collection[str],
+    changes: list[Change],
+    conflicts: list[Conflict],
+    moves: list[HelperMove],
+) -> dict[str, Any]:
+    nonempty = [m for m in members if _identity(auths[m])]
+    preferred = [m for m in nonempty if m in prefer]
+    if preferred:
+        winner = preferred[-1]
+    elif canonical in auths and (canonical in nonempty or not nonempty):
+        winner = canonical
+    else:
+        winner = nonempty[0] if nonempty else members[0]
+    entry = dict(auths[winner])
+    won = _identity(entry)
+    target_helper = helper_name_for(new_config, canonical)
+    for m in members:
+        if m == winner:
+            continue
+        other = auths[m]
+        ident = _identity(other)
+        if not ident:
+            changes.append(Change("drop_empty", "auths", m, canonical))
+        elif ident == won:
+            for k, v in other.items():
+                entry.setdefault(k, v)  # same credential: keep fields only the duplicate had
+            changes.append(Change("drop_duplicate", "auths", m, canonical))
+        else:
+            reason = "newest write wins" if winner in prefer else "the canonical entry is kept"
+            if winner not in prefer and winner != canonical:
+                reason = "no canonical entry; the first spelling in the file is kept"
+            conflicts.append(Conflict(canonical, winner, m, reason))
+    if winner != canonical:
+        action: Action = "replace" if canonical in auths else "rename"
+        changes.append(Change(action, "auths", winner, canonical))
+    for m in members:
+        source_helper = helper_name_for(old_config, m)
+        if m == canonical or source_helper is None or target_helper is None:
+            continue
+        if not _has_secret(auths[m]):
+            moves.append(HelperMove(source_helper, m, target_helper, canonical, False, m in prefer))
+    return entry
+
+
+def _copy_hub_mirror(
+    out: dict[str, Any],
+    old_config: Mapping[str, Any],
+    new_config: Mapping[str, Any],
+    prefer: Collection[str],
+    changes: list[Change],
+    moves: list[HelperMove],
+) -> None:
+    """``registry-1.docker.io`` / ``hub.docker.com`` -> canonical, when Hub has no credential."""
+    target_helper = helper_name_for(new_config, HUB_CANONICAL)
+    current = out.get(HUB_CANONICAL)
+    if isinstance(current, dict) and (_identity(current) or target_helper is not None):
+        return
+    candidates = [
+        k
+        for k, v in out.items()
+        if isinstance(v, dict) and classify(k).kind in {KeyKind.HUB_REGISTRY, KeyKind.HUB_WEBSITE}
+    ]
+    # registry-1 (a real API host) before the web site; the newest write first within each.
+    candidates.sort(key=lambda k: (classify(k).kind != KeyKind.HUB_REGISTRY, k not in prefer))
+    for key in candidates:
+        entry = out[key]
+        source_helper = helper_name_for(old_config, key)
+        helper_backed = not _has_secret(entry) and source_helper is not None
+        if not (_identity(entry) or helper_backed):
+            continue
+        items = list(out.items())
+        out.clear()
+        for k, v in items:
+            if k == HUB_CANONICAL:
+                continue
+            if k == key:
+                out[HUB_CANONICAL] = copy.deepcopy(entry)
+            out[k] = v
+        changes.append(Change("copy", "auths", key, HUB_CANONICAL))
+        if helper_backed and source_helper is not None and target_helper is not None:
+            moves.append(
+                HelperMove(source_helper, key, target_helper, HUB_CANONICAL, True, key in prefer)
+            )
+        return
+
+
+def _conflict_findings(config: Mapping[str, Any], path: str) -> tuple[Finding, ...]:
+    helpers = config.get("credHelpers")
+    if not isinstance(helpers, dict):
+        return ()
+    hub = {
+        k: v
+        for k, v in helpers.items()
+        if isinstance(v, str) and classify(k).kind in {KeyKind.HUB_CANONICAL, KeyKind.HUB_ALIAS}
+    }
+    if len(set(hub.values())) <= 1:
+        return ()
+    listing = ", ".join(f"{k!r}: {v!r}" for k, v in hub.items())
+    return (
+        Finding(
+            "credhelpers_hub_disagree",
+            "error",
+            path,
+            HUB_CANONICAL,
+            f"credHelpers name different helpers for Docker Hub ({listing}); Docker uses the "
+            f"one under {HUB_CANONICAL!r}, podman the one under 'docker.io'.",
+            "keep one helper and set it under both 'https://index.docker.io/v1/' and 'docker.io'",
+        ),
+    )
+
+
+def validate(config: Mapping[str, Any], *, path: str = "config.json") -> tuple[Finding, ...]:
+    """Everything wrong with a parsed config that normalization cannot repair."""
+    found: list[Finding] = []
+
+    def add(
+        code: str, severity: Literal["error", "warning"], key: str | None, message: str, fix: str
+    ) -> None:
+        found.append(Finding(code, severity, path, key, message, fix))
+
+    auths = config.get("auths", {})
+    if not isinstance(auths, dict):
+        add(
+            "wrong_type",
+            "error",
+            None,
+            "`auths` is not a JSON object; Docker cannot load the file at all.",
+            "make `auths` an object of registry -> entry, or remove it",
+        )
+        auths = {}
+    store = config.get("credsStore")
+    if store is not None and not isinstance(store, str):
+        add(
+            "wrong_type",
+            "error",
+            None,
+            "`credsStore` is not a string; Docker cannot load the file.",
+            'set it to a helper name such as "pass", or remove it',
+        )
+    helpers = config.get("credHelpers")
+    if helpers is not None and (
+        not isinstance(helpers, dict) or not all(isinstance(v, str) for v in helpers.values())
+    ):
+        add(
+            "wrong_type",
+            "error",
+            None,
+            "`credHelpers` is not an object of registry -> helper "
+            "name strings; Docker cannot load the file.",
+            "fix or remove `credHelpers`",
+        )
+
+    for key, entry in auths.items():
+        info = classify(key)
+        if not isinstance(entry, dict):
+            add(
+                "wrong_type",
+                "error",
+                key,
+                "the entry is not a JSON object; Docker cannot load the file at all.",
+                f"remove the entry for {key!r} and log in again",
+            )
+            continue
+        bad = [f for f in _STRING_FIELDS if f in entry and not isinstance(entry[f], str)]
+        if bad:
+            add(
+                "wrong_type",
+                "error",
+                key,
+                f"field(s) {', '.join(bad)} are not strings; Docker cannot load the file at all.",
+                f"remove the entry for {key!r} and log in again",
+            )
+            continue
+        auth = entry.get("auth")
+        if isinstance(auth, str) and auth:
+            try:
+                decode_auth(auth)
+            except ValueError as exc:
+                code = {
+                    "`auth` is not valid base64": "auth_not_base64",
+                    "`auth` has an empty user name": "auth_empty_username",
+                }.get(str(exc), "auth_no_colon")
+                add(
+                    code,
+                    "error",
+                    key,
+                    f"{exc}; Docker refuses the WHOLE file, so no registry works.",
+                    f"remove the entry for {key!r}, then `docker login {info.host}`",
+                )
+        if entry.get("password") not in (None, ""):
+            add(
+                "plaintext_password",
+                "warning",
+                key,
+                "the password is stored in plain "
+                "`username`/`password` fields (podman ignores them).",
+                f"`docker logout {info.host}` then `docker login {info.host}` to store it as "
+                "`auth`, or configure a credential helper",
+            )
+        if not _identity(entry) and helper_name_for(config, key) is None:
+            masks = " (podman even stops looking at other Hub keys)" if info.is_hub else ""
+            add(
+                "empty_placeholder",
+                "error",
+                key,
+                "the entry is empty and no credential helper "
+                f"is configured: no client has a credential for this registry{masks}.",
+                f"`docker login {info.host}` again, or remove the empty entry",
+            )
+        if info.kind == KeyKind.HUB_WEBSITE:
+            add(
+                "hub_website_key",
+                "warning",
+                key,
+                "hub.docker.com is Docker Hub's web site; no "
+                "client reads credentials stored under it (regauthd copies them to "
+                f"{HUB_CANONICAL!r}).",
+                "log in with plain `docker login` (no server argument)",
+            )
+        if info.kind == KeyKind.INVALID:
+            add(
+                "invalid_key", "warning", key, "the key names no registry host.", "remove the entry"
+            )
+    return tuple(found)
