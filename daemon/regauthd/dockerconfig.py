@@ -200,13 +200,15 @@ def render(config: dict[str, Any], *, like: bytes = b"") -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Raced:
-    """Another program replaced the file between our read and our write.
+    """Another program replaced the file between our read and our save.
 
-    ``snapshot`` is what it wrote: re-plan from it and save again. Our write is on disk and
-    ``snapshot.inode`` identifies it, so the next save checks against our own file.
+    ``found`` is the file it wrote. ``ours_on_disk`` is None when our content never reached the
+    disk; when the writer landed inside the exchange, our content is on disk and ``found`` was
+    displaced by it: the caller must merge ``found`` back in (see :func:`merge_three_way`).
     """
 
-    snapshot: Snapshot
+    found: Snapshot
+    ours_on_disk: bytes | None = None
 
 
 def save(snapshot: Snapshot, new_data: bytes) -> Raced | None:
@@ -231,19 +233,23 @@ def save(snapshot: Snapshot, new_data: bytes) -> Raced | None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if _exchange(tmp, target):
-            displaced = _read_displaced(tmp, snapshot, new_data)
-            os.unlink(tmp)
-            _fsync_dir(directory)
-            if displaced.data != snapshot.expected:
-                return Raced(displaced)
-            return None
-        # No RENAME_EXCHANGE (macOS, some filesystems): check, then rename. A writer landing in
-        # the microseconds between the two is the only window left.
+        # Last look before replacing: a write that already landed is re-planned from without
+        # ever exposing our (then stale) content to other readers.
         current = load(snapshot.path)
         if current.data != snapshot.expected or current.exists != snapshot.exists:
             os.unlink(tmp)
             return Raced(current)
+        if _exchange(tmp, target):
+            # A writer that renamed in the microseconds since that look is caught here: the
+            # exchange hands us the file we displaced, so its content is not lost.
+            displaced = _read_displaced(tmp, snapshot)
+            os.unlink(tmp)
+            _fsync_dir(directory)
+            if displaced.data != snapshot.expected:
+                return Raced(displaced, ours_on_disk=new_data)
+            return None
+        # No RENAME_EXCHANGE (macOS, some filesystems): a writer landing between the look above
+        # and this rename is the one window left.
         os.replace(tmp, target)
         _fsync_dir(directory)
         return None
@@ -268,7 +274,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
-def _read_displaced(tmp: Path, original: Snapshot, written: bytes) -> Snapshot:
+def _read_displaced(tmp: Path, original: Snapshot) -> Snapshot:
     fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
@@ -291,7 +297,6 @@ def _read_displaced(tmp: Path, original: Snapshot, written: bytes) -> Snapshot:
         uid=st.st_uid,
         gid=st.st_gid,
         inode=(ours.st_dev, ours.st_ino),
-        on_disk=written,
     )
 
 
@@ -324,3 +329,32 @@ def _exchange(a: Path, b: Path) -> bool:
     if err == errno.ENOENT:
         return False  # target vanished meanwhile: fall back to the checked rename
     raise OSError(err, os.strerror(err), str(b))
+
+
+_ABSENT: Any = object()
+
+
+def merge_three_way(
+    base: dict[str, Any], mine: dict[str, Any], theirs: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge two descendants of ``base`` key by key (``auths``/``credHelpers`` entry by entry).
+
+    A key changed on one side only takes that side's value; changed on both, ``theirs`` (the
+    later writer) wins. Used when our write briefly displaced another program's.
+    """
+    out: dict[str, Any] = {}
+    for key in [*theirs, *(k for k in mine if k not in theirs)]:
+        b, m, t = base.get(key, _ABSENT), mine.get(key, _ABSENT), theirs.get(key, _ABSENT)
+        if key in ("auths", "credHelpers") and all(
+            isinstance(v, dict) or v is _ABSENT for v in (b, m, t)
+        ):
+            merged = merge_three_way(
+                {} if b is _ABSENT else b, {} if m is _ABSENT else m, {} if t is _ABSENT else t
+            )
+            if merged or _ABSENT not in (m, t):
+                out[key] = merged
+            continue
+        value = t if m == b else m if t == b else t
+        if value is not _ABSENT:
+            out[key] = value
+    return out

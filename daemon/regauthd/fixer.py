@@ -6,6 +6,8 @@ file: a refusal is reported in :attr:`FixReport.error` and the file is left byte
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import time
 import urllib.parse
@@ -117,7 +119,11 @@ def fix_file(
     erase_old_helper_entries: bool = False,
     helper_env: Mapping[str, str] | None = None,
 ) -> FixReport:
-    """Normalize one Docker config file in place (see :mod:`regauthd.normalize` for the rules)."""
+    """Normalize one Docker config file in place (see :mod:`regauthd.normalize` for the rules).
+
+    When another program writes the file while we save, its write is merged in and the plan
+    made again (:func:`regauthd.dockerconfig.merge_three_way`), up to :data:`MAX_ATTEMPTS` times.
+    """
     path = Path(path)
     try:
         snapshot = dockerconfig.load(path)
@@ -126,115 +132,191 @@ def fix_file(
     if not snapshot.exists:
         return FixReport(path=path)
 
+    snapshot = _exposed.recover(snapshot)
+    first_data = snapshot.data
     changes: dict[Change, None] = {}
     conflicts: list[ReportedConflict] = []
     backup: Path | None = None
-    retries = 0
-    first_data = snapshot.data
-    for _ in range(MAX_ATTEMPTS):
+    for retries in range(MAX_ATTEMPTS * 10):
+        if retries >= MAX_ATTEMPTS and not _exposed.active(snapshot.real_path):
+            break  # nothing of another program's is held only by us: safe to give up
+        # snapshot.data: what the plan is made from; snapshot.expected: what is on disk.
         try:
             config = dockerconfig.parse(snapshot.data, path)
         except ConfigFileError as exc:
-            if snapshot.on_disk is not None:
-                # A racing writer left this content and our save displaced it: put it back.
-                dockerconfig.save(snapshot, snapshot.data)
             return FixReport(path=path, error=exc, before=snapshot.data, retries=retries)
         result = plan(config, path=str(path), prefer=prefer)
-        findings = list(result.findings) + list(_file_findings(snapshot))
-        for c in result.changes:
-            changes.setdefault(c)
+        findings = [*result.findings, *_file_findings(snapshot)]
+        changes.update(dict.fromkeys(result.changes))
         new_data = dockerconfig.render(result.config, like=snapshot.data)
-        if not result.changed and not result.helper_moves:
-            written = retries > 0
-            return FixReport(
-                path,
-                written,
-                tuple(changes),
-                tuple(conflicts),
-                tuple(findings),
-                first_data,
-                snapshot.expected,
-                backup,
-                retries,
+        needs_write = result.changed or snapshot.data != snapshot.expected
+        report = functools.partial(
+            FixReport, path, findings=tuple(findings), before=first_data, retries=retries
+        )
+        if not needs_write and not result.helper_moves:
+            return report(
+                retries > 0, tuple(changes), tuple(conflicts), after=snapshot.data, backup=backup
             )
         if dry_run:
-            conflicts.extend(
+            dry = [
                 ReportedConflict(c.canonical, c.winner, c.loser, c.reason, None)
                 for c in result.conflicts
-            )
-            return FixReport(
-                path,
-                False,
-                tuple(changes),
-                tuple(conflicts),
-                tuple(findings),
-                snapshot.data,
-                new_data,
-                None,
-                retries,
-            )
+            ]
+            return report(False, tuple(changes), tuple(dry), after=new_data)
         if result.conflicts or not backups.has_backup(snapshot.real_path):
             # Before the first change to a file, and whenever a credential loses a conflict.
-            backup = backups.save(snapshot)
+            backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
         helper_conflicts, helper_findings, erase = _move_helper_secrets(
             result, helper_env, erase_old_helper_entries
         )
-        findings.extend(helper_findings)
         if any(f.code == "helper_failed" for f in helper_findings):
             # The secret could not be re-keyed: moving the placeholder alone would break the
             # registry that works today. Leave the file as it is.
-            return FixReport(
-                path,
+            return report(
                 retries > 0,
                 (),
                 tuple(conflicts),
-                tuple(findings),
-                first_data,
-                snapshot.expected,
-                backup,
-                retries,
+                after=snapshot.expected,
+                backup=backup,
+                findings=(*findings, *helper_findings),
             )
         conflicts.extend(
             ReportedConflict(c.canonical, c.winner, c.loser, c.reason, backup)
             for c in (*result.conflicts, *helper_conflicts)
         )
-        if not result.changed:
-            return FixReport(
-                path,
+        if not needs_write:
+            return report(
                 False,
                 tuple(changes),
                 tuple(conflicts),
-                tuple(findings),
-                first_data,
-                snapshot.data,
-                backup,
-                retries,
+                after=snapshot.data,
+                backup=backup,
+                findings=(*findings, *helper_findings),
             )
         raced = dockerconfig.save(snapshot, new_data)
         if raced is None:
+            _exposed.keep(snapshot.real_path, new_data)
             for store, url in erase:
                 store.erase(url)
-            return FixReport(
-                path,
+            return report(
                 True,
                 tuple(changes),
                 tuple(conflicts),
-                tuple(findings),
-                first_data,
-                new_data,
-                backup,
-                retries,
+                after=new_data,
+                backup=backup,
+                findings=(*findings, *helper_findings),
             )
-        snapshot = raced.snapshot
-        retries += 1
-    gave_up = ConfigFileError(
-        path,
-        f"another program rewrote the file {MAX_ATTEMPTS} times while "
-        "regauthd was saving; it was left as that program wrote it",
-    )
+        merged = _merge_race(snapshot, raced)
+        if merged is None:
+            return report(
+                retries > 0,
+                tuple(changes),
+                tuple(conflicts),
+                backup=backup,
+                error=ConfigFileError(
+                    path,
+                    "another program wrote invalid JSON while "
+                    "regauthd was saving; its content was kept",
+                ),
+            )
+        snapshot = merged
     return FixReport(
-        path, True, tuple(changes), tuple(conflicts), (), first_data, None, backup, retries, gave_up
+        path,
+        True,
+        tuple(changes),
+        tuple(conflicts),
+        (),
+        first_data,
+        None,
+        backup,
+        retries,
+        ConfigFileError(
+            path,
+            f"another program rewrote the file {MAX_ATTEMPTS} times while "
+            "regauthd was saving; it was left as that program wrote it",
+        ),
     )
+
+
+class _Exposures:
+    """Our content that sat on disk while it lacked another program's write.
+
+    When a writer renames inside our exchange, our (then stale) content is on disk until the
+    merged save lands, a fraction of a millisecond. A program that read the file in that window
+    and writes later would drop the entry we merged back. For :data:`EXPOSURE_TTL_S` after such a
+    race, every fix of the file merges again, with our stale write as the base and the content
+    that must survive as "mine". The price: an entry the user logs out of within that window of
+    a race comes back.
+    """
+
+    def __init__(self) -> None:
+        self._by_path: dict[Path, tuple[bytes, bytes, float]] = {}
+
+    def active(self, real_path: Path) -> bool:
+        entry = self._by_path.get(real_path)
+        if entry is not None and entry[2] < time.monotonic():
+            del self._by_path[real_path]
+            return False
+        return entry is not None
+
+    def expose(self, real_path: Path, stale: bytes, pending: bytes) -> None:
+        self._by_path[real_path] = (stale, pending, time.monotonic() + EXPOSURE_TTL_S)
+
+    def keep(self, real_path: Path, pending: bytes) -> None:
+        """``pending`` now holds everything that must survive (merged, or written)."""
+        if self.active(real_path):
+            stale, _, deadline = self._by_path[real_path]
+            self._by_path[real_path] = (stale, pending, deadline)
+
+    def recover(self, current: Snapshot) -> Snapshot:
+        if not self.active(current.real_path):
+            return current
+        stale, pending, _ = self._by_path[current.real_path]
+        if current.data == pending:
+            return current
+        try:
+            base = dockerconfig.parse(stale, current.path)
+            mine = dockerconfig.parse(pending, current.path)
+            theirs = dockerconfig.parse(current.data, current.path)
+        except ConfigFileError:
+            return current
+        data = dockerconfig.render(
+            dockerconfig.merge_three_way(base, mine, theirs), like=current.data
+        )
+        return dataclasses.replace(current, data=data, on_disk=current.data)
+
+
+EXPOSURE_TTL_S = 5.0
+_exposed = _Exposures()
+
+
+def _merge_race(pending: Snapshot, raced: dockerconfig.Raced) -> Snapshot | None:
+    """Fold another writer's content into what we still have to write.
+
+    ``pending.data`` is what we planned from, ``pending.expected`` what we thought was on disk,
+    ``raced.found`` what the other program wrote. Both are descendants of ``pending.expected``:
+    merge them. If our write reached the disk anyway, it is what the next save must find.
+    Returns None (after putting the other program's content back) when it is not valid JSON.
+    """
+    try:
+        base = dockerconfig.parse(pending.expected, pending.path)
+        mine = dockerconfig.parse(pending.data, pending.path)
+        theirs = dockerconfig.parse(raced.found.data, pending.path)
+    except ConfigFileError:
+        if raced.ours_on_disk is not None:
+            dockerconfig.save(
+                dataclasses.replace(raced.found, on_disk=raced.ours_on_disk), raced.found.data
+            )
+        return None
+    merged = dockerconfig.render(
+        dockerconfig.merge_three_way(base, mine, theirs), like=raced.found.data
+    )
+    on_disk = raced.ours_on_disk if raced.ours_on_disk is not None else raced.found.data
+    if raced.ours_on_disk is not None:
+        _exposed.expose(pending.real_path, raced.ours_on_disk, merged)
+    else:
+        _exposed.keep(pending.real_path, merged)
+    return dataclasses.replace(raced.found, data=merged, on_disk=on_disk)
 
 
 def _file_findings(snapshot: Snapshot) -> tuple[Finding, ...]:
