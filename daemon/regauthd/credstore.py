@@ -39,13 +39,16 @@ class Credential:
 
     username: str
     secret: str = field(repr=False)
+    identity_token: bool = False
+    """The secret is an identity (refresh) token, not a password; Docker keeps the user name."""
 
     @property
     def is_identity_token(self) -> bool:
-        return self.username == IDENTITY_TOKEN_USERNAME
+        return self.identity_token or self.username == IDENTITY_TOKEN_USERNAME
 
     def __repr__(self) -> str:
-        return f"Credential(username={self.username!r}, secret=<redacted>)"
+        kind = ", identity_token=True" if self.is_identity_token else ""
+        return f"Credential(username={self.username!r}, secret=<redacted>{kind})"
 
 
 class CredentialStore(Protocol):
@@ -99,7 +102,7 @@ def credential_from_entry(entry: Mapping[str, Any]) -> Credential | None:
         user, secret = username, password
     if isinstance(token, str) and token:
         # Docker sends the identity token instead of the password when one is present.
-        return Credential(user or IDENTITY_TOKEN_USERNAME, token)
+        return Credential(user or IDENTITY_TOKEN_USERNAME, token, identity_token=True)
     if user:
         return Credential(user, secret)
     return None
@@ -124,6 +127,8 @@ class FileStore:
     def store(self, server_url: str, credential: Credential) -> None:
         entry: dict[str, Any] = {}
         if credential.is_identity_token:
+            if credential.username != IDENTITY_TOKEN_USERNAME:
+                entry["auth"] = encode_auth(credential.username, "")  # as docker login writes
             entry["identitytoken"] = credential.secret
         else:
             entry["auth"] = encode_auth(credential.username, credential.secret)

@@ -1,0 +1,239 @@
+"""``regauthd probe``: ask each registry whether the stored credentials work and can push.
+
+One-shot. Probes every registry that has credentials in the Docker config (or those named with
+``--registry``), concurrently. A table for people on stdout, or with ``--json`` one JSON object
+per registry per line. Exit 0 only when every probed registry is ``ok``; 1 otherwise (also when
+there is nothing to probe); 2 on usage errors or an unreadable config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from regauthd import dockerconfig
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.probe import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT_S,
+    ProbePolicy,
+    ProbeResult,
+    ProbeTarget,
+    make_client,
+    probe_many,
+    registry_name,
+    targets_from_config,
+)
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work; the message says which and why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--docker-config",
+        metavar="PATH",
+        help="config.json or the directory holding it (default: $DOCKER_CONFIG or ~/.docker)",
+    )
+    parser.add_argument(
+        "registries",
+        metavar="REGISTRY",
+        nargs="*",
+        help="same as --registry (`regauthd probe ghcr.io`)",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="probe only this registry (repeatable; default: every registry with credentials)",
+    )
+    parser.add_argument(
+        "--repository",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="check push to this repository: `team/app` for every registry, or "
+        "`ghcr.io/team/app` for one (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per registry per line")
+    parser.add_argument(
+        "--insecure-registry",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="allow plain HTTP and unverified TLS for this registry (repeatable)",
+    )
+    parser.add_argument(
+        "--ca-file", metavar="PATH", help="extra CA certificates (PEM) to trust for TLS"
+    )
+    parser.add_argument(
+        "--trust-realm",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="a token service host, other than the registry's own, that may receive "
+        "credentials (repeatable)",
+    )
+    parser.add_argument(
+        "--endpoint",
+        metavar="NAME=URL",
+        action="append",
+        default=[],
+        help="reach registry NAME at URL instead (a mirror or a test server; repeatable)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"per-request timeout (default {DEFAULT_TIMEOUT_S:g}); a whole probe gets 3 times it",
+    )
+    parser.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"registries probed at the same time (default {DEFAULT_CONCURRENCY})",
+    )
+
+
+def split_repositories(values: Sequence[str]) -> tuple[dict[str, str], str | None]:
+    """``--repository`` values -> (registry -> repository, repository for all others).
+
+    ``team/app`` applies to every registry; ``HOST/team/app`` (the first part has a dot, a colon,
+    or is ``localhost``) to that registry only, as in an image reference.
+    """
+    per_registry: dict[str, str] = {}
+    default: str | None = None
+    for value in values:
+        text = value.strip()
+        if not text.strip("/"):
+            raise UsageError("--repository: empty name")
+        first, sep, rest = text.partition("/")
+        rest = rest.strip("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            if not rest:
+                raise UsageError(f"--repository {value}: no repository after the registry")
+            per_registry[registry_name(first)] = rest
+        elif default is not None and default != text.strip("/"):
+            raise UsageError(
+                "--repository: two repositories without a registry "
+                f"({default}, {text}); prefix them with their registry"
+            )
+        else:
+            default = text.strip("/")
+    return per_registry, default
+
+
+def split_endpoints(values: Sequence[str]) -> dict[str, str]:
+    endpoints: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise UsageError(f"--endpoint {value}: expected NAME=http(s)://HOST[:PORT]")
+        endpoints[registry_name(name)] = url.rstrip("/")
+    return endpoints
+
+
+def load_config(location: str | None) -> tuple[Path, dict[str, Any]]:
+    path = dockerconfig.config_path(location)
+    snapshot = dockerconfig.load(path)
+    return path, dockerconfig.parse(snapshot.data, path)
+
+
+def _push_text(result: ProbeResult) -> str:
+    return {True: "yes", False: "NO", None: "-"}[result.push_allowed]
+
+
+def _rate_text(result: ProbeResult) -> str:
+    if result.rate_limit_remaining is None:
+        return "-"
+    return f"{result.rate_limit_remaining}/{result.rate_limit_limit}"
+
+
+def render_table(results: Sequence[ProbeResult], out: TextIO) -> None:
+    """Columns for people; the detail last so it may run long."""
+    header = ("REGISTRY", "STATUS", "PUSH", "PULLS LEFT", "MS", "DETAIL")
+    rows = [
+        (
+            r.registry,
+            r.status.value,
+            _push_text(r),
+            _rate_text(r),
+            str(r.latency_ms),
+            r.detail,
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+
+
+async def _run(
+    targets: Sequence[ProbeTarget], args: argparse.Namespace, insecure_hosts: Sequence[str]
+) -> list[ProbeResult]:
+    policy = ProbePolicy(
+        trusted_realm_hosts=frozenset(h.lower() for h in args.trust_realm),
+        timeout_s=3 * args.timeout,
+    )
+    async with make_client(
+        ca_file=args.ca_file, insecure_hosts=insecure_hosts, request_timeout_s=args.timeout
+    ) as client:
+        return await probe_many(client, targets, concurrency=args.concurrency, policy=policy)
+
+
+def command(args: argparse.Namespace) -> int:
+    # Probe events are for the daemon's log; this command prints its own results.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        if args.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if args.ca_file and not Path(args.ca_file).is_file():
+            raise UsageError(f"--ca-file {args.ca_file}: no such file")
+        repositories, default_repository = split_repositories(args.repository)
+        endpoints = split_endpoints(args.endpoint)
+        path, config = load_config(args.docker_config)
+    except UsageError as exc:
+        print(f"regauthd probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except dockerconfig.ConfigFileError as exc:
+        print(f"regauthd probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    targets = targets_from_config(
+        config,
+        registries=[*args.registries, *args.registry] or None,
+        repositories=repositories,
+        default_repository=default_repository,
+        insecure=args.insecure_registry,
+        endpoints=endpoints,
+    )
+    if not targets:
+        print(
+            f"regauthd probe: no registry has credentials in {path}; log in first or name one "
+            "with --registry",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEMS
+    insecure_hosts = [t.host for t in targets if t.insecure]
+    results = asyncio.run(_run(targets, args, insecure_hosts))
+    if args.json:
+        for result in results:
+            print(json.dumps(result.to_dict(), sort_keys=False), flush=True)
+    else:
+        render_table(results, sys.stdout)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_PROBLEMS
