@@ -316,3 +316,13 @@ def test_output_is_what_every_client_reads(config: dict[str, Any]) -> None:
     hub_helper = (out.get("credHelpers") or {}).get(HUB_CANONICAL)
     if hub_had_credential and not hub_helper:
         assert identity(out["auths"].get(HUB_CANONICAL, {}))
+
+
+def test_hub_helper_secrets_are_kept_in_step_for_docker_and_podman() -> None:
+    result = plan({"credHelpers": {"docker.io": "pass"}})
+    pairs = {(m.source_url, m.target_url, m.sync, m.keep_source) for m in result.helper_moves}
+    assert pairs == {
+        ("docker.io", HUB_CANONICAL, True, True),
+        (HUB_CANONICAL, "docker.io", True, True),
+    }
+    assert plan({"credHelpers": {"ghcr.io": "pass"}}).helper_moves == ()

@@ -23,6 +23,8 @@ IDENTITY_TOKEN_USERNAME = "<token>"
 
 HELPER_TIMEOUT_S = 10.0
 _NOT_FOUND = "credentials not found in native keychain"
+# docker-credential-pass 0.6.x says this instead when erasing a URL it does not hold.
+_NOT_IN_PASS = "is not in the password store"
 
 
 class CredentialError(Exception):
@@ -42,9 +44,13 @@ class Credential:
     identity_token: bool = False
     """The secret is an identity (refresh) token, not a password; Docker keeps the user name."""
 
+    def __post_init__(self) -> None:
+        if self.username == IDENTITY_TOKEN_USERNAME:
+            object.__setattr__(self, "identity_token", True)
+
     @property
     def is_identity_token(self) -> bool:
-        return self.identity_token or self.username == IDENTITY_TOKEN_USERNAME
+        return self.identity_token
 
     def __repr__(self) -> str:
         kind = ", identity_token=True" if self.is_identity_token else ""
@@ -193,14 +199,37 @@ class HelperStore:
             )
         try:
             data = json.loads(out)
-            return Credential(str(data["Username"]), str(data["Secret"]))
+            username, secret = str(data["Username"]), str(data["Secret"])
         except (ValueError, KeyError, TypeError):
             raise CredentialHelperError(
                 f"`{self.program} get` answered for {server_url!r} with something that is not "
                 "the helper protocol's JSON"
             ) from None
+        if not username and not secret:
+            return None  # docker-credential-pass 0.6 answers a missing URL with exit 0 and ""
+        return Credential(username, secret)
 
     def store(self, server_url: str, credential: Credential) -> None:
+        """Store, replacing whatever the helper holds for ``server_url``.
+
+        pass keeps one entry per URL *and user* and answers ``get`` with the first user, so a
+        different user would not replace the old one: erase first, and put the old one back if
+        the store fails.
+        """
+        try:
+            previous = self.get(server_url)
+        except CredentialHelperError:
+            previous = None  # cannot read it back: a plain store is all that can be done
+        if previous is not None and previous.username != credential.username:
+            self.erase(server_url)
+        try:
+            self._store(server_url, credential)
+        except CredentialHelperError:
+            if previous is not None and previous.username != credential.username:
+                self._store(server_url, previous)
+            raise
+
+    def _store(self, server_url: str, credential: Credential) -> None:
         payload = json.dumps(
             {"ServerURL": server_url, "Username": credential.username, "Secret": credential.secret}
         )
@@ -212,7 +241,7 @@ class HelperStore:
 
     def erase(self, server_url: str) -> None:
         code, out = self._run("erase", server_url)
-        if code != 0 and _NOT_FOUND not in out:
+        if code != 0 and _NOT_FOUND not in out and _NOT_IN_PASS not in out:
             raise CredentialHelperError(
                 f"`{self.program} erase` failed for {server_url!r} (exit status {code})"
             )

@@ -20,6 +20,7 @@ from regauthd.credstore import CredentialError, HelperStore
 from regauthd.dockerconfig import ConfigFileError, Snapshot
 from regauthd.findings import Finding
 from regauthd.normalize import Change, Conflict, HelperMove, NormalizationPlan, plan
+from regauthd.registry import HUB_CANONICAL
 
 MAX_ATTEMPTS = 50
 """Rounds of re-planning when other programs keep writing while we save."""
@@ -163,7 +164,7 @@ def fix_file(
                 for c in result.conflicts
             ]
             return report(False, tuple(changes), tuple(dry), after=new_data)
-        if result.conflicts or not backups.has_backup(snapshot.real_path):
+        if needs_write and (result.conflicts or not backups.has_backup(snapshot.real_path)):
             # Before the first change to a file, and whenever a credential loses a conflict.
             backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
         helper_conflicts, helper_findings, erase = _move_helper_secrets(
@@ -344,7 +345,7 @@ def _move_helper_secrets(
         except CredentialError as exc:
             findings.append(
                 Finding(
-                    "helper_failed",
+                    "helper_sync_failed" if move.sync else "helper_failed",
                     "error",
                     "credential helper",
                     move.source_url,
@@ -366,6 +367,8 @@ def _move_one(
     source = HelperStore(move.source_helper, env=env)
     target = HelperStore(move.target_helper, env=env)
     secret = source.get(move.source_url)
+    if secret is None and move.sync:
+        return
     if secret is None:
         findings.append(
             Finding(
@@ -380,6 +383,20 @@ def _move_one(
         )
         return
     existing = target.get(move.target_url)
+    if existing is not None and existing != secret and move.sync:
+        if move.target_url == HUB_CANONICAL:  # report the pair once
+            findings.append(
+                Finding(
+                    "helper_hub_mismatch",
+                    "warning",
+                    f"docker-credential-{move.target_helper}",
+                    move.source_url,
+                    "the helper holds different Docker Hub credentials under "
+                    f"{HUB_CANONICAL!r} (used by Docker) and 'docker.io' (used by podman).",
+                    "log in to Docker Hub again with `docker login` so both are the same",
+                )
+            )
+        return
     if existing is not None and existing != secret and not move.source_preferred:
         conflicts.append(
             Conflict(

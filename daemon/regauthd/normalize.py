@@ -68,6 +68,8 @@ class HelperMove:
     """True for copies (``registry-1.docker.io`` stays usable); False for renames."""
     source_preferred: bool = False
     """The caller said the source was written most recently: it wins a conflict in the helper."""
+    sync: bool = False
+    """Keep two URLs in step (Hub's Docker and podman keys); nothing under the source is fine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ def plan(
     helpers = new.get("credHelpers")
     if isinstance(helpers, dict):
         changes.extend(_normalize_cred_helpers(helpers))
+        moves.extend(_sync_hub_helper_secrets(helpers))
 
     auths = new.get("auths")
     if isinstance(auths, dict):
@@ -139,6 +142,17 @@ def _normalize_cred_helpers(helpers: dict[str, Any]) -> list[Change]:
             helpers[key] = name
             changes.append(Change("helper_alias", "credHelpers", source, key))
     return changes
+
+
+def _sync_hub_helper_secrets(helpers: Mapping[str, Any]) -> list[HelperMove]:
+    """Docker asks the Hub helper for the canonical URL, podman for ``docker.io``: keep both."""
+    name = helpers.get(HUB_CANONICAL)
+    if not isinstance(name, str) or not name or helpers.get(HUB_PODMAN_HELPER_KEY) != name:
+        return []
+    return [
+        HelperMove(name, HUB_PODMAN_HELPER_KEY, name, HUB_CANONICAL, True, sync=True),
+        HelperMove(name, HUB_CANONICAL, name, HUB_PODMAN_HELPER_KEY, True, sync=True),
+    ]
 
 
 def _normalize_auths(
