@@ -6,9 +6,12 @@ file: a refusal is reported in :attr:`FixReport.error` and the file is left byte
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
+import json
 import os
+import secrets
 import time
 import urllib.parse
 from collections.abc import Collection, Mapping
@@ -42,6 +45,7 @@ class BackupStore:
     def __init__(self, state_dir: Path, *, keep: int = BACKUPS_KEPT) -> None:
         self.root = Path(state_dir) / "backups"
         self.keep = keep
+        self.races = RaceMemory(Path(state_dir) / "races")
         self._backed_up: set[Path] = set()
 
     def folder_for(self, real_path: Path) -> Path:
@@ -133,13 +137,13 @@ def fix_file(
     if not snapshot.exists:
         return FixReport(path=path)
 
-    snapshot = _exposed.recover(snapshot)
+    snapshot = backups.races.recover(snapshot)
     first_data = snapshot.data
     changes: dict[Change, None] = {}
     conflicts: list[ReportedConflict] = []
     backup: Path | None = None
     for retries in range(MAX_ATTEMPTS * 10):
-        if retries >= MAX_ATTEMPTS and not _exposed.active(snapshot.real_path):
+        if retries >= MAX_ATTEMPTS and not backups.races.active(snapshot.real_path):
             break  # nothing of another program's is held only by us: safe to give up
         # snapshot.data: what the plan is made from; snapshot.expected: what is on disk.
         try:
@@ -196,7 +200,7 @@ def fix_file(
             )
         raced = dockerconfig.save(snapshot, new_data)
         if raced is None:
-            _exposed.keep(snapshot.real_path, new_data)
+            backups.races.keep(snapshot.real_path, new_data)
             for store, url in erase:
                 store.erase(url)
             return report(
@@ -207,7 +211,7 @@ def fix_file(
                 backup=backup,
                 findings=(*findings, *helper_findings),
             )
-        merged = _merge_race(snapshot, raced)
+        merged = _merge_race(snapshot, raced, backups.races)
         if merged is None:
             return report(
                 retries > 0,
@@ -239,7 +243,7 @@ def fix_file(
     )
 
 
-class _Exposures:
+class RaceMemory:
     """Our content that sat on disk while it lacked another program's write.
 
     When a writer renames inside our exchange, our (then stale) content is on disk until the
@@ -248,33 +252,73 @@ class _Exposures:
     race, every fix of the file merges again, with our stale write as the base and the content
     that must survive as "mine". The price: an entry the user logs out of within that window of
     a race comes back.
+
+    Kept in memory and, because each `regauthd fix` is a new process, in the state directory
+    (0600, like the backups: it holds config content).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self._by_path: dict[Path, tuple[bytes, bytes, float]] = {}
 
-    def active(self, real_path: Path) -> bool:
+    def _file(self, real_path: Path) -> Path:
+        return self.folder / urllib.parse.quote(str(real_path), safe="")
+
+    def _lookup(self, real_path: Path) -> tuple[bytes, bytes, float] | None:
         entry = self._by_path.get(real_path)
-        if entry is not None and entry[2] < time.monotonic():
-            del self._by_path[real_path]
-            return False
-        return entry is not None
+        if entry is None:
+            try:
+                raw = json.loads(self._file(real_path).read_text())
+                entry = (
+                    base64.b64decode(raw["stale"]),
+                    base64.b64decode(raw["pending"]),
+                    time.monotonic() + float(raw["until"]) - time.time(),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            self._by_path[real_path] = entry
+        if entry[2] < time.monotonic():
+            self._forget(real_path)
+            return None
+        return entry
+
+    def _forget(self, real_path: Path) -> None:
+        self._by_path.pop(real_path, None)
+        self._file(real_path).unlink(missing_ok=True)
+
+    def _store(self, real_path: Path, entry: tuple[bytes, bytes, float]) -> None:
+        self._by_path[real_path] = entry
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        record = {
+            "stale": base64.b64encode(entry[0]).decode(),
+            "pending": base64.b64encode(entry[1]).decode(),
+            "until": time.time() + entry[2] - time.monotonic(),
+        }
+        tmp = self.folder / f".{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, json.dumps(record).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._file(real_path))
+
+    def active(self, real_path: Path) -> bool:
+        return self._lookup(real_path) is not None
 
     def expose(self, real_path: Path, stale: bytes, pending: bytes) -> None:
-        self._by_path[real_path] = (stale, pending, time.monotonic() + EXPOSURE_TTL_S)
+        self._store(real_path, (stale, pending, time.monotonic() + EXPOSURE_TTL_S))
 
     def keep(self, real_path: Path, pending: bytes) -> None:
         """``pending`` now holds everything that must survive (merged, or written)."""
-        if self.active(real_path):
-            stale, _, deadline = self._by_path[real_path]
-            self._by_path[real_path] = (stale, pending, deadline)
+        entry = self._lookup(real_path)
+        if entry is not None and entry[1] != pending:
+            self._store(real_path, (entry[0], pending, entry[2]))
 
     def recover(self, current: Snapshot) -> Snapshot:
-        if not self.active(current.real_path):
+        entry = self._lookup(current.real_path)
+        if entry is None or current.data == entry[1]:
             return current
-        stale, pending, _ = self._by_path[current.real_path]
-        if current.data == pending:
-            return current
+        stale, pending, _ = entry
         try:
             base = dockerconfig.parse(stale, current.path)
             mine = dockerconfig.parse(pending, current.path)
@@ -288,10 +332,9 @@ class _Exposures:
 
 
 EXPOSURE_TTL_S = 5.0
-_exposed = _Exposures()
 
 
-def _merge_race(pending: Snapshot, raced: dockerconfig.Raced) -> Snapshot | None:
+def _merge_race(pending: Snapshot, raced: dockerconfig.Raced, races: RaceMemory) -> Snapshot | None:
     """Fold another writer's content into what we still have to write.
 
     ``pending.data`` is what we planned from, ``pending.expected`` what we thought was on disk,
@@ -314,9 +357,9 @@ def _merge_race(pending: Snapshot, raced: dockerconfig.Raced) -> Snapshot | None
     )
     on_disk = raced.ours_on_disk if raced.ours_on_disk is not None else raced.found.data
     if raced.ours_on_disk is not None:
-        _exposed.expose(pending.real_path, raced.ours_on_disk, merged)
+        races.expose(pending.real_path, raced.ours_on_disk, merged)
     else:
-        _exposed.keep(pending.real_path, merged)
+        races.keep(pending.real_path, merged)
     return dataclasses.replace(raced.found, data=merged, on_disk=on_disk)
 
 
