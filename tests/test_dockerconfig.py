@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from regauthd import dockerconfig
 from regauthd.dockerconfig import ConfigFileError, ConfigSyntaxError
 from regauthd.fixer import BackupStore, fix_file
 from regauthd.registry import HUB_CANONICAL
+from tests.conftest import unavailable
 
 SECRET = "c2VjcmV0dXNlcjpzM2NyZXQ="  # secretuser:s3cret
 
@@ -220,3 +223,23 @@ def test_fix_loses_no_entry_while_another_program_keeps_writing(tmp_path: Path) 
     assert final.error is None
     auths = json.loads(path.read_text())["auths"]
     assert set(auths) == {HUB_CANONICAL} | {f"reg{i}.example:5000" for i in range(300)}
+
+
+def test_symlink_to_another_filesystem_is_rewritten_on_that_filesystem(tmp_path: Path) -> None:
+    """Docker fails with EXDEV here (temp beside the link); regauthd writes beside the target."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        unavailable("needs /dev/shm on another filesystem than the temp dir")
+    target_dir = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        target = target_dir / "config.json"
+        write(target, {"auths": {"docker.io": {"auth": SECRET}}})
+        link = tmp_path / "config.json"
+        link.symlink_to(target)
+        report = fix_file(link, backups=BackupStore(tmp_path / "state"))
+        assert report.written and report.error is None
+        assert link.is_symlink()
+        assert HUB_CANONICAL in json.loads(target.read_text())["auths"]
+        assert sorted(p.name for p in target_dir.iterdir()) == ["config.json"]
+    finally:
+        shutil.rmtree(target_dir)

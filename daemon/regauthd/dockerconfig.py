@@ -121,27 +121,10 @@ def load(path: Path | str) -> Snapshot:
                 f"{MAX_CONFIG_BYTES} a Docker config can sensibly be; "
                 "refusing to read it",
             )
-        chunks = []
-        remaining = MAX_CONFIG_BYTES + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(65536, remaining))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
+        data = _read_fd(fd, MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigFileError(path, "grew past the size limit while being read; refusing it")
-        return Snapshot(
-            path=path,
-            real_path=_real_path(path),
-            exists=True,
-            data=data,
-            mode=stat.S_IMODE(st.st_mode),
-            uid=st.st_uid,
-            gid=st.st_gid,
-            inode=(st.st_dev, st.st_ino),
-        )
+        return _snapshot(path, _real_path(path), data, st, st)
     finally:
         os.close(fd)
 
@@ -274,30 +257,42 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
-def _read_displaced(tmp: Path, original: Snapshot) -> Snapshot:
-    fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        data = b""
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    # The identity the next save must find is OUR file, now at the target path.
-    ours = os.stat(original.real_path)
+def _read_fd(fd: int, limit: int) -> bytes:
+    chunks = []
+    remaining = limit
+    while remaining > 0:
+        chunk = os.read(fd, min(65536, remaining))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _snapshot(
+    path: Path, real_path: Path, data: bytes, st: os.stat_result, identity: os.stat_result
+) -> Snapshot:
     return Snapshot(
-        path=original.path,
-        real_path=original.real_path,
+        path=path,
+        real_path=real_path,
         exists=True,
         data=data,
         mode=stat.S_IMODE(st.st_mode),
         uid=st.st_uid,
         gid=st.st_gid,
-        inode=(ours.st_dev, ours.st_ino),
+        inode=(identity.st_dev, identity.st_ino),
     )
+
+
+def _read_displaced(tmp: Path, original: Snapshot) -> Snapshot:
+    fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        data = _read_fd(fd, st.st_size + MAX_CONFIG_BYTES)
+    finally:
+        os.close(fd)
+    # The identity the next save must find is OUR file, now at the target path.
+    return _snapshot(original.path, original.real_path, data, st, os.stat(original.real_path))
 
 
 _renameat2: Any = None
