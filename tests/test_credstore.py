@@ -245,7 +245,10 @@ def test_decode_auth_splits_at_the_first_colon_and_trims_nul_bytes() -> None:
         ({"auth": _auth("alice", SECRET)}, Credential("alice", SECRET)),
         ({"username": "bob", "password": SECRET}, Credential("bob", SECRET)),
         ({"identitytoken": TOKEN}, Credential(IDENTITY_TOKEN_USERNAME, TOKEN)),
-        ({"auth": _auth("carol", ""), "identitytoken": TOKEN}, Credential("carol", TOKEN, identity_token=True)),
+        (
+            {"auth": _auth("carol", ""), "identitytoken": TOKEN},
+            Credential("carol", TOKEN, identity_token=True),
+        ),
         ({}, None),
         ({"auth": "%%%"}, None),
         ({"email": "a@example.com"}, None),
