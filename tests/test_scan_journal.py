@@ -1,0 +1,221 @@
+"""``regauthd scan-journal`` over real journal files (systemd-journal-remote) and plain logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from regauthd.cli import main
+from regauthd.commands.scan_journal import SinceError, parse_since
+from tests.conftest import require_program
+from tests.rigs.journald import write_export, write_journal
+
+FIXTURES = Path(__file__).parent / "fixtures" / "journal"
+SINCE = ["--since", "2026-01-01T00:00:00Z"]
+SECRET = "hunter2-Sup3r-S3cret-t0ken"
+
+
+@pytest.fixture(scope="module")
+def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_program("systemd-journal-remote", "systemd-journal-remote")
+    directory = tmp_path_factory.mktemp("journal")
+    for export in sorted(FIXTURES.glob("*.export")):
+        write_export(directory, export.read_bytes(), name=export.stem)
+    return directory
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(["scan-journal", *argv])
+    except SystemExit as exc:  # argparse usage errors
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_json_lines_for_every_failure(
+    journal_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = _run(capsys, "--directory", str(journal_dir), *SINCE, "--json")
+    assert status == 1
+    lines = out.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert all(isinstance(r, dict) for r in rows)
+    assert len(rows) == 18  # docker.service + containerd.service fixtures, container output skipped
+    assert set(rows[0]) == {
+        "kind",
+        "registry",
+        "repository",
+        "operation",
+        "unit",
+        "time",
+        "message",
+    }
+    assert {r["unit"] for r in rows} == {"docker.service", "containerd.service"}
+    ghcr = [r for r in rows if r["registry"] == "ghcr.io" and r["repository"] == "acme/api"]
+    assert [(r["kind"], r["operation"]) for r in ghcr] == [("denied", "pull")]
+    assert "18 registry auth failure(s)" in err
+
+
+def test_units_and_globs(journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(
+        capsys,
+        "--directory",
+        str(journal_dir),
+        *SINCE,
+        "--json",
+        "--unit",
+        "gitlab-runner.service",
+        "--unit",
+        "actions.runner.*",
+    )
+    assert status == 1
+    units = [json.loads(line)["unit"] for line in out.splitlines()]
+    assert sorted(set(units)) == [
+        "actions.runner.acme-api.runner-1.service",
+        "gitlab-runner.service",
+    ]
+    assert len(units) == 4
+
+
+def test_nothing_found_exits_0(journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # noise.journal: only container output (skipped) and units nobody follows.
+    status, out, err = _run(capsys, "--file", str(journal_dir / "noise.journal"), *SINCE)
+    assert (status, out) == (0, "")
+    assert "0 registry auth failure(s)" in err
+
+
+def test_since_limits(journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(
+        capsys, "--directory", str(journal_dir), "--since", "2026-11-30T12:04:30Z", "--json"
+    )
+    assert status == 1
+    assert {json.loads(line)["unit"] for line in out.splitlines()} == {"containerd.service"}
+
+
+def test_journalctl_backend_finds_the_same(
+    journal_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_program("journalctl", "systemd")
+    _, native, _ = _run(capsys, "--directory", str(journal_dir), *SINCE, "--json")
+    status, fallback, _ = _run(
+        capsys, "--directory", str(journal_dir), *SINCE, "--json", "--backend", "journalctl"
+    )
+    assert status == 1
+    assert fallback == native
+
+
+def test_human_output(journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "--file", str(journal_dir / "containerd.journal"), *SINCE)
+    assert status == 1
+    assert "containerd.service: pull to ghcr.io/acme/api: denied: " in out
+    assert len(out.splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--since", "yesterdayish"], "--since 'yesterdayish'"),
+        (["--file", "a.journal", "--directory", "b"], "not allowed with argument"),
+        (["--pattern", "(unclosed"], "not a valid regex"),
+        (["--directory", "/nonexistent/journal"], "cannot open"),
+        (["--log-file", "/nonexistent/messages"], "not found"),
+    ],
+)
+def test_usage_errors_exit_2(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = _run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert complaint in err
+
+
+def test_secrets_in_logged_lines_never_reach_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_program("systemd-journal-remote", "systemd-journal-remote")
+    lines = [
+        f'level=debug msg="GET /v2/ Authorization: Bearer {SECRET}" error="unauthorized: x"',
+        f'level=error msg="Not continuing with push after error" error="Get \\"https://ci:{SECRET}'
+        '@registry.example.com/v2/acme/api/manifests/v1\\": unauthorized: authentication required"',
+        f'level=error msg="login failed" error="unauthorized: incorrect username or password" '
+        f"password={SECRET}",
+    ]
+    write_journal(
+        tmp_path / "j",
+        [{"_SYSTEMD_UNIT": "docker.service", "MESSAGE": line} for line in lines],
+        start=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    for extra in ([], ["--json"]):
+        status, out, err = _run(capsys, "--directory", str(tmp_path / "j"), *extra)
+        assert status == 1
+        assert len(out.splitlines()) == 3
+        assert SECRET not in out + err
+        assert "[REDACTED]" in out
+
+
+def test_plain_log_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "messages"
+    local = datetime.now(UTC).astimezone()
+    log.write_text(
+        f"{local:%b} {local.day:2d} {local:%H:%M:%S} h dockerd[9]: level=error "
+        'msg="Not continuing with pull after error: denied: requested access to the resource is '
+        'denied"\n'
+    )
+    status, out, _ = _run(capsys, "--log-file", str(log), "--json")
+    assert status == 1
+    assert json.loads(out)["kind"] == "denied"
+
+
+def test_real_entry_point(journal_dir: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "regauthd",
+            "scan-journal",
+            "--directory",
+            str(journal_dir),
+            *SINCE,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert len(done.stdout.splitlines()) == 18
+
+
+NOW = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("2026-11-30T12:00:00Z", datetime(2026, 11, 30, 12, tzinfo=UTC)),
+        ("2026-11-30 12:00", datetime(2026, 11, 30, 12, tzinfo=UTC)),
+        ("2026-11-30T14:00:00+02:00", datetime(2026, 11, 30, 12, tzinfo=UTC)),
+        ("1h", NOW - timedelta(hours=1)),
+        ("-30m", NOW - timedelta(minutes=30)),
+        ("2d", NOW - timedelta(days=2)),
+        ("90s", NOW - timedelta(seconds=90)),
+        ("today", datetime(2026, 11, 30, tzinfo=UTC)),
+        ("@1764504000", datetime.fromtimestamp(1764504000, UTC)),
+    ],
+)
+def test_parse_since(text: str, expect: datetime) -> None:
+    assert parse_since(text, now=NOW) == expect
+
+
+@pytest.mark.parametrize("text", ["", "soon", "@x", "1y", "2026-13-01"])
+def test_parse_since_refuses(text: str) -> None:
+    with pytest.raises(SinceError, match="--since"):
+        parse_since(text, now=NOW)
