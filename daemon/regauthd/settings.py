@@ -353,6 +353,10 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
     for watched in paths:
         if not watched.startswith(("/", "~/")):
             raise watch_table.error("paths", 'absolute paths ("/..." or "~/...")', watched)
+        if any(c in watched.rsplit("/", 1)[-1] for c in "*?["):
+            raise watch_table.error(
+                "paths", "file paths with globs in directory names only", watched
+            )
     dirs = watch_table.strings("docker_config_dirs", default_dirs)
     for d in dirs:
         if not d.startswith(("/", "~/")):

@@ -1,0 +1,81 @@
+"""``regauthd run``: the daemon (see :mod:`regauthd.service`).
+
+Settings come from ``--config FILE``, else the standard location (``/etc/regauthd/config.toml``
+for root, ``$XDG_CONFIG_HOME/regauthd/config.toml`` otherwise), else the defaults. Invalid
+settings exit with status 2 and one message naming the key, so a service manager does not
+restart-loop on them. SIGHUP reads the same file again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from regauthd.commands import EXIT_USAGE
+from regauthd.service import Component, run_daemon
+from regauthd.settings import Settings, SettingsError, load_settings, with_overrides
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="settings file (default: /etc/regauthd/config.toml for root, "
+        "$XDG_CONFIG_HOME/regauthd/config.toml otherwise; none: built-in defaults)",
+    )
+    parser.add_argument(
+        "--docker-config",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="watch this DOCKER_CONFIG directory or config.json instead of the configured "
+        "paths (repeatable)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="where backups and metrics go (default: /var/lib/regauthd for root, "
+        "$XDG_STATE_HOME/regauthd otherwise)",
+    )
+
+
+def _loader(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    docker_configs = tuple(str(Path(p).absolute()) for p in args.docker_config)
+    state_dir = args.state_dir.absolute() if args.state_dir else None
+    return with_overrides(settings, docker_configs=docker_configs, state_dir=state_dir)
+
+
+def components(settings: Settings) -> list[Component]:
+    """The components run beside the watcher: the probe scheduler and the journal follower.
+
+    Imported only when enabled: an idle daemon without them stays small (their imports, httpx
+    among them, cost ~5 MiB). Enabling one in the settings therefore needs a restart, not just
+    a reload.
+    """
+    found: list[Component] = []
+    probes = None
+    if settings.probe.enabled:
+        from regauthd.probewatch import ProbeComponent  # noqa: PLC0415 - see docstring
+
+        probes = ProbeComponent(settings)
+        found.append(probes)
+    if settings.journal.enabled:
+        from regauthd.journalwatch import JournalComponent  # noqa: PLC0415 - see docstring
+
+        found.append(JournalComponent(settings, probes=probes))
+    return found
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        settings = _loader(args)
+    except SettingsError as exc:
+        print(f"regauthd run: settings error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_daemon(
+        settings, reload_settings=lambda: _loader(args), components=components(settings)
+    )

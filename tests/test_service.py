@@ -1,0 +1,386 @@
+"""The daemon's pure core: which directories to watch, flapping writers, newest credentials,
+and the loop's timers. (The daemon as a process: tests/test_service_daemon.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
+
+from regauthd.fixer import FixReport
+from regauthd.service import (
+    EVENT_FILTER,
+    STRUCTURE_FILTER,
+    Daemon,
+    DirWatch,
+    FlapTracker,
+    FlapVerdict,
+    ImmediateInotifyObserver,
+    Loop,
+    Notifier,
+    WatchPlan,
+    event_filter_for,
+    newest_hub_keys,
+    plan_watches,
+)
+from regauthd.settings import (
+    Environment,
+    FlappingSettings,
+    Settings,
+    default_settings,
+    with_overrides,
+)
+
+HUB = "https://index.docker.io/v1/"
+
+
+# -- plan_watches ------------------------------------------------------------------------------
+
+
+def test_existing_config_dir_is_watched_itself(tmp_path: Path) -> None:
+    (tmp_path / "u/.docker").mkdir(parents=True)
+    config = str(tmp_path / "u/.docker/config.json")
+    plan = plan_watches([config])
+    assert plan == WatchPlan(
+        {str(tmp_path / "u/.docker"): DirWatch(files={"config.json": (config,)})}, (config,)
+    )
+
+
+def test_missing_dirs_are_waited_for_in_the_nearest_ancestor(tmp_path: Path) -> None:
+    config = str(tmp_path / "u/.docker/config.json")
+    plan = plan_watches([config])
+    assert plan.dirs == {str(tmp_path): DirWatch(triggers=("u",))}
+    (tmp_path / "u").mkdir()
+    assert plan_watches([config]).dirs == {str(tmp_path / "u"): DirWatch(triggers=(".docker",))}
+
+
+def test_globs_watch_the_parent_and_every_match(tmp_path: Path) -> None:
+    for user in ("alice", "bob", ".hidden"):
+        (tmp_path / "home" / user).mkdir(parents=True)
+    (tmp_path / "home/alice/.docker").mkdir()
+    (tmp_path / "home/stray-file").write_text("")
+    pattern = str(tmp_path / "home/*/.docker/config.json")
+    plan = plan_watches([pattern])
+    alice = str(tmp_path / "home/alice/.docker/config.json")
+    assert plan.dirs == {
+        str(tmp_path / "home"): DirWatch(triggers=("*",)),
+        str(tmp_path / "home/alice/.docker"): DirWatch(files={"config.json": (alice,)}),
+        str(tmp_path / "home/bob"): DirWatch(triggers=(".docker",)),
+    }
+    assert plan.configs == (alice,)
+
+
+def test_symlinked_config_is_also_watched_in_its_targets_directory(tmp_path: Path) -> None:
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real/docker.json").write_text("{}")
+    (tmp_path / "cfg/config.json").symlink_to(tmp_path / "real/docker.json")
+    config = str(tmp_path / "cfg/config.json")
+    plan = plan_watches([config])
+    assert plan.dirs == {
+        str(tmp_path / "cfg"): DirWatch(
+            files={"config.json": (config,)}, links=frozenset({"config.json"})
+        ),
+        str(tmp_path / "real"): DirWatch(files={"docker.json": (config,)}),
+    }
+    assert plan.config_count() == 1
+
+
+def test_symlinked_directory_is_watched_at_its_real_path(tmp_path: Path) -> None:
+    (tmp_path / "data/docker").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home/.docker").symlink_to(tmp_path / "data/docker")
+    config = str(tmp_path / "home/.docker/config.json")
+    assert plan_watches([config]).dirs == {
+        str(tmp_path / "data/docker"): DirWatch(files={"config.json": (config,)})
+    }
+
+
+def test_two_patterns_sharing_a_directory_make_one_watch(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    a, b = str(tmp_path / "d/config.json"), str(tmp_path / "d/other.json")
+    assert plan_watches([a, b, a]).dirs == {
+        str(tmp_path / "d"): DirWatch(files={"config.json": (a,), "other.json": (b,)})
+    }
+
+
+# -- FlapTracker -------------------------------------------------------------------------------
+
+SETTINGS = FlappingSettings(max_undos=3, window=60, backoff=300, backoff_max=1000)
+
+
+def test_new_content_every_time_is_never_flapping() -> None:
+    tracker = FlapTracker(SETTINGS)
+    for i in range(1000):
+        assert tracker.observe("f", f"login-{i}".encode(), i * 0.01) == FlapVerdict("repair")
+        tracker.replaced("f", f"login-{i}".encode(), i * 0.01)
+
+
+def test_writer_putting_back_what_we_replaced_is_paused_then_retried() -> None:
+    tracker = FlapTracker(SETTINGS)
+    assert tracker.observe("f", b"A", 0) == FlapVerdict("repair")
+    tracker.replaced("f", b"A", 0)
+    assert tracker.observe("f", b"A", 1) == FlapVerdict("repair", undos=1)
+    tracker.replaced("f", b"A", 1)
+    assert tracker.observe("f", b"A", 2) == FlapVerdict("repair", undos=2)
+    tracker.replaced("f", b"A", 2)
+    assert tracker.observe("f", b"A", 3) == FlapVerdict("pause", undos=3, backoff=300)
+    assert tracker.paused_until("f") == 303
+    assert tracker.observe("f", b"A", 100) == FlapVerdict("paused")
+    assert tracker.observe("f", b"B", 100) == FlapVerdict("paused")
+    tracker.resume("f", 303)
+    assert tracker.observe("f", b"A", 304) == FlapVerdict("repair")  # old undos expired
+    tracker.replaced("f", b"A", 304)
+    # A relapse right after the pause: paused again at once, twice as long.
+    assert tracker.observe("f", b"A", 305) == FlapVerdict("pause", undos=1, backoff=600)
+    tracker.resume("f", 905)
+    tracker.replaced("f", b"A", 906)
+    assert tracker.observe("f", b"A", 907) == FlapVerdict("pause", undos=1, backoff=1000)
+
+
+def test_calm_after_a_pause_resets_the_backoff() -> None:
+    tracker = FlapTracker(SETTINGS)
+    for t in range(3):
+        tracker.replaced("f", b"A", t)
+        tracker.observe("f", b"A", t + 0.5)
+    assert tracker.paused_until("f") == 302.5
+    tracker.resume("f", 400)
+    assert tracker.observe("f", b"X", 500) == FlapVerdict("repair")  # window passed: calm
+    for t in range(501, 504):
+        tracker.replaced("f", b"A", t)
+        verdict = tracker.observe("f", b"A", t + 0.5)
+    assert verdict == FlapVerdict("pause", undos=3, backoff=300)
+
+
+def test_undos_outside_the_window_do_not_count() -> None:
+    tracker = FlapTracker(SETTINGS)
+    for t in (0, 100, 200, 300, 400):
+        tracker.replaced("f", b"A", t)
+        assert tracker.observe("f", b"A", t + 1).action == "repair"
+
+
+def test_files_are_tracked_separately() -> None:
+    tracker = FlapTracker(SETTINGS)
+    for t in range(2):
+        tracker.replaced("f", b"A", t)
+        assert tracker.observe("f", b"A", t + 0.5).action == "repair"
+    tracker.replaced("f", b"A", 4)
+    assert tracker.observe("f", b"A", 4.5).action == "pause"
+    assert tracker.observe("g", b"A", 5).action == "repair"
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"A", b"B", b"C"]), st.booleans()), max_size=60))
+def test_pauses_never_start_without_max_undos_or_a_relapse(
+    steps: list[tuple[bytes, bool]],
+) -> None:
+    tracker = FlapTracker(SETTINGS)
+    t = 0.0
+    for content, we_rewrite in steps:
+        t += 1
+        verdict = tracker.observe("f", content, t)
+        if verdict.action == "pause":
+            assert verdict.undos >= 1 and verdict.backoff >= SETTINGS.backoff
+        if verdict.action == "repair" and we_rewrite:
+            tracker.replaced("f", content, t)
+
+
+# -- newest_hub_keys ---------------------------------------------------------------------------
+
+
+def test_newest_hub_keys() -> None:
+    before = {"auths": {HUB: {"auth": "old"}, "docker.io": {"auth": "x"}}}
+    after = {
+        "auths": {
+            HUB: {"auth": "old"},
+            "docker.io": {"auth": "new"},  # changed: newest
+            "index.docker.io": {"auth": "y"},  # added: newest
+            "ghcr.io": {"auth": "z"},  # not Docker Hub
+        }
+    }
+    assert newest_hub_keys(before, after) == ("docker.io", "index.docker.io")
+    assert newest_hub_keys(None, after) == ()
+    assert newest_hub_keys(after, after) == ()
+    assert newest_hub_keys({}, {"auths": {HUB: {"auth": "n"}}}) == ()  # canonical: no hint
+    assert newest_hub_keys({"auths": []}, {"auths": "garbage"}) == ()
+
+
+# -- Loop and Notifier -------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_loop_runs_posted_callbacks_then_work_then_due_timers() -> None:
+    clock = FakeClock()
+    loop = Loop(clock)
+    order: list[str] = []
+    loop.call_at(5, lambda: order.append("t5"))
+    cancelled = loop.call_at(1, lambda: order.append("never"))
+    cancelled.cancel()
+    loop.post(lambda: order.append("posted"))
+    loop.run_once(lambda: order.append("work"))
+    assert order == ["posted", "work"]
+    clock.now = 5
+    loop.run_once(lambda: order.append("work"))
+    assert order == ["posted", "work", "work", "t5"]
+    loop.close()
+
+
+def test_loop_post_from_another_thread_wakes_it() -> None:
+    loop = Loop()
+    seen = threading.Event()
+    threading.Timer(0.05, lambda: loop.post(seen.set)).start()
+    loop.run_once(lambda: None)  # blocks (no timer) until the post arrives
+    assert seen.is_set()
+    loop.close()
+
+
+def test_notifier_is_a_no_op_without_a_socket() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    assert notifier.notify("READY=1") is False
+    assert notifier.watchdog_interval is None
+
+
+def test_notifier_watchdog_interval_is_half_and_only_for_us() -> None:
+    assert Notifier({"WATCHDOG_USEC": "4000000"}).watchdog_interval == 2.0
+    pid = str(os.getpid())
+    assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": pid}).watchdog_interval == 2.0
+    assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}).watchdog_interval is None
+    assert Notifier({"WATCHDOG_USEC": "0"}).watchdog_interval is None
+
+
+# -- the watchdog layer ------------------------------------------------------------------------
+
+
+class Recorder(FileSystemEventHandler):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.cond = threading.Condition()
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        with self.cond:
+            dest = getattr(event, "dest_path", "") or ""
+            self.events.append(
+                (event.event_type, os.path.basename(event.src_path), os.path.basename(dest))
+            )
+            self.cond.notify_all()
+
+    def wait(self, predicate: Callable[[list[tuple[str, str, str]]], bool]) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: predicate(self.events), 10), self.events
+
+
+def test_structure_only_directories_ignore_close_write() -> None:
+    assert event_filter_for(DirWatch(files={"config.json": ("/c",)})) == EVENT_FILTER
+    assert event_filter_for(DirWatch(triggers=(".docker",))) == STRUCTURE_FILTER
+    assert FileClosedEvent in EVENT_FILTER
+    assert FileClosedEvent not in STRUCTURE_FILTER
+
+
+def test_immediate_observer_delivers_renames_and_no_read_events(tmp_path: Path) -> None:
+    recorder = Recorder()
+    observer = ImmediateInotifyObserver(recorder)
+    observer.start()
+    try:
+        observer.schedule(recorder, str(tmp_path), event_filter=EVENT_FILTER)
+        for i in range(50):
+            tmp = tmp_path / f"config.json{i:04d}"
+            tmp.write_text("{}")
+            tmp.rename(tmp_path / "config.json")
+            # Each rename reaches the handler as a move onto config.json, paired or not.
+            recorder.wait(
+                lambda events, i=i: (
+                    sum(e[0] == "moved" and e[2] == "config.json" for e in events) == i + 1
+                )
+            )
+        (tmp_path / "config.json").read_text()  # our own reads must wake nothing
+        (tmp_path / "marker").write_text("")
+        recorder.wait(lambda events: ("closed", "marker", "") in events)
+        kinds = {e[0] for e in recorder.events}
+        assert kinds <= {"created", "closed", "moved"}
+        assert not any(e[1] == "config.json" and e[0] == "closed" for e in recorder.events)
+    finally:
+        observer.stop()
+        observer.join(5)
+    assert not observer.is_alive()
+
+
+# -- hook points, in process -------------------------------------------------------------------
+
+
+class RecordingComponent:
+    """A component as the probe scheduler and journal follower plug in (records the calls)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+        self.daemon: Daemon | None = None
+
+    def start(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.calls.append("start")
+
+    def reload(self, settings: Settings) -> None:
+        self.calls.append("reload")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def status(self) -> str | None:
+        return "recorder ok"
+
+    def config_changed(self, path: str, report: FixReport) -> None:
+        self.calls.append(("changed", path, report.written))
+
+
+def test_components_are_started_told_of_repairs_and_stopped(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    config = cfg / "config.json"
+    env = Environment(euid=1000, home=tmp_path, env={})
+    settings = with_overrides(
+        default_settings(env), docker_configs=(str(cfg),), state_dir=tmp_path / "state"
+    )
+    component = RecordingComponent()
+    daemon = Daemon(settings, components=[component], configure_output=False)
+    rechecked: list[list[FixReport]] = []
+
+    def drive() -> None:
+        deadline = time.monotonic() + 20
+        while "start" not in component.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        config.write_text('{"auths": {"docker.io": {"auth": "Y2k6cHc="}}}')
+        while ("changed", str(config), True) not in component.calls:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        daemon.post(lambda: rechecked.append(daemon.recheck("docker.io")))
+        while not rechecked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        daemon.stop()
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    assert daemon.run() == 0
+    driver.join()
+    assert component.calls[0] == "start"
+    assert ("changed", str(config), True) in component.calls
+    assert component.calls[-1] == "stop"
+    assert "recorder ok" in daemon._status_line()
+    ((report,),) = rechecked
+    assert report.path == config and not report.written and report.error is None
+    assert json.loads(config.read_text())["auths"].keys() == {HUB}
