@@ -189,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if k not in {"JOURNAL_STREAM", "WATCHDOG_USEC"}}
         env.update(NOTIFY_SOCKET=str(notify_path), HOME=str(base))
         log = (base / "daemon.log").open("wb")
+        # REGAUTHD_BENCH_PROFILE=FILE runs the daemon under cProfile (where does the time go?).
+        profile = os.environ.get("REGAUTHD_BENCH_PROFILE")
+        prefix = ["-m", "cProfile", "-o", profile] if profile else []
         proc = subprocess.Popen(
-            [str(PYTHON), "-m", "regauthd", "run", "--config", str(settings),
+            [str(PYTHON), *prefix, "-m", "regauthd", "run", "--config", str(settings),
              "--docker-config", str(cfg_dir), "--state-dir", str(base / "state")],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )  # fmt: skip

@@ -166,11 +166,12 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "probe.failing",
             "15adec7240c14fb487313812a9067002",
             PRIORITY_ERR,
-            "A registry refuses the stored credential",
-            "{registry}: the stored credential does not work: {reason}",
-            "Log in again (`docker login REGISTRY`), or renew the token the credential holds; "
-            "`regauthd probe REGISTRY` shows the details.",
-            ("registry", "reason"),
+            "A registry probe with the stored credential fails",
+            "{registry}: probe failed ({status}): {reason}",
+            "Log in again (`docker login REGISTRY`) when the credential is refused or may not "
+            "push; when the registry cannot be reached or its TLS fails, check the network, the "
+            "name and `[probe] ca_file`. `regauthd probe REGISTRY` shows the details.",
+            ("registry", "status", "reason"),
         ),
         _kind(
             "probe.recovered",
@@ -180,6 +181,17 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "{registry}: the stored credential works again",
             "Nothing to do.",
             ("registry",),
+        ),
+        _kind(
+            "probe.conflict",
+            "4903823f81eb478696864e13246628f0",
+            PRIORITY_WARNING,
+            "A probe checked both credentials of a repaired conflict",
+            "{path}: {canonical} was stored twice with different credentials: {verdict} "
+            "(original file in {backup})",
+            "When the kept credential does not work, restore the other entry from the backup or "
+            "log in again (`docker login REGISTRY`); otherwise nothing to do.",
+            ("path", "canonical", "verdict", "backup"),
         ),
         _kind(
             "probe.rate_limited",
@@ -196,10 +208,21 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "25dbf2da990f44b7a3467891ca4105de",
             PRIORITY_ERR,
             "A container engine logged a registry authentication failure",
-            "{unit}: {registry} refused authentication: {reason}",
+            "{unit}: {reason}",
             "Check the credential for that registry with `regauthd probe REGISTRY` and log in "
             "again for the user the engine runs as (root's ~/.docker for dockerd).",
-            ("unit", "registry", "reason"),
+            ("unit", "reason"),
+        ),
+        _kind(
+            "journal.unavailable",
+            "57e637542dc446859c2130d4283a7b82",
+            PRIORITY_ERR,
+            "regauthd cannot follow the journal",
+            "cannot follow the journal for registry auth failures: {reason}",
+            "Run regauthd as root or in the systemd-journal group; on a host without journald "
+            'set `[journal] log_files` (or `backend = "files"`); for a journal mounted from '
+            "elsewhere set `[journal] directory`. regauthd keeps retrying meanwhile.",
+            ("reason",),
         ),
     )
 }

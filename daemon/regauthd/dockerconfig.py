@@ -13,11 +13,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import os
+import queue
 import secrets
 import stat
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +102,7 @@ def load(path: Path | str) -> Snapshot:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        return Snapshot(path=path, real_path=_real_path(path), exists=False, data=b"")
+        return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
     except OSError as exc:
         raise ConfigFileError(path, _open_error(exc)) from None
     try:
@@ -124,13 +128,20 @@ def load(path: Path | str) -> Snapshot:
         data = _read_fd(fd, MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigFileError(path, "grew past the size limit while being read; refusing it")
-        return _snapshot(path, _real_path(path), data, st, st)
+        return _snapshot(path, real_path(path), data, st, st)
     finally:
         os.close(fd)
 
 
-def _real_path(path: Path) -> Path:
+def real_path(path: Path) -> Path:
+    """The file a save must replace: the link's target when the file itself is a symlink.
+
+    Symlinked parent directories need no resolving (the temp file and the file share a
+    directory either way), and resolving only the last component saves a syscall per level.
+    """
     try:
+        if not stat.S_ISLNK(os.lstat(path).st_mode):
+            return path
         return Path(os.path.realpath(path, strict=False))
     except OSError:
         return path
@@ -194,12 +205,72 @@ class Raced:
     ours_on_disk: bytes | None = None
 
 
-def save(snapshot: Snapshot, new_data: bytes) -> Raced | None:
+class _Cleaner:
+    """Finishes saves off the hot path: unlink the displaced file, fsync the directory.
+
+    The daemon hands these to one background thread so that the next event is not queued behind
+    them; :func:`flush_cleanup` waits for all of them (at shutdown). A blocked thread costs no
+    wake-ups when idle.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="regauthd-save-cleanup", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                job()
+            except OSError:
+                pass  # the file is already gone, or the directory with it: nothing to finish
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+
+_cleaner = _Cleaner()
+
+
+def flush_cleanup(timeout: float | None = None) -> bool:
+    """Wait until every deferred save cleanup is done (see ``save(defer_cleanup=True)``)."""
+    return _cleaner.flush(timeout)
+
+
+def _finish(tmp: Path, directory: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    _fsync_dir(directory)
+
+
+def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) -> Raced | None:
     """Atomically replace the file ``snapshot`` was read from with ``new_data``.
 
     Temp file in the target's directory (the symlink's target: a link stays a link), fsync of the
-    file and the directory, mode and owner of the original kept. Returns None on success, or
-    :class:`Raced` when the file changed since ``snapshot`` was read; no content is ever lost.
+    file and the directory, mode and owner of the original kept. With ``defer_cleanup`` the
+    directory fsync and the removal of the displaced file happen on a background thread.
+    Returns None on success, or :class:`Raced` when the file changed since ``snapshot`` was read;
+    no content is ever lost.
     """
     target = snapshot.real_path
     directory = target.parent
@@ -218,16 +289,17 @@ def save(snapshot: Snapshot, new_data: bytes) -> Raced | None:
             os.close(fd)
         # Last look before replacing: a write that already landed is re-planned from without
         # ever exposing our (then stale) content to other readers.
-        current = load(snapshot.path)
-        if current.data != snapshot.expected or current.exists != snapshot.exists:
+        if _peek(target) != (snapshot.expected if snapshot.exists else None):
             os.unlink(tmp)
-            return Raced(current)
+            return Raced(load(snapshot.path))
         if _exchange(tmp, target):
             # A writer that renamed in the microseconds since that look is caught here: the
             # exchange hands us the file we displaced, so its content is not lost.
             displaced = _read_displaced(tmp, snapshot)
-            os.unlink(tmp)
-            _fsync_dir(directory)
+            if defer_cleanup:
+                _cleaner.submit(functools.partial(_finish, tmp, directory))
+            else:
+                _finish(tmp, directory)
             if displaced.data != snapshot.expected:
                 return Raced(displaced, ours_on_disk=new_data)
             return None
@@ -255,6 +327,18 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _peek(path: Path) -> bytes | None:
+    """The file's bytes right now (None if absent): the cheap look before a save."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    try:
+        return _read_fd(fd, MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def _read_fd(fd: int, limit: int) -> bytes:

@@ -7,6 +7,7 @@ file: a refusal is reported in :attr:`FixReport.error` and the file is left byte
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import functools
 import json
@@ -123,17 +124,24 @@ def fix_file(
     dry_run: bool = False,
     erase_old_helper_entries: bool = False,
     helper_env: Mapping[str, str] | None = None,
+    defer_cleanup: bool = False,
+    snapshot: Snapshot | None = None,
 ) -> FixReport:
     """Normalize one Docker config file in place (see :mod:`regauthd.normalize` for the rules).
+
+    ``defer_cleanup`` (the daemon's hot path) finishes each save on a background thread; call
+    :func:`regauthd.dockerconfig.flush_cleanup` before exiting. ``snapshot`` is a
+    :func:`regauthd.dockerconfig.load` of ``path`` the caller has just made.
 
     When another program writes the file while we save, its write is merged in and the plan
     made again (:func:`regauthd.dockerconfig.merge_three_way`), up to :data:`MAX_ATTEMPTS` times.
     """
     path = Path(path)
-    try:
-        snapshot = dockerconfig.load(path)
-    except ConfigFileError as exc:
-        return FixReport(path=path, error=exc)
+    if snapshot is None:  # else: the caller just read it (the daemon's hot path)
+        try:
+            snapshot = dockerconfig.load(path)
+        except ConfigFileError as exc:
+            return FixReport(path=path, error=exc)
     if not snapshot.exists:
         return FixReport(path=path)
 
@@ -198,7 +206,7 @@ def fix_file(
                 backup=backup,
                 findings=(*findings, *helper_findings),
             )
-        raced = dockerconfig.save(snapshot, new_data)
+        raced = dockerconfig.save(snapshot, new_data, defer_cleanup=defer_cleanup)
         if raced is None:
             backups.races.keep(snapshot.real_path, new_data)
             for store, url in erase:
@@ -260,15 +268,25 @@ class RaceMemory:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._by_path: dict[Path, tuple[bytes, bytes, float]] = {}
+        self._names: dict[Path, str] = {}  # the daemon looks on every repair: quote once
 
-    def _file(self, real_path: Path) -> Path:
-        return self.folder / urllib.parse.quote(str(real_path), safe="")
+    def _file(self, real_path: Path) -> str:
+        name = self._names.get(real_path)
+        if name is None:
+            name = self._names[real_path] = os.path.join(
+                self.folder, urllib.parse.quote(str(real_path), safe="")
+            )
+        return name
 
     def _lookup(self, real_path: Path) -> tuple[bytes, bytes, float] | None:
         entry = self._by_path.get(real_path)
         if entry is None:
             try:
-                raw = json.loads(self._file(real_path).read_text())
+                fd = os.open(self._file(real_path), os.O_RDONLY)
+            except OSError:
+                return None  # the common case: no race on record for this file
+            try:
+                raw = json.loads(os.read(fd, 4 * dockerconfig.MAX_CONFIG_BYTES))
                 entry = (
                     base64.b64decode(raw["stale"]),
                     base64.b64decode(raw["pending"]),
@@ -276,6 +294,8 @@ class RaceMemory:
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 return None
+            finally:
+                os.close(fd)
             self._by_path[real_path] = entry
         if entry[2] < time.monotonic():
             self._forget(real_path)
@@ -284,7 +304,8 @@ class RaceMemory:
 
     def _forget(self, real_path: Path) -> None:
         self._by_path.pop(real_path, None)
-        self._file(real_path).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._file(real_path))
 
     def _store(self, real_path: Path, entry: tuple[bytes, bytes, float]) -> None:
         self._by_path[real_path] = entry

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("regauthd.journal")
 
 ALERT_KIND: Final = "journal.auth_failure"
+UNAVAILABLE_KIND: Final = "journal.unavailable"
 
 VERDICT_TIMEOUT: Final = 5.0
 """Seconds an alert waits for the probe's new result before it goes out with what is known."""
@@ -78,6 +79,10 @@ _RETRY_MIN: Final = 1.0
 _RETRY_MAX: Final = 60.0
 _HISTORY_MAX: Final = 64
 _SAME_FIX: Final = timedelta(seconds=2)
+_COMPANION: Final = timedelta(seconds=2)
+"""dockerd logs a refused push twice: ``Attempting next endpoint ...`` naming the registry,
+then ``Not continuing with push after error`` naming none. A line without a registry this soon
+after a named one of the same unit, operation and kind is that second line: one failure."""
 
 
 class AlertSink(Protocol):
@@ -121,6 +126,8 @@ def follow_options(journal: JournalSettings) -> FollowOptions:
         units=journal.units,
         max_age=timedelta(seconds=journal.max_age),
         log_files=journal.log_files,
+        directory=journal.directory,
+        backend=journal.backend,
         recognizer=Recognizer(_compile_patterns(journal.extra_patterns)),
     )
 
@@ -239,6 +246,7 @@ class JournalWatch:
         self._pending: dict[_Key, _Pending] = {}
         self._windows: dict[_Key, _Window] = {}
         self._history: deque[FixEvent] = deque(maxlen=_HISTORY_MAX)
+        self._named: dict[tuple[str, str | None, FailureKind], datetime] = {}
         self.failures_seen = 0
         self.alerts_raised = 0
 
@@ -255,7 +263,7 @@ class JournalWatch:
         try:
             options = self._options_override or follow_options(self._settings.journal)
         except PatternError as exc:
-            log.error("journal.unavailable", reason=str(exc))
+            self._alerter.alert(UNAVAILABLE_KIND, "journal", reason=str(exc))
             return
         # A fresh event per thread: a thread that outlived stop()'s timeout still sees its own.
         self._stop = threading.Event()
@@ -293,6 +301,8 @@ class JournalWatch:
         cursor carries over, so nothing is read twice."""
         old = self._settings
         self._settings = settings
+        if settings.journal.verdict_timeout != old.journal.verdict_timeout:
+            self._verdict_timeout = settings.journal.verdict_timeout
         if settings.journal == old.journal and settings.state_dir == old.state_dir:
             return
         self._state_dir = settings.state_dir
@@ -328,22 +338,41 @@ class JournalWatch:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake[1], b"\0")
 
+    def _unavailable(self, reason: str) -> None:
+        def raise_alert() -> None:
+            self._alerter.alert(UNAVAILABLE_KIND, "journal", reason=reason)
+
+        self._post(raise_alert)
+
     def _run(self, options: FollowOptions, wake: int, stop: threading.Event) -> None:
         retry = _RETRY_MIN
+        alerted = False
+        short_lived = 0
         while not stop.is_set():
             try:
                 follower = open_follower(options, self._state_dir)
             except (JournalError, OSError) as exc:
-                log.error("journal.unavailable", reason=str(exc), retry_in=retry)
+                # One alert for people; the retries are only logged.
+                if not alerted:
+                    self._unavailable(str(exc))
+                    alerted = True
+                log.info("journal.open_failed", reason=str(exc), retry_in=retry)
                 self._sleep(wake, retry)
                 retry = min(retry * 2, _RETRY_MAX)
                 continue
+            opened = time.monotonic()
             try:
                 self._follow(follower, wake, stop)
                 return
             except (JournalError, OSError, ValueError) as exc:
                 # A journalctl that died, a journal file that vanished mid-read: start over
-                # from the saved cursor rather than give up following.
+                # from the saved cursor rather than give up following. Failing again soon
+                # after each start (journalctl cannot open the journal) is an outage: alert.
+                lasted = time.monotonic() - opened
+                short_lived = short_lived + 1 if lasted < _RETRY_MAX else 1
+                if short_lived >= 2 and not alerted:
+                    self._unavailable(str(exc))
+                    alerted = True
                 log.error("journal.follow_failed", reason=str(exc), retry_in=retry)
             finally:
                 try:
@@ -388,6 +417,13 @@ class JournalWatch:
             self._on_failure(self._inbox.popleft())
 
     def _on_failure(self, failure: AuthFailure) -> None:
+        same = (failure.unit, failure.operation, failure.kind)
+        if failure.registry is not None:
+            self._named[same] = failure.time
+        else:
+            named = self._named.get(same)
+            if named is not None and timedelta(0) <= failure.time - named <= _COMPANION:
+                return  # the closing line of a failure already counted
         self.failures_seen += 1
         key: _Key = (failure.registry, failure.kind)
         now = self._clock()
@@ -607,6 +643,7 @@ class JournalComponent:
             self._recheck or own or self._fix_watched,
             _SchedulerOf(self._probes) if self._probes is not None else None,
             options=self._options,
+            verdict_timeout=self._settings.journal.verdict_timeout,
         )
         self.watch.start()
 
@@ -637,6 +674,7 @@ def _drain_pipe(fd: int) -> None:
 __all__ = [
     "ALERT_KIND",
     "PROBE_POLL",
+    "UNAVAILABLE_KIND",
     "VERDICT_TIMEOUT",
     "AlertSink",
     "JournalComponent",

@@ -6,7 +6,6 @@ nothing) and never drops a credential without naming it as the loser of a :class
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -87,6 +86,15 @@ class NormalizationPlan:
         return bool(self.changes or self.conflicts)
 
 
+def _copy_json(value: Any) -> Any:
+    """Deep copy of parsed JSON (dicts, lists, scalars): several times faster than deepcopy."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
+
+
 def _identity(entry: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """What makes an entry's credential what it is; empty for a placeholder."""
     return tuple((f, entry[f]) for f in _SECRET_FIELDS if entry.get(f) not in (None, ""))
@@ -104,7 +112,7 @@ def plan(
     ``prefer`` names ``auths`` keys known to hold the newest credential (the daemon knows which
     key a write added); they win conflicts. Otherwise the canonical key wins.
     """
-    new: dict[str, Any] = copy.deepcopy(dict(config))
+    new: dict[str, Any] = _copy_json(config)
     changes: list[Change] = []
     conflicts: list[Conflict] = []
     moves: list[HelperMove] = []
@@ -275,7 +283,7 @@ def _copy_hub_mirror(
             if k == HUB_CANONICAL:
                 continue
             if k == key:
-                out[HUB_CANONICAL] = copy.deepcopy(entry)
+                out[HUB_CANONICAL] = _copy_json(entry)
             out[k] = v
         changes.append(Change("copy", "auths", key, HUB_CANONICAL))
         if helper_backed and source_helper is not None and target_helper is not None:

@@ -79,7 +79,6 @@ FAILING_KIND: Final = "probe.failing"
 RECOVERED_KIND: Final = "probe.recovered"
 RATE_LIMITED_KIND: Final = "probe.rate_limited"
 CONFLICT_KIND: Final = "probe.conflict"
-"""Not in the catalogue yet (see the module's report); logged as a plain warning until it is."""
 
 DEFAULT_MAX_BACKOFF_S: Final = 6 * 3600.0
 DEFAULT_MIN_GAP_S: Final = 10.0
@@ -663,8 +662,10 @@ class ProbeScheduler:
         tasks: set[asyncio.Task[None]] = set()
         with self._lock:
             self._book = settle(self._book, now=self._clock())
+        # The constructor's CA file (tests) wins over the settings' one.
+        ca_file = self._ca_file or (str(settings.ca_file) if settings.ca_file else None)
         async with make_client(
-            ca_file=self._ca_file,
+            ca_file=ca_file,
             insecure_hosts=settings.insecure_registries,
             request_timeout_s=settings.timeout,
         ) as client:

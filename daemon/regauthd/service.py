@@ -54,6 +54,7 @@ from watchdog.observers.inotify_move_event_grouper import (
     PathedInotifyEvent,
 )
 
+from regauthd import dockerconfig
 from regauthd.alerts import CATALOGUE, Alerter, Metrics, configure_logging, remember_config_secrets
 from regauthd.dockerconfig import TEMP_PREFIX
 from regauthd.fixer import BackupStore, FixReport, fix_file
@@ -743,6 +744,7 @@ class Daemon:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=0.5)
+        dockerconfig.flush_cleanup(timeout=0.5)
         if self.metrics.dirty and self.settings.alerts.metrics:
             self._write_metrics()
         self.notifier.close()
@@ -922,7 +924,7 @@ class Daemon:
         """
         reports = []
         for config in self._plan.configs:
-            state = self._files.get(os.path.realpath(config))
+            state = self._files.get(str(dockerconfig.real_path(Path(config))))
             if state is not None:
                 state.last_seen = None
             report = self._repair(config)
@@ -931,17 +933,20 @@ class Daemon:
         return reports
 
     def _repair(self, config: str) -> FixReport | None:
-        real = os.path.realpath(config)
+        real = str(dockerconfig.real_path(Path(config)))
         now = self.loop.clock()
         state = self._files.setdefault(real, _FileState())
+        # dockerconfig.load never blocks (a FIFO named config.json must not hang the daemon)
+        # and its snapshot is handed to the fixer, which then does not read the file again.
+        snapshot: dockerconfig.Snapshot | None
         try:
-            with open(real, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
+            snapshot = dockerconfig.load(Path(config))
+            data = snapshot.data
+        except dockerconfig.ConfigFileError:
+            snapshot, data = None, b""
+        if snapshot is not None and not snapshot.exists:
             self._files.pop(real, None)
             return None
-        except OSError:
-            data = b""
         seen = digest(data)
         if seen == state.last_seen:
             log.debug("config.unchanged", path=config)
@@ -967,7 +972,13 @@ class Daemon:
             self._schedule_resume(real, config, verdict.backoff)
             return None
         prefer = newest_hub_keys(state.last_config, current) if current is not None else ()
-        report = fix_file(Path(config), backups=self._backups, prefer=prefer)
+        report = fix_file(
+            Path(config),
+            backups=self._backups,
+            prefer=prefer,
+            defer_cleanup=True,
+            snapshot=snapshot,
+        )
         self._account(config, real, state, report, current, now)
         self._tell_components(config, report)
         return report

@@ -140,6 +140,8 @@ class ProbeSettings:
     """Registries probed over plain HTTP or without certificate verification."""
     trusted_realms: tuple[str, ...] = ()
     """Token realm hosts, other than the registry's own, that may receive the credential."""
+    ca_file: Path | None = None
+    """PEM bundle of extra CAs trusted for registries (a company CA), beside the system ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,14 @@ class JournalSettings:
     """More regular expressions that mark a line as an auth failure."""
     log_files: tuple[Path, ...] = ()
     """Plain log files followed too (hosts without journald)."""
+    backend: str = "auto"
+    """How the journal is read: ``systemd`` (systemd-python), ``journalctl`` (a subprocess),
+    ``files`` (plain log files only), or ``auto`` (the first of these that works here)."""
+    directory: Path | None = None
+    """Read the journal files in this directory instead of the system journal (a host's
+    journal mounted into a container)."""
+    verdict_timeout: float = 5.0
+    """How long an auth-failure alert waits for the registry probe's verdict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +188,7 @@ class Settings:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+JOURNAL_BACKENDS = ("auto", "systemd", "journalctl", "files")
 # Default instances: a slotted dataclass's class attributes are slot descriptors, not defaults.
 _ALERTS = AlertSettings()
 _FLAP = FlappingSettings()
@@ -393,6 +404,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         repositories=p.string_map("repositories"),
         insecure_registries=p.strings("insecure_registries", ()),
         trusted_realms=p.strings("trusted_realms", ()),
+        ca_file=p.path("ca_file"),
     )
     p.check_unknown()
 
@@ -413,6 +425,9 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         max_age=j.duration("max_age", _JOURNAL.max_age),
         extra_patterns=patterns,
         log_files=tuple(Path(x) for x in log_files),
+        backend=j.string("backend", _JOURNAL.backend, choices=JOURNAL_BACKENDS),
+        directory=j.path("directory"),
+        verdict_timeout=j.duration("verdict_timeout", _JOURNAL.verdict_timeout, positive=True),
     )
     j.check_unknown()
     top.check_unknown()
