@@ -424,3 +424,16 @@ def test_probe_component_is_wired_started_and_stopped(
     assert daemon.stop() == 0
     assert [e["event"] for e in daemon.events()][-1] == "daemon.stopping"
     assert daemon.err.read_text() == ""
+
+
+def test_fifo_named_config_json_does_not_hang_the_daemon(
+    tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    os.mkfifo(cfg / "config.json")
+    daemon = start_daemon(docker_configs=[cfg])  # returns once READY=1: the look did not block
+    (alert,) = daemon.wait_event("config.unfixable")
+    assert "FIFO" in alert["reason"]
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=10) == 0
