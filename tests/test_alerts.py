@@ -71,7 +71,9 @@ def test_catalogue_has_every_kind_with_a_unique_stable_id() -> None:
         "probe.failing",
         "probe.recovered",
         "probe.rate_limited",
+        "probe.conflict",
         "journal.auth_failure",
+        "journal.unavailable",
     }
     ids = [k.message_id for k in CATALOGUE.values()]
     assert len(set(ids)) == len(ids)

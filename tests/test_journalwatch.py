@@ -313,7 +313,7 @@ def test_failure_alerted_once_with_normalized_verdict(rig: Rig, journal_dir: Pat
         in (alert["reason"])
     )
     assert alert["reason"].endswith("; the credential works now (probe: ok)")
-    assert alert["message"].startswith("docker.service: docker.io refused authentication: push to")
+    assert alert["message"] == f"docker.service: {alert['reason']}"
     assert "docker login` (no argument)" in alert["fix"]
     assert prober.calls == [["docker.io"]]
     # The re-check repaired the real file.
@@ -517,13 +517,13 @@ def test_disabled_means_no_thread(tmp_path: Path) -> None:
 def test_unusable_journal_is_logged_and_stop_is_prompt(tmp_path: Path) -> None:
     options = FollowOptions(backend="no-such-backend")
     with make_rig(tmp_path, options) as rig:
-        with structlog.testing.capture_logs() as logs:
-            watch = rig.watch(lambda r: [])
-            rig.loop.run_until(lambda: any(e["event"] == "journal.unavailable" for e in logs))
-            rig.stop(watch)
-        assert "unknown journal backend" in next(
-            e["reason"] for e in logs if e["event"] == "journal.unavailable"
+        watch = rig.watch(lambda r: [])
+        rig.loop.run_until(
+            lambda: any(e["event"] == "journal.unavailable" for e in rig.recorder.events)
         )
+        rig.stop(watch)
+        (unavailable,) = [e for e in rig.recorder.events if e["event"] == "journal.unavailable"]
+        assert "unknown journal backend" in unavailable["reason"]
 
 
 def test_reload_restarts_only_when_the_journal_settings_change(rig: Rig) -> None:
@@ -674,11 +674,16 @@ def test_component_uses_the_daemons_own_recheck(rig: Rig, journal_dir: Path) -> 
     component = JournalComponent(rig.settings, options=rig.options)
     component.start(WithRecheck(rig.loop, rig.alerter))  # type: ignore[arg-type]
     try:
+        # dockerd's two lines for one refused push are one failure...
         write_journal(journal_dir, dockerd(HUB_PUSH, DOCKERD_PUSH), boot_id=BOOT)
+        # ...a registry-less line long after it is a failure of its own.
+        later = datetime.now(UTC) + timedelta(seconds=30)
+        write_journal(journal_dir, dockerd(DOCKERD_PUSH), boot_id=BOOT, start=later)
         rig.loop.run_until(lambda: len(rig.recorder.alerts()) == 2)
     finally:
         component.stop()
     assert asked == ["docker.io", None]
+    assert [a["registry"] for a in rig.recorder.alerts()] == ["docker.io", "a registry"]
 
 
 @pytest.mark.integration

@@ -469,9 +469,7 @@ def test_deliver_uses_the_alerter_for_catalogued_kinds_and_logs_the_rest() -> No
         deliver(alerter, [*failing, odd])
     ((method, event, fields),) = recorder.events
     assert (method, event) == ("error", FAILING_KIND)
-    assert (
-        fields["message"] == "ghcr.io: the stored credential does not work: found bad_credentials"
-    )
+    assert fields["message"] == "ghcr.io: probe failed (bad_credentials): found bad_credentials"
     assert fields["message_id"] == CATALOGUE[FAILING_KIND].message_id.hex
     (logged,) = [e for e in logs if e["event"] == "probe.not_catalogued"]
     assert logged["message"] == "words" and logged["log_level"] == "warning"

@@ -101,6 +101,7 @@ def test_every_option_is_read() -> None:
         timeout = "5s"
         insecure_registries = ["127.0.0.1:5000"]
         trusted_realms = ["auth.example.com"]
+        ca_file = "/etc/ssl/company-ca.pem"
         [probe.repositories]
         "ghcr.io" = "acme/ci"
 
@@ -110,6 +111,9 @@ def test_every_option_is_read() -> None:
         max_age = "1h"
         extra_patterns = ["pull access denied"]
         log_files = ["/var/log/docker.log"]
+        backend = "journalctl"
+        directory = "/host/var/log/journal"
+        verdict_timeout = "2s"
     """
     s = parse_settings(text, USER)
     assert s.state_dir == Path("/srv/state")
@@ -133,6 +137,9 @@ def test_every_option_is_read() -> None:
     assert s.journal.max_age == 3600
     assert s.journal.extra_patterns == ("pull access denied",)
     assert s.journal.log_files == (Path("/var/log/docker.log"),)
+    assert s.probe.ca_file == Path("/etc/ssl/company-ca.pem")
+    assert (s.journal.backend, s.journal.directory) == ("journalctl", Path("/host/var/log/journal"))
+    assert s.journal.verdict_timeout == 2
 
 
 def test_example_file_parses_to_exactly_the_defaults() -> None:
@@ -151,8 +158,9 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
         "alerts.metrics", "flapping.max_undos", "flapping.window", "flapping.backoff",
         "flapping.backoff_max", "probe.enabled", "probe.interval", "probe.jitter",
         "probe.concurrency", "probe.timeout", "probe.insecure_registries",
-        "probe.trusted_realms", "probe.repositories", "journal.enabled", "journal.units",
-        "journal.max_age", "journal.extra_patterns", "journal.log_files",
+        "probe.trusted_realms", "probe.repositories", "probe.ca_file", "journal.enabled",
+        "journal.units", "journal.max_age", "journal.extra_patterns", "journal.log_files",
+        "journal.backend", "journal.directory", "journal.verdict_timeout",
     }  # fmt: skip
     assert keys == every
     parsed = parse_settings(uncommented, USER)
@@ -177,6 +185,10 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
         ("[probe]\nrepositories = { 'ghcr.io' = 1 }", "probe.repositories", "a table of strings"),
         ("[journal]\nextra_patterns = ['(']", "journal.extra_patterns", "valid regular exp"),
         ("[journal]\nlog_files = ['x.log']", "journal.log_files", "absolute paths"),
+        ("[journal]\nbackend = 'syslog'", "journal.backend", 'one of "auto", "systemd"'),
+        ("[journal]\ndirectory = 'journal'", "journal.directory", "an absolute path"),
+        ("[journal]\nverdict_timeout = 0", "journal.verdict_timeout", "a non-zero duration"),
+        ("[probe]\nca_file = 'ca.pem'", "probe.ca_file", "an absolute path"),
         ("probe = 3", "probe", "a table"),
         ("[probe]\nintervall = '1m'", "probe.intervall", "unknown setting"),
         ("colour = 'blue'", "colour", "unknown setting"),
