@@ -39,6 +39,20 @@ def require_root(why: str) -> None:
         unavailable(f"needs root: {why}")
 
 
+def require_journal_backend(backend: str) -> str:
+    """``backend`` (``systemd`` or ``journalctl``) reading journal files that
+    systemd-journal-remote writes, or skip/fail saying what is missing."""
+    require_program("systemd-journal-remote", "systemd-journal-remote")
+    if backend == "systemd":
+        try:
+            import systemd.journal  # noqa: F401 - only to know it is there
+        except ImportError:
+            unavailable("systemd-python not installed (pip install '.[journald]')")
+    else:
+        require_program("journalctl", "systemd")
+    return backend
+
+
 @pytest.fixture
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """HOME, XDG dirs and DOCKER_CONFIG inside the test's temp dir; returns the new HOME."""

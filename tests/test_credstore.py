@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +31,17 @@ from regauthd.credstore import (
 from regauthd.registry import HUB_CANONICAL
 from tests.conftest import require_program
 from tests.rigs.clients import Sandbox, docker_hub_banner_user, docker_login_banner_user
-from tests.rigs.passhelper import PassHelper, start_pass
+from tests.rigs.passhelper import PassHelper, pass_helper, start_pass
+
+__all__ = ["pass_helper"]  # the fixture, used by name below
 
 SECRET = "Sup3r-s3cret-Pa55word"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.identity-refresh-token-value"
 
 
 @pytest.fixture
-def pass_rig(tmp_path: Path) -> Iterator[PassHelper]:
-    require_program("gpg", "gnupg")
-    require_program("pass", "pass")
-    require_program("docker-credential-pass", "golang-docker-credential-helpers")
-    helper = start_pass(tmp_path / "pass")
-    try:
-        yield helper
-    finally:
-        helper.stop()
-
-
-@pytest.fixture
-def pass_store(pass_rig: PassHelper) -> HelperStore:
-    return HelperStore("pass", env=pass_rig.env)
+def pass_store(pass_helper: PassHelper) -> HelperStore:
+    return HelperStore("pass", env=pass_helper.env)
 
 
 def _script_helper(directory: Path, name: str, body: str) -> dict[str, str]:
@@ -72,16 +61,18 @@ def _auth(user: str, password: str) -> str:
 # HelperStore with the real pass helper
 
 
-def test_pass_store_get_list_erase_roundtrip(pass_store: HelperStore, pass_rig: PassHelper) -> None:
+def test_pass_store_get_list_erase_roundtrip(
+    pass_store: HelperStore, pass_helper: PassHelper
+) -> None:
     pass_store.store("registry.example:5000", Credential("alice", SECRET))
 
     assert pass_store.get("registry.example:5000") == Credential("alice", SECRET)
     assert pass_store.list() == {"registry.example:5000": "alice"}
     # The rig reads the store on its own: the secret really went into pass.
-    assert pass_rig.get("registry.example:5000") == ("alice", SECRET)
+    assert pass_helper.get("registry.example:5000") == ("alice", SECRET)
 
     pass_store.erase("registry.example:5000")
-    assert pass_rig.get("registry.example:5000") is None
+    assert pass_helper.get("registry.example:5000") is None
     assert pass_store.list() == {}
 
 
@@ -91,22 +82,22 @@ def test_pass_store_overwrites_an_existing_entry(pass_store: HelperStore) -> Non
     assert pass_store.get("ghcr.io") == Credential("bob", SECRET)
 
 
-def test_pass_store_keeps_identity_tokens(pass_store: HelperStore, pass_rig: PassHelper) -> None:
+def test_pass_store_keeps_identity_tokens(pass_store: HelperStore, pass_helper: PassHelper) -> None:
     pass_store.store(HUB_CANONICAL, Credential(IDENTITY_TOKEN_USERNAME, TOKEN))
 
     got = pass_store.get(HUB_CANONICAL)
     assert got is not None
     assert got.is_identity_token
     assert got.secret == TOKEN
-    assert pass_rig.get(HUB_CANONICAL) == ("<token>", TOKEN)
+    assert pass_helper.get(HUB_CANONICAL) == ("<token>", TOKEN)
 
 
 def test_pass_store_get_of_a_missing_url_is_none(
-    pass_store: HelperStore, pass_rig: PassHelper
+    pass_store: HelperStore, pass_helper: PassHelper
 ) -> None:
     # docker-credential-helpers 0.6 (Debian 12) answers a missing entry with exit 0 and empty
     # Username/Secret; later versions say "credentials not found". Both mean "no credential".
-    pass_rig.store("docker.io", "alice", SECRET)
+    pass_helper.store("docker.io", "alice", SECRET)
     assert pass_store.get("never-stored.example") is None
     # pass matches the URL byte for byte: another spelling of the same registry is not found.
     assert pass_store.get(HUB_CANONICAL) is None
@@ -118,9 +109,9 @@ def test_pass_store_erase_of_a_missing_url_is_not_an_error(pass_store: HelperSto
     pass_store.erase("never-stored.example")
 
 
-def test_pass_store_matches_urls_exactly(pass_store: HelperStore, pass_rig: PassHelper) -> None:
-    pass_rig.store("https://index.docker.io/v1/", "alice", SECRET)
-    pass_rig.store("docker.io", "bob", "other-" + SECRET)
+def test_pass_store_matches_urls_exactly(pass_store: HelperStore, pass_helper: PassHelper) -> None:
+    pass_helper.store("https://index.docker.io/v1/", "alice", SECRET)
+    pass_helper.store("docker.io", "bob", "other-" + SECRET)
     assert pass_store.get("docker.io") == Credential("bob", "other-" + SECRET)
     assert pass_store.get(HUB_CANONICAL) == Credential("alice", SECRET)
     assert pass_store.list() == {HUB_CANONICAL: "alice", "docker.io": "bob"}
@@ -281,7 +272,7 @@ def test_file_store_refuses_auths_that_is_not_an_object() -> None:
         FileStore({"auths": ["ghcr.io"]}).get("ghcr.io")
 
 
-def test_store_for_follows_docker_precedence(pass_rig: PassHelper) -> None:
+def test_store_for_follows_docker_precedence(pass_helper: PassHelper) -> None:
     config: dict[str, Any] = {
         "auths": {},
         "credsStore": "pass",
@@ -372,35 +363,35 @@ def test_resolve_prefers_the_exact_key(tmp_path: Path) -> None:
 
 
 def test_resolve_reads_the_helper_under_the_exact_key_only(
-    tmp_path: Path, pass_rig: PassHelper
+    tmp_path: Path, pass_helper: PassHelper
 ) -> None:
     require_program("docker", "docker.io")
-    sandbox = Sandbox.create(tmp_path / "clients", helpers=("pass",), env=pass_rig.gpg_env)
-    pass_rig.store(HUB_CANONICAL, "hubuser", SECRET)
-    pass_rig.store("https://127.0.0.1:5000/v1/", "legacy", SECRET)
+    sandbox = Sandbox.create(tmp_path / "clients", helpers=("pass",), env=pass_helper.gpg_env)
+    pass_helper.store(HUB_CANONICAL, "hubuser", SECRET)
+    pass_helper.store("https://127.0.0.1:5000/v1/", "legacy", SECRET)
     config: dict[str, Any] = {
         "auths": {HUB_CANONICAL: {}, "https://127.0.0.1:5000/v1/": {}},
         "credsStore": "pass",
     }
     cfg = _write_config(tmp_path / "cfg", config)
 
-    assert resolve(config, "docker.io", env=pass_rig.env) == (
+    assert resolve(config, "docker.io", env=pass_helper.env) == (
         HUB_CANONICAL,
         Credential("hubuser", SECRET),
     )
     assert docker_hub_banner_user(cfg, sandbox=sandbox) == "hubuser"
     # Docker asks the helper for the exact key only: the legacy spelling is invisible to it.
     assert docker_login_banner_user(cfg, "127.0.0.1:5000", sandbox=sandbox) is None
-    assert resolve(config, "127.0.0.1:5000", env=pass_rig.env) is None
+    assert resolve(config, "127.0.0.1:5000", env=pass_helper.env) is None
 
 
-def test_resolve_uses_cred_helpers_before_the_file(tmp_path: Path, pass_rig: PassHelper) -> None:
-    pass_rig.store("ghcr.io", "from-pass", SECRET)
+def test_resolve_uses_cred_helpers_before_the_file(tmp_path: Path, pass_helper: PassHelper) -> None:
+    pass_helper.store("ghcr.io", "from-pass", SECRET)
     config: dict[str, Any] = {
         "auths": {"ghcr.io": {"auth": _auth("from-file", SECRET)}},
         "credHelpers": {"ghcr.io": "pass"},
     }
-    assert resolve(config, "ghcr.io", env=pass_rig.env) == (
+    assert resolve(config, "ghcr.io", env=pass_helper.env) == (
         "ghcr.io",
         Credential("from-pass", SECRET),
     )

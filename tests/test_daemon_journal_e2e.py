@@ -19,8 +19,8 @@ import pytest
 
 from regauthd.alerts import CATALOGUE
 from regauthd.registry import HUB_CANONICAL
-from tests.conftest import require_program, unavailable
-from tests.rigs.journald import write_journal
+from tests.conftest import require_journal_backend
+from tests.rigs.journald import dockerd, write_journal
 from tests.test_service_daemon import Daemon, wait_until
 
 PASSWORD = "journal-e2e-pw-7Qx"
@@ -46,29 +46,9 @@ GHCR_PULL = (
 KIND = "journal.auth_failure"
 
 
-def dockerd(*messages: str) -> list[dict[str, str]]:
-    return [
-        {
-            "MESSAGE": m,
-            "_SYSTEMD_UNIT": "docker.service",
-            "SYSLOG_IDENTIFIER": "dockerd",
-            "PRIORITY": "6",
-        }
-        for m in messages
-    ]
-
-
 @pytest.fixture(params=["systemd", "journalctl"])
 def backend(request: pytest.FixtureRequest) -> str:
-    require_program("systemd-journal-remote", "systemd-journal-remote")
-    if request.param == "systemd":
-        try:
-            import systemd.journal  # noqa: F401 - only to know it is there
-        except ImportError:
-            unavailable("systemd-python not installed (pip install '.[journald]')")
-    else:
-        require_program("journalctl", "systemd")
-    return str(request.param)
+    return require_journal_backend(str(request.param))
 
 
 @pytest.fixture

@@ -34,8 +34,10 @@ from tests.rigs.clients import (
     regauthd_fix,
     skopeo_get_login,
 )
-from tests.rigs.passhelper import PassHelper, start_pass
+from tests.rigs.passhelper import PassHelper, pass_helper
 from tests.rigs.registry import RunningRegistry, push_tiny_image, start_registry
+
+__all__ = ["pass_helper"]  # the fixture, used by name below
 
 pytestmark = pytest.mark.integration
 
@@ -111,22 +113,10 @@ def setup(tmp_path: Path) -> Setup:
 
 
 @pytest.fixture
-def pass_rig(tmp_path: Path) -> Iterator[PassHelper]:
-    require_program("gpg", "gnupg")
-    require_program("pass", "pass")
-    require_program("docker-credential-pass", "golang-docker-credential-helpers")
-    helper = start_pass(tmp_path / "pass")
-    try:
-        yield helper
-    finally:
-        helper.stop()
-
-
-@pytest.fixture
-def pass_setup(tmp_path: Path, pass_rig: PassHelper) -> Setup:
+def pass_setup(tmp_path: Path, pass_helper: PassHelper) -> Setup:
     """Clients and regauthd see the real pass helper (and only that one)."""
     _require_clients()
-    sandbox = Sandbox.create(tmp_path / "clients", helpers=("pass",), env=pass_rig.gpg_env)
+    sandbox = Sandbox.create(tmp_path / "clients", helpers=("pass",), env=pass_helper.gpg_env)
     return Setup(tmp_path / "docker", tmp_path / "state", sandbox)
 
 
@@ -233,44 +223,32 @@ EVERYONE_FINDS = ["https://{host}/v1/", "http://{host}"]
 def test_manifest_inspect_works_after_fix_for_keys_docker_misses(
     template: str, setup: Setup, registry: RunningRegistry
 ) -> None:
-    key = template.format(host=registry.host)
-    setup.write({"auths": {key: {"auth": _auth(REG_USER, REG_SECRET)}}})
+    _write_registry_key(setup, template.format(host=registry.host))
     assert not docker_manifest_inspect_ok(setup.cfg_dir, _ref(registry), sandbox=setup.sandbox)
 
-    _assert_fixed(setup.fix(), setup)
-
-    assert list(setup.read()["auths"]) == [registry.host]
-    _assert_all_clients_find(setup, registry)
+    _assert_fixed_to_host(setup, registry)
 
 
 @pytest.mark.parametrize("template", PODMAN_BLIND)
 def test_podman_and_skopeo_agree_with_docker_after_fix(
     template: str, setup: Setup, registry: RunningRegistry
 ) -> None:
-    key = template.format(host=registry.host)
-    setup.write({"auths": {key: {"auth": _auth(REG_USER, REG_SECRET)}}})
+    _write_registry_key(setup, template.format(host=registry.host))
     assert docker_manifest_inspect_ok(setup.cfg_dir, _ref(registry), sandbox=setup.sandbox)
     assert podman_get_login(setup.cfg_dir, registry.host, sandbox=setup.sandbox) is None
     assert skopeo_get_login(setup.cfg_dir, registry.host, sandbox=setup.sandbox) is None
 
-    _assert_fixed(setup.fix(), setup)
-
-    assert list(setup.read()["auths"]) == [registry.host]
-    _assert_all_clients_find(setup, registry)
+    _assert_fixed_to_host(setup, registry)
 
 
 @pytest.mark.parametrize("template", EVERYONE_FINDS)
 def test_legacy_keys_everyone_finds_keep_working(
     template: str, setup: Setup, registry: RunningRegistry
 ) -> None:
-    key = template.format(host=registry.host)
-    setup.write({"auths": {key: {"auth": _auth(REG_USER, REG_SECRET)}}})
+    _write_registry_key(setup, template.format(host=registry.host))
     _assert_all_clients_find(setup, registry)
 
-    _assert_fixed(setup.fix(), setup)
-
-    assert list(setup.read()["auths"]) == [registry.host]
-    _assert_all_clients_find(setup, registry)
+    _assert_fixed_to_host(setup, registry)
 
 
 def test_a_wrong_password_stays_wrong(setup: Setup, registry: RunningRegistry) -> None:
@@ -294,6 +272,17 @@ def test_a_login_after_fix_is_kept_by_the_next_fix(setup: Setup, registry: Runni
     _assert_all_clients_find(setup, registry)
 
 
+def _write_registry_key(setup: Setup, key: str) -> None:
+    setup.write({"auths": {key: {"auth": _auth(REG_USER, REG_SECRET)}}})
+
+
+def _assert_fixed_to_host(setup: Setup, registry: RunningRegistry) -> None:
+    """fix renames the registry's one key to its bare host, and every client finds the login."""
+    _assert_fixed(setup.fix(), setup)
+    assert list(setup.read()["auths"]) == [registry.host]
+    _assert_all_clients_find(setup, registry)
+
+
 def _assert_all_clients_find(setup: Setup, registry: RunningRegistry) -> None:
     box = setup.sandbox
     assert docker_manifest_inspect_ok(setup.cfg_dir, _ref(registry), sandbox=box)
@@ -307,9 +296,9 @@ def _assert_all_clients_find(setup: Setup, registry: RunningRegistry) -> None:
 
 
 def test_pass_hub_secret_under_docker_io_is_rekeyed_for_docker(
-    pass_setup: Setup, pass_rig: PassHelper
+    pass_setup: Setup, pass_helper: PassHelper
 ) -> None:
-    pass_rig.store("docker.io", HUB_USER, HUB_SECRET)
+    pass_helper.store("docker.io", HUB_USER, HUB_SECRET)
     pass_setup.write({"auths": {"docker.io": {}}, "credsStore": "pass"})
     assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=pass_setup.sandbox) is None
 
@@ -318,28 +307,30 @@ def test_pass_hub_secret_under_docker_io_is_rekeyed_for_docker(
     config = pass_setup.read()
     assert config["credsStore"] == "pass"
     assert HUB_CANONICAL in config["auths"]
-    assert pass_rig.get(HUB_CANONICAL) == (HUB_USER, HUB_SECRET)
-    assert pass_rig.get("docker.io") == (HUB_USER, HUB_SECRET)  # erased only when asked
+    assert pass_helper.get(HUB_CANONICAL) == (HUB_USER, HUB_SECRET)
+    assert pass_helper.get("docker.io") == (HUB_USER, HUB_SECRET)  # erased only when asked
     assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=pass_setup.sandbox) == HUB_USER
 
 
-def test_pass_hub_secret_old_url_erased_when_asked(pass_setup: Setup, pass_rig: PassHelper) -> None:
-    pass_rig.store("https://index.docker.io/v2/", HUB_USER, HUB_SECRET)
+def test_pass_hub_secret_old_url_erased_when_asked(
+    pass_setup: Setup, pass_helper: PassHelper
+) -> None:
+    pass_helper.store("https://index.docker.io/v2/", HUB_USER, HUB_SECRET)
     pass_setup.write({"auths": {"https://index.docker.io/v2/": {}}, "credsStore": "pass"})
 
     _assert_fixed(pass_setup.fix("--erase-old-helper-entries"), pass_setup)
 
-    assert pass_rig.list() == {HUB_CANONICAL: HUB_USER}
+    assert pass_helper.list() == {HUB_CANONICAL: HUB_USER}
     assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=pass_setup.sandbox) == HUB_USER
 
 
 def test_pass_registry_secret_under_a_legacy_url_is_rekeyed(
-    pass_setup: Setup, pass_rig: PassHelper, registry: RunningRegistry
+    pass_setup: Setup, pass_helper: PassHelper, registry: RunningRegistry
 ) -> None:
     # Helpers match URLs exactly: Docker's legacy hostname loop only runs over the file store, so
     # a secret kept under https://HOST/v1/ is invisible to Docker until it is re-keyed.
     legacy = f"https://{registry.host}/v1/"
-    pass_rig.store(legacy, REG_USER, REG_SECRET)
+    pass_helper.store(legacy, REG_USER, REG_SECRET)
     pass_setup.write({"auths": {legacy: {}}, "credsStore": "pass"})
     assert not docker_manifest_inspect_ok(
         pass_setup.cfg_dir, _ref(registry), sandbox=pass_setup.sandbox
@@ -348,64 +339,62 @@ def test_pass_registry_secret_under_a_legacy_url_is_rekeyed(
     _assert_fixed(pass_setup.fix(), pass_setup)
 
     assert list(pass_setup.read()["auths"]) == [registry.host]
-    assert pass_rig.get(registry.host) == (REG_USER, REG_SECRET)
+    assert pass_helper.get(registry.host) == (REG_USER, REG_SECRET)
     assert docker_manifest_inspect_ok(
         pass_setup.cfg_dir, _ref(registry), sandbox=pass_setup.sandbox
     )
 
 
 def test_pass_keeps_the_canonical_secret_on_conflict(
-    pass_setup: Setup, pass_rig: PassHelper
+    pass_setup: Setup, pass_helper: PassHelper
 ) -> None:
-    pass_rig.store(HUB_CANONICAL, HUB_USER, HUB_SECRET)
-    pass_rig.store("docker.io", "olduser", "old-" + HUB_SECRET)
+    pass_helper.store(HUB_CANONICAL, HUB_USER, HUB_SECRET)
+    pass_helper.store("docker.io", "olduser", "old-" + HUB_SECRET)
     pass_setup.write({"auths": {HUB_CANONICAL: {}, "docker.io": {}}, "credsStore": "pass"})
 
     run = pass_setup.fix()
 
     record = run.report_for(pass_setup.config_file)
     assert record["conflicts"], record
-    assert pass_rig.get(HUB_CANONICAL) == (HUB_USER, HUB_SECRET)
-    assert pass_rig.get("docker.io") == ("olduser", "old-" + HUB_SECRET)  # never dropped
+    assert pass_helper.get(HUB_CANONICAL) == (HUB_USER, HUB_SECRET)
+    assert pass_helper.get("docker.io") == ("olduser", "old-" + HUB_SECRET)  # never dropped
     assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=pass_setup.sandbox) == HUB_USER
 
 
 def test_cred_helpers_hub_entry_written_by_podman_serves_docker(
-    pass_setup: Setup, pass_rig: PassHelper
+    pass_setup: Setup, pass_helper: PassHelper
 ) -> None:
     # podman keys the Hub helper `docker.io` and asks it for "docker.io"; Docker needs the helper
     # under the canonical key and asks it for the canonical URL: the secret must be re-keyed too.
-    pass_rig.store(HUB_PODMAN_HELPER_KEY, HUB_USER, HUB_SECRET)
+    pass_helper.store(HUB_PODMAN_HELPER_KEY, HUB_USER, HUB_SECRET)
     pass_setup.write({"auths": {}, "credHelpers": {HUB_PODMAN_HELPER_KEY: "pass"}})
     box = pass_setup.sandbox
     assert podman_get_login(pass_setup.cfg_dir, "docker.io", sandbox=box) == HUB_USER
     assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=box) is None
 
-    run = pass_setup.fix()
-
-    assert run.returncode == 0, run.stdout + run.stderr
-    helpers = pass_setup.read()["credHelpers"]
-    assert helpers == {HUB_PODMAN_HELPER_KEY: "pass", HUB_CANONICAL: "pass"}
-    assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=box) == HUB_USER
-    assert podman_get_login(pass_setup.cfg_dir, "docker.io", sandbox=box) == HUB_USER
+    _assert_hub_helper_serves_both(pass_setup)
 
 
 def test_cred_helpers_hub_entry_written_by_docker_serves_podman(
-    pass_setup: Setup, pass_rig: PassHelper
+    pass_setup: Setup, pass_helper: PassHelper
 ) -> None:
-    pass_rig.store(HUB_CANONICAL, HUB_USER, HUB_SECRET)
+    pass_helper.store(HUB_CANONICAL, HUB_USER, HUB_SECRET)
     pass_setup.write({"auths": {}, "credHelpers": {HUB_CANONICAL: "pass"}})
     box = pass_setup.sandbox
     assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=box) == HUB_USER
     assert podman_get_login(pass_setup.cfg_dir, "docker.io", sandbox=box) is None
 
-    run = pass_setup.fix()
+    _assert_hub_helper_serves_both(pass_setup)
 
+
+def _assert_hub_helper_serves_both(setup: Setup) -> None:
+    """After fix the Hub's helper entry is under both keys, and docker and podman log in."""
+    run = setup.fix()
     assert run.returncode == 0, run.stdout + run.stderr
-    helpers = pass_setup.read()["credHelpers"]
+    helpers = setup.read()["credHelpers"]
     assert helpers == {HUB_PODMAN_HELPER_KEY: "pass", HUB_CANONICAL: "pass"}
-    assert docker_hub_banner_user(pass_setup.cfg_dir, sandbox=box) == HUB_USER
-    assert podman_get_login(pass_setup.cfg_dir, "docker.io", sandbox=box) == HUB_USER
+    assert docker_hub_banner_user(setup.cfg_dir, sandbox=setup.sandbox) == HUB_USER
+    assert podman_get_login(setup.cfg_dir, "docker.io", sandbox=setup.sandbox) == HUB_USER
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +419,7 @@ def test_rig_docker_sees_no_helper_and_errors_hide_the_password(
 
 
 def test_rig_offers_pass_when_asked(
-    pass_setup: Setup, pass_rig: PassHelper, registry: RunningRegistry
+    pass_setup: Setup, pass_helper: PassHelper, registry: RunningRegistry
 ) -> None:
     pass_setup.write({"auths": {}})
     docker_login(
@@ -438,7 +427,7 @@ def test_rig_offers_pass_when_asked(
     )
     config = pass_setup.read()
     assert config == {"auths": {registry.host: {}}, "credsStore": "pass"}
-    assert pass_rig.get(registry.host) == (REG_USER, REG_SECRET)
+    assert pass_helper.get(registry.host) == (REG_USER, REG_SECRET)
     assert docker_manifest_inspect_ok(
         pass_setup.cfg_dir, _ref(registry), sandbox=pass_setup.sandbox
     )

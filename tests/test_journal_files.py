@@ -29,7 +29,7 @@ from regauthd.journal import (
     scan,
     start_point,
 )
-from tests.conftest import require_program, unavailable
+from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import read_export, write_export, write_journal
 
 FIXTURES = Path(__file__).parent / "fixtures" / "journal"
@@ -40,15 +40,7 @@ BOOT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 @pytest.fixture(params=["systemd", "journalctl"])
 def backend(request: pytest.FixtureRequest) -> str:
-    require_program("systemd-journal-remote", "systemd-journal-remote")
-    if request.param == "systemd":
-        try:
-            import systemd.journal  # noqa: F401
-        except ImportError:
-            unavailable("systemd-python not installed (pip install '.[journald]')")
-    else:
-        require_program("journalctl", "systemd")
-    return str(request.param)
+    return require_journal_backend(str(request.param))
 
 
 @pytest.fixture
@@ -156,6 +148,24 @@ def _open(backend: str, directory: Path, state: Path, now: datetime, **kw: objec
     return open_follower(options, state, now=now)
 
 
+def _read_then_close(
+    backend: str,
+    directory: Path,
+    state: Path,
+    now: datetime,
+    *,
+    want: int,
+    timeout: float = 10.0,
+    **options: object,
+) -> list[AuthFailure]:
+    """Open a follower, :func:`_drain` it, close it (which saves the cursor)."""
+    follower = _open(backend, directory, state, now, **options)
+    try:
+        return _drain(follower, want=want, timeout=timeout)
+    finally:
+        follower.close()  # type: ignore[attr-defined]
+
+
 def _drain(follower: object, *, want: int, timeout: float = 10.0) -> list[AuthFailure]:
     """Process until `want` failures arrived or `timeout` passed with nothing more."""
     got: list[AuthFailure] = []
@@ -193,17 +203,10 @@ def test_follow_resume_no_duplicates_no_gaps(backend: str, tmp_path: Path) -> No
     assert not [p for p in state.iterdir() if p.name != CURSOR_FILE]  # no temp files left
 
     _append(directory, range(15, 20), start)  # while stopped
-    second = _open(backend, directory, state, now)
-    try:
-        assert _numbers(_drain(second, want=5)) == list(range(15, 20))
-    finally:
-        second.close()  # type: ignore[attr-defined]
+    assert _numbers(_read_then_close(backend, directory, state, now, want=5)) == list(range(15, 20))
 
-    third = _open(backend, directory, state, now)  # nothing new: nothing reported again
-    try:
-        assert _drain(third, want=0, timeout=0.5) == []
-    finally:
-        third.close()  # type: ignore[attr-defined]
+    # Nothing new: nothing reported again.
+    assert _read_then_close(backend, directory, state, now, want=0, timeout=0.5) == []
 
 
 def test_never_further_back_than_max_age(backend: str, tmp_path: Path) -> None:
@@ -211,18 +214,14 @@ def test_never_further_back_than_max_age(backend: str, tmp_path: Path) -> None:
     now = datetime.now(UTC)
     _append(directory, range(0, 5), now - timedelta(hours=3))
     _append(directory, range(5, 8), now - timedelta(minutes=10))
+    hour = timedelta(hours=1)
     # No cursor: starts max_age ago.
-    f = _open(backend, directory, state, now, max_age=timedelta(hours=1))
-    try:
-        assert _numbers(_drain(f, want=3)) == [5, 6, 7]
-    finally:
-        f.close()  # type: ignore[attr-defined]
+    first = _read_then_close(backend, directory, state, now, max_age=hour, want=3)
+    assert _numbers(first) == [5, 6, 7]
     # A cursor older than max_age is not used either.
-    f = _open(backend, directory, state, now + timedelta(hours=2), max_age=timedelta(hours=1))
-    try:
-        assert _drain(f, want=0, timeout=0.5) == []
-    finally:
-        f.close()  # type: ignore[attr-defined]
+    later = now + timedelta(hours=2)
+    again = _read_then_close(backend, directory, state, later, max_age=hour, want=0, timeout=0.5)
+    assert again == []
 
 
 def test_cursor_of_a_vacuumed_entry_resumes_at_the_next_one(backend: str, tmp_path: Path) -> None:
@@ -230,19 +229,11 @@ def test_cursor_of_a_vacuumed_entry_resumes_at_the_next_one(backend: str, tmp_pa
     now = datetime.now(UTC)
     start = now - timedelta(minutes=5)
     _append(directory, range(0, 3), start)
-    f = _open(backend, directory, state, now)
-    try:
-        assert _numbers(_drain(f, want=3)) == [0, 1, 2]
-    finally:
-        f.close()  # type: ignore[attr-defined]
+    assert _numbers(_read_then_close(backend, directory, state, now, want=3)) == [0, 1, 2]
     # The file holding the cursor entry is vacuumed; a new file holds newer entries.
     (directory / "system.journal").unlink()
     _append(directory, range(3, 6), start)
-    f = _open(backend, directory, state, now)
-    try:
-        assert _numbers(_drain(f, want=3)) == [3, 4, 5]
-    finally:
-        f.close()  # type: ignore[attr-defined]
+    assert _numbers(_read_then_close(backend, directory, state, now, want=3)) == [3, 4, 5]
 
 
 def test_long_burst_is_read_in_batches_and_the_cursor_moves(tmp_path: Path) -> None:
@@ -362,17 +353,9 @@ def test_entries_of_an_earlier_boot_after_the_cursor_are_read(backend: str, tmp_
         start=now - timedelta(minutes=20),
         boot_id="a" * 32,
     )
-    f = _open(backend, directory, state, now)
-    try:
-        assert _numbers(_drain(f, want=2)) == [0, 1]
-    finally:
-        f.close()  # type: ignore[attr-defined]
+    assert _numbers(_read_then_close(backend, directory, state, now, want=2)) == [0, 1]
     write_journal(
         directory, [_failure_line(2)], start=now - timedelta(minutes=15), boot_id="a" * 32
     )
     write_journal(directory, [_failure_line(3)], start=now - timedelta(minutes=5), boot_id="b" * 32)
-    f = _open(backend, directory, state, now)
-    try:
-        assert _numbers(_drain(f, want=2)) == [2, 3]
-    finally:
-        f.close()  # type: ignore[attr-defined]
+    assert _numbers(_read_then_close(backend, directory, state, now, want=2)) == [2, 3]

@@ -40,8 +40,8 @@ from regauthd.probe import ProbeResult, ProbeStatus
 from regauthd.probewatch import ProbeComponent
 from regauthd.registry import HUB_CANONICAL
 from regauthd.settings import Environment, Settings, parse_settings
-from tests.conftest import require_program, unavailable
-from tests.rigs.journald import JournaldNamespace, write_journal
+from tests.conftest import require_journal_backend, require_program, unavailable
+from tests.rigs.journald import JournaldNamespace, dockerd, write_journal
 from tests.rigs.registry import RegistryFactory, registry_factory
 from tests.rigs.tokenissuer import Grant
 
@@ -192,18 +192,6 @@ def hub_alias_config(home: Path) -> Path:
     return config
 
 
-def dockerd(*messages: str) -> list[dict[str, str]]:
-    return [
-        {
-            "MESSAGE": m,
-            "_SYSTEMD_UNIT": "docker.service",
-            "SYSLOG_IDENTIFIER": "dockerd",
-            "PRIORITY": "6",
-        }
-        for m in messages
-    ]
-
-
 @dataclasses.dataclass
 class Rig:
     tmp_path: Path
@@ -241,15 +229,7 @@ class Rig:
 
 @pytest.fixture(params=["systemd", "journalctl"])
 def backend(request: pytest.FixtureRequest) -> str:
-    require_program("systemd-journal-remote", "systemd-journal-remote")
-    if request.param == "systemd":
-        try:
-            import systemd.journal  # noqa: F401
-        except ImportError:
-            unavailable("systemd-python not installed (pip install '.[journald]')")
-    else:
-        require_program("journalctl", "systemd")
-    return str(request.param)
+    return require_journal_backend(str(request.param))
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import pytest
 from regauthd.commands.probe import UsageError, split_endpoints, split_repositories
 from tests.conftest import require_program
 from tests.rigs.hubfake import HubFake
-from tests.rigs.registry import RunningRegistry, start_registry
+from tests.rigs.registry import RunningRegistry, start_registry_or_skip
 from tests.rigs.tokenissuer import Grant
 
 pytestmark = pytest.mark.integration
@@ -39,27 +39,17 @@ ALL_SECRETS = [s for _, s in (ALICE, BOB, CAROL)] + [auth(*p) for p in (ALICE, B
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    require_program("docker-registry", "docker-registry")
-    reg = start_registry(
-        tmp_path_factory.mktemp("cli-token"),
-        auth="token",
-        grants={ALICE[0]: Grant.push(ALICE[1]), BOB[0]: Grant.pull_only(BOB[1])},
-    )
-    try:
+    grants = {ALICE[0]: Grant.push(ALICE[1]), BOB[0]: Grant.pull_only(BOB[1])}
+    directory = tmp_path_factory.mktemp("cli-token")
+    with start_registry_or_skip(directory, auth="token", grants=grants) as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    require_program("docker-registry", "docker-registry")
-    require_program("htpasswd", "apache2-utils")
-    reg = start_registry(tmp_path_factory.mktemp("cli-basic"), users=dict([CAROL]))
-    try:
+    directory = tmp_path_factory.mktemp("cli-basic")
+    with start_registry_or_skip(directory, users=dict([CAROL])) as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 class Run:

@@ -29,7 +29,7 @@ from regauthd.probe import (
     targets_from_config,
 )
 from tests.conftest import require_program
-from tests.rigs.registry import RunningRegistry, start_registry
+from tests.rigs.registry import RunningRegistry, start_registry, start_registry_or_skip
 from tests.rigs.tokenissuer import Grant
 
 pytestmark = pytest.mark.integration
@@ -64,27 +64,17 @@ def run(
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    require_program("docker-registry", "docker-registry")
-    reg = start_registry(
-        tmp_path_factory.mktemp("token-registry"),
-        auth="token",
-        grants={ALICE[0]: Grant.push(ALICE[1]), BOB[0]: Grant.pull_only(BOB[1])},
-    )
-    try:
+    grants = {ALICE[0]: Grant.push(ALICE[1]), BOB[0]: Grant.pull_only(BOB[1])}
+    directory = tmp_path_factory.mktemp("token-registry")
+    with start_registry_or_skip(directory, auth="token", grants=grants) as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    require_program("docker-registry", "docker-registry")
-    require_program("htpasswd", "apache2-utils")
-    reg = start_registry(tmp_path_factory.mktemp("basic-registry"), users=dict([CAROL]))
-    try:
+    directory = tmp_path_factory.mktemp("basic-registry")
+    with start_registry_or_skip(directory, users=dict([CAROL])) as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 # -- token auth ------------------------------------------------------------------------------

@@ -188,6 +188,51 @@ def start_point(
     return None, floor
 
 
+class _CursorKeeper:
+    """Where a journal follower resumes, and when the cursor it has read up to is saved.
+
+    ``pending`` is the cursor of the last entry handed out; :meth:`save_if_due` writes it at
+    most once a ``save_interval`` (and at once with ``force``), so a crash re-reads, never skips.
+    """
+
+    def __init__(self, state_dir: Path | None, save_interval: float) -> None:
+        self._store = CursorStore(state_dir / CURSOR_FILE) if state_dir is not None else None
+        self._save_interval = save_interval
+        self.saved: str | None = None
+        self.pending: str | None = None
+        self._last_save = _time.monotonic()
+
+    def start(
+        self, now: datetime, max_age: timedelta, since: datetime | None
+    ) -> tuple[str | None, datetime]:
+        """(the saved cursor to resume after, or None; the time to start from without one).
+
+        ``since`` overrides the saved cursor.
+        """
+        saved = self._store.load() if self._store is not None else None
+        cursor, floor = start_point(saved, now, max_age)
+        if since is not None:
+            cursor, floor = None, since
+        self.saved = cursor
+        return cursor, floor
+
+    def timeout(self) -> float | None:
+        """Seconds until an unsaved cursor is due to be saved; None when nothing waits."""
+        if self.pending is None or self.pending == self.saved:
+            return None
+        return max(0.0, self._last_save + self._save_interval - _time.monotonic())
+
+    def save_if_due(self, *, force: bool = False) -> None:
+        cursor = self.pending
+        if self._store is None or cursor is None or cursor == self.saved:
+            return
+        now = _time.monotonic()
+        if force or now - self._last_save >= self._save_interval:
+            self._store.save(cursor)
+            self.saved = cursor
+            self._last_save = now
+
+
 def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
 
@@ -221,7 +266,7 @@ class SystemdFollower:
             )
         self._journal = journal
         self._options = options
-        self._store = CursorStore(state_dir / CURSOR_FILE) if state_dir is not None else None
+        self._cursor = _CursorKeeper(state_dir, options.save_interval)
         try:
             if options.files:
                 self._reader = journal._Reader(0, None, [str(f) for f in options.files], None)
@@ -238,14 +283,10 @@ class SystemdFollower:
         self._apply_matches()
         self._more = True  # whatever is logged already is read at the first process()
         self._current_unread = False
-        self._pending_cursor: str | None = None
-        self._saved_cursor: str | None = None
-        self._last_save = _time.monotonic()
         self._position(now or datetime.now(UTC), since)
 
     def _expanded_units(self) -> tuple[str, ...]:
-        plain = [u for u in self._options.units if not any(c in u for c in "*?[")]
-        globs = [u for u in self._options.units if u not in plain]
+        plain, globs = _split_globs(self._options.units)
         if globs:
             present = {
                 bytes(v).decode("utf-8", "replace")
@@ -267,15 +308,11 @@ class SystemdFollower:
         self._units = units
 
     def _position(self, now: datetime, since: datetime | None) -> None:
-        saved = self._store.load() if self._store is not None else None
-        cursor, floor = start_point(saved, now, self._options.max_age)
-        if since is not None:
-            cursor, floor = None, since
+        cursor, floor = self._cursor.start(now, self._options.max_age, since)
         if cursor is None:
             self._reader.seek_realtime(int(floor.timestamp() * 1_000_000))  # microseconds
             return
         self._reader.seek_cursor(cursor)
-        self._saved_cursor = cursor
         # After seek_cursor the next read returns that same entry when it still exists: skip it.
         # When it was vacuumed, the read lands on the first newer entry: that one is unread.
         if self._reader._next() and not self._reader.test_cursor(cursor):
@@ -291,22 +328,21 @@ class SystemdFollower:
         journal_ms = self._reader.get_timeout_ms()
         if journal_ms >= 0:
             waits.append(journal_ms / 1000)
-        if self._pending_cursor is not None and self._pending_cursor != self._saved_cursor:
-            waits.append(
-                max(0.0, self._last_save + self._options.save_interval - _time.monotonic())
-            )
+        save_wait = self._cursor.timeout()
+        if save_wait is not None:
+            waits.append(save_wait)
         return min(waits) if waits else None
 
     def process(self) -> list[AuthFailure]:
         """Read what is there (up to ``batch`` entries); never blocks."""
-        self._save_if_due()
+        self._cursor.save_if_due()
         if self._reader.process() == self._journal.INVALIDATE:
             self._apply_matches()
         failures, self._more = read_failures(
             self._reader, self._options, current=self._current_unread
         )
         self._current_unread = False
-        self._pending_cursor = self._current_cursor() or self._pending_cursor
+        self._cursor.pending = self._current_cursor() or self._cursor.pending
         return failures
 
     def _current_cursor(self) -> str | None:
@@ -315,20 +351,10 @@ class SystemdFollower:
         except OSError:
             return None  # nothing read yet
 
-    def _save_if_due(self, force: bool = False) -> None:
-        cursor = self._pending_cursor
-        if self._store is None or cursor is None or cursor == self._saved_cursor:
-            return
-        now = _time.monotonic()
-        if force or now - self._last_save >= self._options.save_interval:
-            self._store.save(cursor)
-            self._saved_cursor = cursor
-            self._last_save = now
-
     def close(self) -> None:
         if self._reader.closed:
             return
-        self._save_if_due(force=True)
+        self._cursor.save_if_due(force=True)
         self._reader.close()
 
 
@@ -427,11 +453,8 @@ class JournalctlFollower:
         if program is None:
             raise JournalError("journalctl is not installed: no journald on this host?")
         self._options = options
-        self._store = CursorStore(state_dir / CURSOR_FILE) if state_dir is not None else None
-        saved = self._store.load() if self._store is not None else None
-        cursor, floor = start_point(saved, now or datetime.now(UTC), options.max_age)
-        if since is not None:
-            cursor, floor = None, since
+        self._cursor = _CursorKeeper(state_dir, options.save_interval)
+        cursor, floor = self._cursor.start(now or datetime.now(UTC), options.max_age, since)
         source = _journalctl_source(options)
         units = _journalctl_units(program, source, options.units)
         # --merge: without it `journalctl --follow` on files shows only the newest boot in them,
@@ -448,9 +471,6 @@ class JournalctlFollower:
         argv += [f"_SYSTEMD_UNIT={u}" for u in units] or ["_SYSTEMD_UNIT=regauthd-no-such.service"]
         if not source:
             argv += _this_machine()
-        self._saved_cursor = cursor
-        self._pending_cursor: str | None = None
-        self._last_save = _time.monotonic()
         self._buffer = b""
         self._eof = False
         self._follow = follow
@@ -470,12 +490,10 @@ class JournalctlFollower:
         return self._stdout.fileno()
 
     def timeout(self) -> float | None:
-        if self._pending_cursor is not None and self._pending_cursor != self._saved_cursor:
-            return max(0.0, self._last_save + self._options.save_interval - _time.monotonic())
-        return None
+        return self._cursor.timeout()
 
     def process(self) -> list[AuthFailure]:
-        self._save_if_due()
+        self._cursor.save_if_due()
         chunks: list[bytes] = []
         while True:
             try:
@@ -504,7 +522,7 @@ class JournalctlFollower:
         return failures
 
     def _entry(self, entry: dict[str, Any]) -> AuthFailure | None:
-        self._pending_cursor = entry.get("__CURSOR", self._pending_cursor)
+        self._cursor.pending = entry.get("__CURSOR", self._cursor.pending)
         if self._skip_cursor is not None:
             seen, self._skip_cursor = self._skip_cursor, None
             if entry.get("__CURSOR") == seen:
@@ -527,16 +545,6 @@ class JournalctlFollower:
             detail = self._stderr.read().decode("utf-8", "replace").strip()
             raise JournalError(f"journalctl exited with status {status}: {detail}")
 
-    def _save_if_due(self, force: bool = False) -> None:
-        cursor = self._pending_cursor
-        if self._store is None or cursor is None or cursor == self._saved_cursor:
-            return
-        now = _time.monotonic()
-        if force or now - self._last_save >= self._options.save_interval:
-            self._store.save(cursor)
-            self._saved_cursor = cursor
-            self._last_save = now
-
     def close(self) -> None:
         import subprocess  # noqa: PLC0415 - see the imports
 
@@ -548,7 +556,7 @@ class JournalctlFollower:
                 self.proc.kill()
                 self.proc.wait()
         # Only what process() handed out counts as read: the unread pipe tail is read again.
-        self._save_if_due(force=True)
+        self._cursor.save_if_due(force=True)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
@@ -582,8 +590,7 @@ def _journalctl_source(options: FollowOptions) -> list[str]:
 
 
 def _journalctl_units(program: str, source: list[str], units: Sequence[str]) -> list[str]:
-    plain = [u for u in units if not any(c in u for c in "*?[")]
-    globs = [u for u in units if u not in plain]
+    plain, globs = _split_globs(units)
     if globs:
         import subprocess  # noqa: PLC0415 - see the imports
 
@@ -595,6 +602,12 @@ def _journalctl_units(program: str, source: list[str], units: Sequence[str]) -> 
         ).stdout.split()
         plain += _glob_matches(set(present), globs)
     return list(dict.fromkeys(plain))
+
+
+def _split_globs(units: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(plain unit names, shell globs such as ``actions.runner.*``), each in the given order."""
+    plain = [u for u in units if not any(c in u for c in "*?[")]
+    return plain, [u for u in units if u not in plain]
 
 
 def _glob_matches(present: set[str], globs: Sequence[str]) -> list[str]:

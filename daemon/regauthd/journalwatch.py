@@ -513,9 +513,9 @@ class JournalWatch:
     def _decide(self, key: _Key, *, force: bool) -> None:
         pending = self._pending[key]
         latest = self._latest(pending.failure.registry)
-        fresh = latest is not None and (
-            pending.before is None or (latest is not pending.before and latest != pending.before)
-        )
+        # Every probe stores a new result object: identity says "probed again" even when the
+        # result (status, latency) happens to equal the previous one.
+        fresh = latest is not None and latest is not pending.before
         if not fresh and not force and self._clock() < pending.deadline:
             return
         del self._pending[key]

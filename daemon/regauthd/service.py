@@ -848,6 +848,9 @@ class Daemon:
                     path=config,
                     reason=f"regauthd failed while repairing it ({type(exc).__name__}: {exc})",
                 )
+        # Nothing else to repair right now: finish the saves (displaced files gone, directories
+        # fsync'd) before going idle, so no temp file outlives a burst.
+        dockerconfig.flush_cleanup(timeout=1.0)
         self._update_status()
 
     def _replan(self) -> None:

@@ -143,6 +143,19 @@ def write_journal(
     return write_export(directory, to_export(entries, start=start, boot_id=boot_id), name=name)
 
 
+def dockerd(*messages: str) -> list[dict[str, str]]:
+    """Journal entries as dockerd logs them under docker.service, one per message."""
+    return [
+        {
+            "MESSAGE": m,
+            "_SYSTEMD_UNIT": "docker.service",
+            "SYSLOG_IDENTIFIER": "dockerd",
+            "PRIORITY": "6",
+        }
+        for m in messages
+    ]
+
+
 def read_export(data: bytes) -> list[dict[str, bytes]]:
     """Parse journal export format (both the text and the binary field forms)."""
     entries: list[dict[str, bytes]] = []

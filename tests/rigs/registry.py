@@ -442,6 +442,22 @@ def _expect(resp: httpx.Response, status: int, what: str) -> None:
 RegistryFactory = Callable[..., RunningRegistry]
 
 
+def _require_programs(auth: str | None = None) -> None:
+    """Skip (fail under CI) without ``docker-registry``, or ``htpasswd`` for htpasswd auth."""
+    from tests.conftest import require_program
+
+    require_program(REGISTRY_PROGRAM, "docker-registry")
+    if auth == "htpasswd":
+        require_program("htpasswd", "apache2-utils")
+
+
+def start_registry_or_skip(directory: Path, **kwargs: Any) -> RunningRegistry:
+    """:func:`start_registry`, first skipping (failing under CI) when a program it needs is
+    missing. For fixtures ``registry_factory`` cannot serve (module scope): use a with-block."""
+    _require_programs(kwargs.get("auth", "htpasswd"))
+    return start_registry(directory, **kwargs)
+
+
 @pytest.fixture
 def registry_factory(tmp_path: Path) -> Iterator[RegistryFactory]:
     """``registry_factory(users={...}, auth="htpasswd"|"token"|"none", tls=False, ...)``.
@@ -449,14 +465,11 @@ def registry_factory(tmp_path: Path) -> Iterator[RegistryFactory]:
     Skips (fails under CI) when ``docker-registry`` or ``htpasswd`` is missing. Every registry
     started through it is stopped at teardown.
     """
-    from tests.conftest import require_program
-
-    require_program(REGISTRY_PROGRAM, "docker-registry")
+    _require_programs()
     started: list[RunningRegistry] = []
 
     def factory(**kwargs: Any) -> RunningRegistry:
-        if kwargs.get("auth", "htpasswd") == "htpasswd":
-            require_program("htpasswd", "apache2-utils")
+        _require_programs(kwargs.get("auth", "htpasswd"))
         reg = start_registry(tmp_path, **kwargs)
         started.append(reg)
         return reg
