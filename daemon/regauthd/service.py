@@ -724,6 +724,9 @@ class Daemon:
         for component in self.components:
             component.start(self)
         self._work()
+        # The start-up pass is finished (displaced files gone, directories fsync'd) before
+        # READY=1. Later, finishing runs beside the next repair: a displaced file lives ~1 ms.
+        dockerconfig.flush_cleanup(timeout=5.0)
         self.notifier.notify("READY=1", self._status_line())
         if self.notifier.watchdog_interval:
             self._schedule_watchdog(self.notifier.watchdog_interval)
@@ -848,9 +851,6 @@ class Daemon:
                     path=config,
                     reason=f"regauthd failed while repairing it ({type(exc).__name__}: {exc})",
                 )
-        # Nothing else to repair right now: finish the saves (displaced files gone, directories
-        # fsync'd) before going idle, so no temp file outlives a burst.
-        dockerconfig.flush_cleanup(timeout=1.0)
         self._update_status()
 
     def _replan(self) -> None:
