@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -294,6 +295,16 @@ def test_immediate_observer_delivers_renames_and_no_read_events(tmp_path: Path) 
     recorder = Recorder()
     observer = ImmediateInotifyObserver(recorder)
     observer.start()
+    stop = threading.Event()
+
+    def pump() -> None:  # what the daemon's loop does: read when the inotify fd is readable
+        while not stop.is_set():
+            ready, _, _ = select.select([observer.fileno()], [], [], 0.05)
+            if ready:
+                observer.read_ready()
+
+    reader = threading.Thread(target=pump)
+    reader.start()
     try:
         observer.schedule(recorder, str(tmp_path), event_filter=EVENT_FILTER)
         for i in range(50):
@@ -313,6 +324,8 @@ def test_immediate_observer_delivers_renames_and_no_read_events(tmp_path: Path) 
         assert kinds <= {"created", "closed", "moved"}
         assert not any(e[1] == "config.json" and e[0] == "closed" for e in recorder.events)
     finally:
+        stop.set()
+        reader.join(5)
         observer.stop()
         observer.join(5)
     assert not observer.is_alive()
