@@ -243,3 +243,16 @@ def test_symlink_to_another_filesystem_is_rewritten_on_that_filesystem(tmp_path:
         assert sorted(p.name for p in target_dir.iterdir()) == ["config.json"]
     finally:
         shutil.rmtree(target_dir)
+
+
+def test_deferred_cleanup_leaves_nothing_beside_the_config_once_flushed(tmp_path: Path) -> None:
+    """The daemon's hot path: displaced files go on a background thread, in batches."""
+    path = tmp_path / "config.json"
+    backups = BackupStore(tmp_path / "state")
+    for i in range(20):
+        write(path, {"auths": {"docker.io": {"auth": SECRET}, f"r{i}.io": {"auth": SECRET}}})
+        report = fix_file(path, backups=backups, defer_cleanup=True)
+        assert report.written
+    assert dockerconfig.flush_cleanup(timeout=10)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "state"] == ["config.json"]
+    assert HUB_CANONICAL in json.loads(path.read_text())["auths"]
