@@ -80,6 +80,15 @@ def test_invalid_json_names_line_and_column_but_not_the_text(tmp_path: Path) -> 
     assert SECRET not in repr(info.value.__cause__) and info.value.__suppress_context__
 
 
+def test_bytes_that_are_not_utf8_are_refused_with_their_position(tmp_path: Path) -> None:
+    data = b'{\n\t"auths": {"x.io": {"auth": "' + SECRET.encode() + b'", "email": "\xff"}}}'
+    with pytest.raises(ConfigSyntaxError) as info:
+        dockerconfig.parse(data, tmp_path / "config.json")
+    assert (info.value.line, info.value.column) == (2, data.split(b"\n")[1].index(b"\xff") + 1)
+    assert "not UTF-8" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
 def test_empty_file_is_an_empty_config() -> None:
     assert dockerconfig.parse(b"") == {}
     assert dockerconfig.parse(b" \n") == {}

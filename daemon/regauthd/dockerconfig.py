@@ -169,7 +169,12 @@ def _file_kind(mode: int) -> str:
 
 def parse(data: bytes, path: Path | str = "config.json") -> dict[str, Any]:
     """Parse config bytes into an insertion-ordered dict. Empty input is an empty config."""
-    text = data.decode("utf-8", errors="strict") if data else ""
+    try:
+        text = data.decode("utf-8", errors="strict") if data else ""
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigSyntaxError(path, line, column, "not UTF-8 text") from None
     if not text.strip():
         return {}
     try:

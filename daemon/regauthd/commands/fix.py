@@ -107,7 +107,7 @@ def _read_quietly(path: Path) -> dict[str, object] | None:
     try:
         snap = dockerconfig.load(path)
         return dockerconfig.parse(snap.data, path) if snap.exists else None
-    except (ConfigFileError, UnicodeDecodeError):
+    except ConfigFileError:
         return None
 
 
