@@ -10,7 +10,7 @@ from regauthd.registry import (
     auths_key_for_registry,
     canonical_key,
     classify,
-    registry_for_reference,
+    registry_name,
 )
 
 HUB_ALIASES = [
@@ -107,19 +107,19 @@ def test_keys_without_a_host_are_invalid(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("ref", "registry"),
+    ("text", "name"),
     [
-        ("alpine", "docker.io"),
-        ("acme/api", "docker.io"),
-        ("docker.io/acme/api", "docker.io"),
-        ("index.docker.io/acme/api:1", "docker.io"),
-        ("ghcr.io/acme/api", "ghcr.io"),
-        ("localhost:5000/x", "localhost:5000"),
+        ("docker.io", "docker.io"),
+        ("https://index.docker.io/v1/", "docker.io"),
+        ("registry-1.docker.io", "docker.io"),
+        ("docker.io/acme", "docker.io"),
+        ("hub.docker.com", "hub.docker.com"),
+        ("https://ghcr.io/v2/", "ghcr.io"),
         ("127.0.0.1:5000", "127.0.0.1:5000"),
     ],
 )
-def test_registry_for_reference(ref: str, registry: str) -> None:
-    assert registry_for_reference(ref) == registry
+def test_registry_name(text: str, name: str) -> None:
+    assert registry_name(text) == name
 
 
 def test_auths_key_for_registry_maps_only_hub() -> None:

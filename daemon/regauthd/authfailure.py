@@ -36,6 +36,9 @@ from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import add
 
+from regauthd.registry import HUB_NAME
+from regauthd.registry import registry_name as _key_registry_name
+
 EVENT = "journal.auth_failure"
 """structlog event name for a recognized failure."""
 
@@ -258,9 +261,7 @@ def _classify_lowered(low: str) -> FailureKind | None:
 
 
 # --- where: registry, repository, operation ----------------------------------------------------
-_HUB_HOSTS = frozenset(
-    {"docker.io", "index.docker.io", "registry-1.docker.io", "auth.docker.io", "registry.docker.io"}
-)
+_HUB_LOG_HOSTS = frozenset({"auth.docker.io", "registry.docker.io"})
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?"
 _PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 _V2_URL = re.compile(
@@ -286,8 +287,8 @@ _OPERATION = re.compile(
 
 def registry_name(host: str) -> str:
     """A registry host as clients name it: every Docker Hub host is ``docker.io``."""
-    lowered = host.lower()
-    return "docker.io" if lowered in _HUB_HOSTS else host
+    # Logs also name Hub's token and API hosts, which no config key uses.
+    return HUB_NAME if host.lower() in _HUB_LOG_HOSTS else _key_registry_name(host)
 
 
 def split_reference(ref: str) -> tuple[str, str]:

@@ -37,7 +37,14 @@ from regauthd.credstore import credential_from_entry, helper_name_for
 from regauthd.fixer import FixReport
 from regauthd.normalize import Change
 from regauthd.probe import ProbeResult, ProbeStatus
-from regauthd.registry import HUB_CANONICAL, KeyKind, auths_key_for_registry, classify
+from regauthd.registry import (
+    HUB_CANONICAL,
+    HUB_NAME,
+    KeyKind,
+    auths_key_for_registry,
+    classify,
+    registry_name,
+)
 
 LOOKBACK = timedelta(minutes=5)
 """A repair this long before a failure still explains it: the client read the file before the
@@ -47,11 +54,10 @@ LOOKAHEAD = timedelta(hours=1)
 """A repair this long after a failure still explains it (the re-check it triggered, or, for old
 entries read at start-up, the first repair pass); later ones say nothing about it."""
 
-HUB = "docker.io"
+HUB = HUB_NAME
 
 # Hosts that are Docker Hub whatever the spelling; a namespaced key such as `docker.io/acme`
 # is a Hub credential too (podman's repository-scoped one).
-_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "hub.docker.com"})
 
 # Changes that mean "the credential was where a client does not look": each explains a failure.
 # `drop_duplicate` removes a copy of a credential that was already in place: it explains nothing.
@@ -106,10 +112,8 @@ def registry_of_key(key: str) -> str:
     >>> registry_of_key("https://index.docker.io/v1/"), registry_of_key("https://ghcr.io/v2/")
     ('docker.io', 'ghcr.io')
     """
-    info = classify(key)
-    if info.is_hub or info.host.lower() in _HUB_HOSTS:
-        return HUB
-    return info.host or key
+    # Unlike a probe target, credentials under hub.docker.com are (misplaced) Hub credentials.
+    return HUB if classify(key).kind is KeyKind.HUB_WEBSITE else registry_name(key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -306,10 +305,3 @@ def resolve(
             if found is not None:
                 return other, found
     return None
-
-
-def with_env(**overrides: str) -> dict[str, str]:
-    """The current environment plus overrides, for helpers that need e.g. GNUPGHOME."""
-    env = dict(os.environ)
-    env.update(overrides)
-    return env

@@ -69,7 +69,6 @@ class Snapshot:
     mode: int = 0o600
     uid: int = -1
     gid: int = -1
-    inode: tuple[int, int] = (0, 0)
     on_disk: bytes | None = None
     """What the file holds now, when that differs from ``data`` (after a race, our own write)."""
 
@@ -126,7 +125,7 @@ def load(path: Path | str) -> Snapshot:
         data = _read_fd(fd, MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigFileError(path, "grew past the size limit while being read; refusing it")
-        return _snapshot(path, real_path(path), data, st, st)
+        return _snapshot(path, real_path(path), data, st)
     finally:
         os.close(fd)
 
@@ -370,9 +369,7 @@ def _read_fd(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _snapshot(
-    path: Path, real_path: Path, data: bytes, st: os.stat_result, identity: os.stat_result
-) -> Snapshot:
+def _snapshot(path: Path, real_path: Path, data: bytes, st: os.stat_result) -> Snapshot:
     return Snapshot(
         path=path,
         real_path=real_path,
@@ -381,7 +378,6 @@ def _snapshot(
         mode=stat.S_IMODE(st.st_mode),
         uid=st.st_uid,
         gid=st.st_gid,
-        inode=(identity.st_dev, identity.st_ino),
     )
 
 
@@ -392,8 +388,7 @@ def _read_displaced(tmp: Path, original: Snapshot) -> Snapshot:
         data = _read_fd(fd, st.st_size + MAX_CONFIG_BYTES)
     finally:
         os.close(fd)
-    # The identity the next save must find is OUR file, now at the target path.
-    return _snapshot(original.path, original.real_path, data, st, os.stat(original.real_path))
+    return _snapshot(original.path, original.real_path, data, st)
 
 
 _renameat2: Any = None

@@ -75,10 +75,6 @@ class BackupStore:
         for old in backups[: max(0, len(backups) - self.keep)]:
             old.unlink(missing_ok=True)
 
-    def latest(self, real_path: Path) -> Path | None:
-        backups = sorted(self.folder_for(real_path).glob("*.json"))
-        return backups[-1] if backups else None
-
 
 @dataclass(frozen=True, slots=True)
 class ReportedConflict:

@@ -52,11 +52,16 @@ from regauthd.credstore import (
     encode_auth,
     resolve,
 )
-from regauthd.registry import HUB_AUTH_HOST, HUB_REGISTRY_HOST, KeyKind, classify
+from regauthd.registry import (
+    HUB_AUTH_HOST,
+    HUB_REGISTRY_HOST,
+    KeyKind,
+    classify,
+    registry_name,
+)
 
 log = structlog.get_logger("regauthd.probe")
 
-HUB_NAME = "docker.io"
 HUB_ENDPOINT = f"https://{HUB_REGISTRY_HOST}"
 RATE_LIMIT_REPOSITORY = "ratelimitpreview/test"
 """Docker Hub's documented image for reading the pull rate limit without spending a pull."""
@@ -177,14 +182,6 @@ class ProbeResult:
 def is_hub_registry(registry: str) -> bool:
     info = classify(registry)
     return info.is_hub and info.kind is not KeyKind.HUB_WEBSITE
-
-
-def registry_name(text: str) -> str:
-    """A registry as typed (``https://index.docker.io/v1/``, ``ghcr.io/``) -> its probe name."""
-    info = classify(text.strip())
-    if info.is_hub and info.kind is not KeyKind.HUB_WEBSITE:
-        return HUB_NAME
-    return info.host or text.strip()
 
 
 def is_loopback(hostname: str) -> bool:

@@ -64,9 +64,9 @@ from regauthd.probe import (
     make_client,
     next_delay,
     probe,
-    registry_name,
     targets_from_config,
 )
+from regauthd.registry import registry_name
 from regauthd.settings import ProbeSettings, Settings
 
 if TYPE_CHECKING:

@@ -17,6 +17,9 @@ HUB_CANONICAL = "https://index.docker.io/v1/"
 HUB_PODMAN_HELPER_KEY = "docker.io"
 """The ``credHelpers`` key podman and skopeo use for Docker Hub (they never map it)."""
 
+HUB_NAME = "docker.io"
+"""How people, logs and probes name Docker Hub."""
+
 HUB_REGISTRY_HOST = "registry-1.docker.io"
 HUB_AUTH_HOST = "auth.docker.io"
 
@@ -126,21 +129,18 @@ def canonical_key(key: str) -> str:
     return classify(key).canonical
 
 
-def registry_for_reference(name: str) -> str:
-    """The registry host a client contacts for an image or registry name typed by a person.
+def registry_name(text: str) -> str:
+    """The registry a key, URL or host names, as people and logs say it (Docker Hub: docker.io).
 
-    ``alpine``, ``acme/api``, ``docker.io/acme/api`` -> ``docker.io``; ``ghcr.io/acme/api`` ->
-    ``ghcr.io``; ``localhost:5000/x`` -> ``localhost:5000``. Follows the reference grammar: the
-    first component is a host only when it has a dot, a colon, or is ``localhost``.
+    ``hub.docker.com`` stays itself: it is the web site, not a registry.
+
+    >>> registry_name("https://index.docker.io/v1/"), registry_name("https://ghcr.io/v2/")
+    ('docker.io', 'ghcr.io')
     """
-    _, host, path = _split(name.strip())
-    first = host
-    if path and not ("." in first or ":" in first or first == "localhost"):
-        return "docker.io"
-    if not path and not ("." in first or ":" in first or first == "localhost"):
-        return "docker.io"
-    info = classify(first)
-    return "docker.io" if info.is_hub and info.kind != KeyKind.HUB_WEBSITE else first
+    info = classify(text.strip())
+    if info.host.lower() in _HUB_ALIAS_HOSTS | {_HUB_MIRROR_HOST}:
+        return HUB_NAME
+    return info.host or text.strip()
 
 
 def auths_key_for_registry(registry: str) -> str:

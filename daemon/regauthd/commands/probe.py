@@ -29,9 +29,9 @@ from regauthd.probe import (
     ProbeTarget,
     make_client,
     probe_many,
-    registry_name,
     targets_from_config,
 )
+from regauthd.registry import registry_name
 
 
 class UsageError(Exception):
