@@ -12,8 +12,8 @@ auth-sounding words (sshd, nginx 401s) that a unit filter must keep out.
 Measured in the same run, each in its own process tree (peak RSS and CPU from ``wait4``), best
 of R by wall-clock time:
 
-- regauthd: ``regauthd.journal.scan`` on the systemd-python fast path over the directory, with
-  the workers ``regauthd scan-journal`` uses by default (one per CPU, at most 4), and with one
+- regauthd: ``regauthd.journal.follow.scan`` on the systemd-python fast path over the directory,
+  with the workers ``regauthd scan-journal`` uses by default (one per CPU, at most 4), and with one
   process (the figure that compares CPU for CPU);
 - the pipeline ``journalctl --directory D -u docker.service -o cat | grep -c -E PATTERN``
   (journal-remote rotates at ~50 MB, so the million entries span several files);
@@ -143,7 +143,7 @@ REGAUTHD_SCAN = """
 import os, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from regauthd.journal import FollowOptions, scan
+from regauthd.journal.follow import FollowOptions, scan
 t0 = time.perf_counter()
 options = FollowOptions(directory=Path(sys.argv[1]), units=("docker.service",), backend="systemd")
 workers = int(sys.argv[2])
@@ -154,7 +154,7 @@ print(n, time.perf_counter() - t0)
 NAIVE_SCAN = """
 import sys, time
 from systemd import journal
-from regauthd.authfailure import DEFAULT
+from regauthd.journal.recognize import DEFAULT
 t0 = time.perf_counter()
 r = journal.Reader(path=sys.argv[1])
 r.add_match(_SYSTEMD_UNIT="docker.service")

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT / "daemon"))
 
 from tests.rigs.registry import start_registry  # noqa: E402
 
-from regauthd.credstore import Credential  # noqa: E402
-from regauthd.probe import (  # noqa: E402
+from regauthd.dockerconfig.stores import Credential  # noqa: E402
+from regauthd.probe.client import (  # noqa: E402
     ProbePolicy,
     ProbeResult,
     ProbeStatus,

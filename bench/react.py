@@ -146,7 +146,7 @@ def summary(name: str, values_ms: list[float]) -> dict[str, float]:
 def fixer_only(writes: int) -> int:
     """The floor the daemon stands on: rename, then fix_file in the same process."""
     sys.path.insert(0, str(ROOT / "daemon"))
-    from regauthd.fixer import BackupStore, fix_file
+    from regauthd.dockerconfig.fixer import BackupStore, fix_file
 
     with tempfile.TemporaryDirectory(prefix="regauthd-fixer-") as tmp:
         cfg_dir = Path(tmp) / "docker"
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fixer-only",
         action="store_true",
-        help="no daemon: time regauthd.fixer.fix_file alone, in this process, on the same writes",
+        help="no daemon: time regauthd.dockerconfig.fixer.fix_file alone, in this process, "
+        "on the same writes",
     )
     args = parser.parse_args(argv)
     writes = 200 if args.quick else args.writes

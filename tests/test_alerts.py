@@ -18,8 +18,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from regauthd import alerts
-from regauthd.alerts import (
+from regauthd.alerts import alerter as alerts
+from regauthd.alerts.alerter import (
     CATALOGUE,
     REDACTED,
     Alerter,

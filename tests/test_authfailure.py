@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regauthd.authfailure import (
+from regauthd.journal.recognize import (
     DEFAULT,
     MAX_MESSAGE_CHARS,
     AuthFailure,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regauthd.challenge import Challenge, find, parse_challenges, parse_header, parse_scope
+from regauthd.probe.challenge import Challenge, find, parse_challenges, parse_header, parse_scope
 
 
 def only(headers: list[str]) -> Challenge:

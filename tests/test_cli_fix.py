@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.registry import HUB_CANONICAL
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 
 PASSWORD = "Pa55w0rd-do-not-leak"
 TOKEN = "identity-token-do-not-leak"

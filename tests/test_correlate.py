@@ -13,8 +13,12 @@ from typing import Any
 
 import pytest
 
-from regauthd.authfailure import AuthFailure, FailureKind
-from regauthd.correlate import (
+from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig.fixer import FixReport, ReportedConflict
+from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.normalize import Change
+from regauthd.dockerconfig.stores import encode_auth
+from regauthd.journal.correlate import (
     LOOKAHEAD,
     LOOKBACK,
     Cause,
@@ -30,12 +34,8 @@ from regauthd.correlate import (
     registry_of_key,
     sight,
 )
-from regauthd.credstore import encode_auth
-from regauthd.dockerconfig import ConfigFileError
-from regauthd.fixer import FixReport, ReportedConflict
-from regauthd.normalize import Change
-from regauthd.probe import ProbeResult, ProbeStatus
-from regauthd.registry import HUB_CANONICAL
+from regauthd.journal.recognize import AuthFailure, FailureKind
+from regauthd.probe.client import ProbeResult, ProbeStatus
 
 T = datetime(2026, 11, 30, 12, 3, 1, tzinfo=UTC)
 CONFIG = "/home/ci/.docker/config.json"

@@ -1,5 +1,5 @@
-"""regauthd.credstore against the real ``docker-credential-pass`` helper, the file store, and the
-Docker CLI itself as the oracle for :func:`resolve`.
+"""regauthd.dockerconfig.stores against the real ``docker-credential-pass`` helper, the file
+store, and the Docker CLI itself as the oracle for :func:`resolve`.
 
 Small shell-script helpers written by the tests stand in only where the real helper cannot be
 made to misbehave: hanging, printing garbage, echoing the secret back.
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from regauthd.credstore import (
+from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.stores import (
     IDENTITY_TOKEN_USERNAME,
     Credential,
     CredentialError,
@@ -28,7 +29,6 @@ from regauthd.credstore import (
     resolve,
     store_for,
 )
-from regauthd.registry import HUB_CANONICAL
 from tests.conftest import require_program
 from tests.rigs.clients import Sandbox, docker_hub_banner_user, docker_login_banner_user
 from tests.rigs.passhelper import PassHelper, pass_helper, start_pass

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.alerts import CATALOGUE
-from regauthd.registry import HUB_CANONICAL
+from regauthd.alerts.alerter import CATALOGUE
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 from tests.conftest import require_journal_backend
 from tests.rigs.journald import dockerd, write_journal
 from tests.test_service_daemon import Daemon, wait_until

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from regauthd import dockerconfig
-from regauthd.dockerconfig import ConfigFileError, ConfigSyntaxError
-from regauthd.fixer import BackupStore, fix_file
-from regauthd.registry import HUB_CANONICAL
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import ConfigFileError, ConfigSyntaxError
+from regauthd.dockerconfig.fixer import BackupStore, fix_file
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 from tests.conftest import unavailable
 
 SECRET = "c2VjcmV0dXNlcjpzM2NyZXQ="  # secretuser:s3cret

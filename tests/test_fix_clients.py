@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from regauthd.registry import HUB_CANONICAL, HUB_PODMAN_HELPER_KEY
+from regauthd.dockerconfig.keys import HUB_CANONICAL, HUB_PODMAN_HELPER_KEY
 from tests.conftest import require_program
 from tests.rigs.clients import (
     ClientError,

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import regauthd
-from regauthd.registry import HUB_CANONICAL
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 from tests.conftest import require_program
 from tests.rigs.clients import Sandbox, docker_login, regauthd_fix
 from tests.rigs.registry import RunningRegistry, start_registry
@@ -85,7 +85,7 @@ def _drop_in_legacy_key(config_file: Path, key: str, user: str) -> None:
 _TIGHT_LOOP = """
 import json, sys
 from pathlib import Path
-from regauthd.fixer import BackupStore, fix_file
+from regauthd.dockerconfig.fixer import BackupStore, fix_file
 
 config, state, stop = (Path(a) for a in sys.argv[1:4])
 backups = BackupStore(state)
@@ -106,8 +106,8 @@ class FixLoop:
     """``regauthd fix`` again and again while the logins run, in one of two ways.
 
     ``cli``: a new ``python -m regauthd fix --json`` process each time (a few per second).
-    ``tight``: one process calling :func:`regauthd.fixer.fix_file` in a loop (hundreds per
-    second), so that its writes overlap Docker's far more often.
+    ``tight``: one process calling :func:`regauthd.dockerconfig.fixer.fix_file` in a loop
+    (hundreds per second), so that its writes overlap Docker's far more often.
     """
 
     def __init__(self, kind: str, cfg_dir: Path, state_dir: Path, sandbox: Sandbox) -> None:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.authfailure import AuthFailure
-from regauthd.journal import (
+from regauthd.journal.follow import (
     CURSOR_FILE,
     FollowOptions,
     JournalctlFollower,
@@ -29,6 +28,7 @@ from regauthd.journal import (
     scan,
     start_point,
 )
+from regauthd.journal.recognize import AuthFailure
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import read_export, write_export, write_journal
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.authfailure import AuthFailure
-from regauthd.journal import CURSOR_FILE, FollowOptions, follow, open_follower
+from regauthd.journal.follow import CURSOR_FILE, FollowOptions, follow, open_follower
+from regauthd.journal.recognize import AuthFailure
 from tests.conftest import require_program, unavailable
 from tests.rigs.journald import JournaldNamespace
 

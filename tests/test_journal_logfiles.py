@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.authfailure import AuthFailure
-from regauthd.journal import (
+from regauthd.journal.follow import (
     LOGTAIL_FILE,
     FollowOptions,
     JournalError,
@@ -19,6 +18,7 @@ from regauthd.journal import (
     open_follower,
     scan,
 )
+from regauthd.journal.recognize import AuthFailure
 
 NOW = datetime.now(UTC)
 

@@ -3,7 +3,7 @@ systemd-journald in a private mount namespace.
 
 Each test runs the watch's thread for real; the daemon's loop is reduced to what the watch needs
 (``post`` from any thread, callbacks run in the test's thread), the alerts go through the real
-:class:`regauthd.alerts.Alerter`, re-checks through the real fixer on real config files. The
+:class:`regauthd.alerts.alerter.Alerter`, re-checks through the real fixer on real config files. The
 prober is a scripted object implementing our own ``Prober`` interface (the probe scheduler has
 its own tests).
 """
@@ -24,11 +24,12 @@ from typing import Any
 import pytest
 import structlog
 
-from regauthd.alerts import Alerter
-from regauthd.credstore import encode_auth
-from regauthd.fixer import BackupStore, FixReport, fix_file
-from regauthd.journal import CURSOR_FILE, FollowOptions
-from regauthd.journalwatch import (
+from regauthd.alerts.alerter import Alerter
+from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.stores import encode_auth
+from regauthd.journal.follow import CURSOR_FILE, FollowOptions
+from regauthd.journal.watch import (
     ALERT_KIND,
     JournalComponent,
     JournalWatch,
@@ -36,9 +37,8 @@ from regauthd.journalwatch import (
     follow_options,
     recheck_files,
 )
-from regauthd.probe import ProbeResult, ProbeStatus
-from regauthd.probewatch import ProbeComponent
-from regauthd.registry import HUB_CANONICAL
+from regauthd.probe.client import ProbeResult, ProbeStatus
+from regauthd.probe.scheduler import ProbeComponent
 from regauthd.settings import Environment, Settings, parse_settings
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import JournaldNamespace, dockerd, write_journal
@@ -131,7 +131,7 @@ class Recorder:
 
 
 class ScriptedProber:
-    """Implements :class:`regauthd.journalwatch.Prober`: ``probe_now`` makes the prepared answer
+    """Implements :class:`regauthd.journal.watch.Prober`: ``probe_now`` makes the prepared answer
     the latest result (a new object, as a real probe does), at once or on ``release()``."""
 
     def __init__(

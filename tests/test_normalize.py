@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regauthd.credstore import decode_auth
-from regauthd.normalize import plan, validate
-from regauthd.registry import HUB_CANONICAL, KeyKind, classify
+from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyKind, classify
+from regauthd.dockerconfig.normalize import plan, validate
+from regauthd.dockerconfig.stores import decode_auth
 
 
 def auth(user: str, password: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regauthd.credstore import Credential
-from regauthd.probe import (
+from regauthd.dockerconfig.stores import Credential
+from regauthd.probe.client import (
     HUB_ENDPOINT,
     ProbePolicy,
     ProbeResult,

@@ -11,8 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from regauthd.credstore import Credential
-from regauthd.probe import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget, make_client, probe
+from regauthd.dockerconfig.stores import Credential
+from regauthd.probe.client import (
+    ProbePolicy,
+    ProbeResult,
+    ProbeStatus,
+    ProbeTarget,
+    make_client,
+    probe,
+)
 from tests.rigs.hubfake import HubFake
 
 HUB_USER = ("hubuser", "hub-pass-1")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from regauthd.credstore import Credential
-from regauthd.probe import (
+from regauthd.dockerconfig.stores import Credential
+from regauthd.probe.client import (
     ProbePolicy,
     ProbeResult,
     ProbeStatus,
@@ -335,13 +335,13 @@ def test_probe_many_refuses_a_zero_bound() -> None:
 def test_a_bug_in_the_probe_becomes_an_error_result_without_secrets(
     basic_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import regauthd.probe
+    import regauthd.probe.client
 
     def broken(headers: object) -> object:
         raise RuntimeError(f"parser blew up near {CAROL[1]}")
 
     # Simulates a defect of ours (the parser is our code, not a component being mocked).
-    monkeypatch.setattr(regauthd.probe, "parse_challenges", broken)
+    monkeypatch.setattr(regauthd.probe.client, "parse_challenges", broken)
     targets = [
         ProbeTarget(basic_registry.host, Credential(*CAROL)),
         ProbeTarget(basic_registry.host, Credential(*CAROL)),

@@ -1,4 +1,4 @@
-"""Probes in the daemon (:mod:`regauthd.probewatch`).
+"""Probes in the daemon (:mod:`regauthd.probe.scheduler`).
 
 First the pure state machine, exhaustively: which transition raises which alert, when a registry
 is due again (interval, jitter, back-off, ``Retry-After``, on-demand probes), what a new login
@@ -28,11 +28,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from regauthd.alerts import CATALOGUE, Alerter
-from regauthd.credstore import Credential
-from regauthd.fixer import BackupStore, ReportedConflict, fix_file
-from regauthd.probe import ProbeResult, ProbeStatus
-from regauthd.probewatch import (
+from regauthd.alerts.alerter import CATALOGUE, Alerter
+from regauthd.dockerconfig.fixer import BackupStore, ReportedConflict, fix_file
+from regauthd.dockerconfig.stores import Credential
+from regauthd.probe.client import ProbeResult, ProbeStatus
+from regauthd.probe.scheduler import (
     CONFLICT_KIND,
     FAILING_KIND,
     RATE_LIMITED_KIND,
@@ -901,10 +901,10 @@ def test_component_wiring_with_the_daemon_interface(
 def test_inside_the_real_daemon_loop(
     tmp_path: Path, registry_factory: RegistryFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The component in :class:`regauthd.service.Daemon`: alerts go through the daemon's own
+    """The component in :class:`regauthd.service.daemon.Daemon`: alerts go through the daemon's own
     alerter on its loop thread, the probe summary reaches ``STATUS=``, and shutdown stops the
     probe thread."""
-    from regauthd.service import Daemon
+    from regauthd.service.daemon import Daemon
 
     reg = registry_factory(users=dict([ALICE]))
     config = tmp_path / "docker" / "config.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from regauthd.registry import (
+from regauthd.dockerconfig.keys import (
     HUB_CANONICAL,
     KeyKind,
     auths_key_for_registry,

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 
-from regauthd.fixer import FixReport
-from regauthd.service import (
+from regauthd.dockerconfig.fixer import FixReport
+from regauthd.service.daemon import (
     EVENT_FILTER,
     STRUCTURE_FILTER,
     Daemon,

@@ -123,7 +123,7 @@ class AlertSettings:
 
 @dataclass(frozen=True, slots=True)
 class ProbeSettings:
-    """Registry probes (built by :mod:`regauthd.probe`; the daemon schedules them)."""
+    """Registry probes (built by :mod:`regauthd.probe.client`; the daemon schedules them)."""
 
     enabled: bool = False
     interval: float = 900.0
@@ -146,7 +146,7 @@ class ProbeSettings:
 
 @dataclass(frozen=True, slots=True)
 class JournalSettings:
-    """Following the journal for auth failures (built by :mod:`regauthd.journal`)."""
+    """Following the journal for auth failures (built by :mod:`regauthd.journal.follow`)."""
 
     enabled: bool = False
     units: tuple[str, ...] = ("docker.service", "containerd.service")

@@ -5,7 +5,7 @@ Usage::
     from tests.rigs.passhelper import start_pass
 
     with start_pass(tmp_path / "pass") as helper:
-        store = HelperStore("pass", env=helper.env)    # regauthd.credstore
+        store = HelperStore("pass", env=helper.env)    # regauthd.dockerconfig.stores
         sandbox = Sandbox.create(tmp_path / "clients", helpers=("pass",), env=helper.gpg_env)
         helper.store("docker.io", "alice", "s3cret")   # what an old `docker login` left behind
 

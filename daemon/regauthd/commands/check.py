@@ -20,7 +20,7 @@ from regauthd.commands.fix import (
     emit_findings,
     extra_findings,
 )
-from regauthd.fixer import BackupStore, fix_file
+from regauthd.dockerconfig.fixer import BackupStore, fix_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

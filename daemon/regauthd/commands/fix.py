@@ -8,11 +8,12 @@ import pwd
 import sys
 from pathlib import Path
 
-from regauthd import audit, dockerconfig, report
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from regauthd.dockerconfig import ConfigFileError
-from regauthd.findings import Finding
-from regauthd.fixer import BackupStore, FixReport, default_state_dir, fix_file
+from regauthd.dockerconfig import audit, report
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig.findings import Finding
+from regauthd.dockerconfig.fixer import BackupStore, FixReport, default_state_dir, fix_file
 
 ROOT_CONFIG = Path("/root/.docker/config.json")
 

@@ -19,9 +19,10 @@ from typing import Any, TextIO
 
 import structlog
 
-from regauthd import dockerconfig
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from regauthd.probe import (
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.keys import registry_name
+from regauthd.probe.client import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
     ProbePolicy,
@@ -31,7 +32,6 @@ from regauthd.probe import (
     probe_many,
     targets_from_config,
 )
-from regauthd.registry import registry_name
 
 
 class UsageError(Exception):

@@ -1,4 +1,4 @@
-"""``regauthd run``: the daemon (see :mod:`regauthd.service`).
+"""``regauthd run``: the daemon (see :mod:`regauthd.service.daemon`).
 
 Settings come from ``--config FILE``, else the standard location (``/etc/regauthd/config.toml``
 for root, ``$XDG_CONFIG_HOME/regauthd/config.toml`` otherwise), else the defaults. Invalid
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from regauthd.commands import EXIT_USAGE
-from regauthd.service import Component, run_daemon
+from regauthd.service.daemon import Component, run_daemon
 from regauthd.settings import Settings, SettingsError, load_settings, with_overrides
 
 
@@ -59,12 +59,12 @@ def components(settings: Settings) -> list[Component]:
     found: list[Component] = []
     probes = None
     if settings.probe.enabled:
-        from regauthd.probewatch import ProbeComponent  # noqa: PLC0415 - see docstring
+        from regauthd.probe.scheduler import ProbeComponent  # noqa: PLC0415 - see docstring
 
         probes = ProbeComponent(settings)
         found.append(probes)
     if settings.journal.enabled:
-        from regauthd.journalwatch import JournalComponent  # noqa: PLC0415 - see docstring
+        from regauthd.journal.watch import JournalComponent  # noqa: PLC0415 - see docstring
 
         found.append(JournalComponent(settings, probes=probes))
     return found

@@ -5,8 +5,8 @@ Its life in four steps (as uvicorn's ``server.py`` reads): install signal handle
 
 Flow runs one way. Sources (inotify events through watchdog, timers, the probe scheduler and the
 journal follower once wired) produce observations; the main loop, the only thread that owns
-state, turns them into actions (:func:`regauthd.fixer.fix_file`, alerts); the sinks carry them
-out. Other threads only :meth:`Daemon.post` to the loop.
+state, turns them into actions (:func:`regauthd.dockerconfig.fixer.fix_file`, alerts); the sinks
+carry them out. Other threads only :meth:`Daemon.post` to the loop.
 
 The pure parts are at the top: :func:`plan_watches` (which directories to watch for a set of path
 patterns), :class:`FlapTracker` (when another writer keeps undoing our repair) and
@@ -54,11 +54,17 @@ from watchdog.observers.inotify_move_event_grouper import (
     PathedInotifyEvent,
 )
 
-from regauthd import dockerconfig
-from regauthd.alerts import CATALOGUE, Alerter, Metrics, configure_logging, remember_config_secrets
-from regauthd.dockerconfig import TEMP_PREFIX
-from regauthd.fixer import BackupStore, FixReport, fix_file
-from regauthd.registry import KeyKind, classify
+from regauthd.alerts.alerter import (
+    CATALOGUE,
+    Alerter,
+    Metrics,
+    configure_logging,
+    remember_config_secrets,
+)
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import TEMP_PREFIX
+from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.dockerconfig.keys import KeyKind, classify
 from regauthd.settings import FlappingSettings, Settings, SettingsError
 
 log = structlog.get_logger("regauthd")

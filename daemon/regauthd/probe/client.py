@@ -3,7 +3,7 @@
 One probe per registry (:func:`probe`), many at once with a bound (:func:`probe_many`), all over
 one shared ``httpx.AsyncClient`` made by :func:`make_client`:
 
-1. ``GET /v2/`` without credentials; read the challenge(s) (:mod:`regauthd.challenge`).
+1. ``GET /v2/`` without credentials; read the challenge(s) (:mod:`regauthd.probe.challenge`).
 2. ``Bearer``: ask the realm for a token for ``repository:<repo>:pull,push`` with the credential
    (HTTP Basic; an identity token goes in an OAuth2 ``grant_type=refresh_token`` POST), check the
    registry accepts it, and read the granted actions from the token's ``access`` claim (decoded,
@@ -45,20 +45,20 @@ import httpx
 import structlog
 
 from regauthd import __version__
-from regauthd.challenge import Challenge, find, parse_challenges
-from regauthd.credstore import (
-    Credential,
-    CredentialError,
-    encode_auth,
-    resolve,
-)
-from regauthd.registry import (
+from regauthd.dockerconfig.keys import (
     HUB_AUTH_HOST,
     HUB_REGISTRY_HOST,
     KeyKind,
     classify,
     registry_name,
 )
+from regauthd.dockerconfig.stores import (
+    Credential,
+    CredentialError,
+    encode_auth,
+    resolve,
+)
+from regauthd.probe.challenge import Challenge, find, parse_challenges
 
 log = structlog.get_logger("regauthd.probe")
 

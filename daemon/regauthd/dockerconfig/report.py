@@ -6,10 +6,10 @@ import difflib
 import json
 from typing import Any
 
-from regauthd import dockerconfig
-from regauthd.dockerconfig import ConfigFileError
-from regauthd.findings import Finding
-from regauthd.fixer import FixReport
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig.findings import Finding
+from regauthd.dockerconfig.fixer import FixReport
 from regauthd.redact import redact_config
 
 

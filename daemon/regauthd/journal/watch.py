@@ -1,8 +1,9 @@
 """The daemon's journal watch: an auth failure in the log -> re-check, probe, one verdict alert.
 
-A background thread runs the follower (:mod:`regauthd.journal`: systemd-python, ``journalctl`` or
-plain log files) and hands every :class:`~regauthd.authfailure.AuthFailure` to the daemon's loop
-with ``post``. Everything else happens on the loop thread, which owns the state:
+A background thread runs the follower (:mod:`regauthd.journal.follow`: systemd-python,
+``journalctl`` or plain log files) and hands every :class:`~regauthd.journal.recognize.AuthFailure`
+to the daemon's loop with ``post``. Everything else happens on the loop thread, which owns
+the state:
 
 1. the watched configs are re-checked (repaired) at once through ``recheck``;
 2. the registry is probed at once (``prober.probe_now([registry])``) when probes are on;
@@ -21,8 +22,8 @@ journal's descriptor and a wake-up pipe: idle, it never wakes; :meth:`JournalWat
 within milliseconds. The follower keeps its cursor in the state directory, so a restart resumes
 after the last entry handed out, with no duplicates.
 
-:class:`JournalComponent` plugs the watch into :class:`regauthd.service.Daemon` (beside
-:class:`regauthd.probewatch.ProbeComponent`, whose scheduler is the prober).
+:class:`JournalComponent` plugs the watch into :class:`regauthd.service.daemon.Daemon` (beside
+:class:`regauthd.probe.scheduler.ProbeComponent`, whose scheduler is the prober).
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
-from regauthd import dockerconfig
-from regauthd.authfailure import AuthFailure, FailureKind, PatternError, Recognizer
-from regauthd.authfailure import compile_patterns as _compile_patterns
-from regauthd.correlate import (
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.journal.correlate import (
     LOOKBACK,
     ConfigSight,
     Evidence,
@@ -53,16 +54,16 @@ from regauthd.correlate import (
     correlate,
     sight,
 )
-from regauthd.dockerconfig import ConfigFileError
-from regauthd.fixer import BackupStore, FixReport, fix_file
-from regauthd.journal import Follower, FollowOptions, JournalError, open_follower
-from regauthd.probe import ProbeResult
-from regauthd.probewatch import watched_configs
+from regauthd.journal.follow import Follower, FollowOptions, JournalError, open_follower
+from regauthd.journal.recognize import AuthFailure, FailureKind, PatternError, Recognizer
+from regauthd.journal.recognize import compile_patterns as _compile_patterns
+from regauthd.probe.client import ProbeResult
+from regauthd.probe.scheduler import watched_configs
 from regauthd.settings import JournalSettings, Settings
 
 if TYPE_CHECKING:
-    from regauthd.probewatch import ProbeComponent
-    from regauthd.service import Daemon
+    from regauthd.probe.scheduler import ProbeComponent
+    from regauthd.service.daemon import Daemon
 
 log = structlog.get_logger("regauthd.journal")
 
@@ -87,13 +88,13 @@ after a named one of the same unit, operation and kind is that second line: one 
 
 class AlertSink(Protocol):
     """Raises catalogued alerts on the loop thread: ``Daemon`` (which also schedules the
-    suppression summary) or a bare :class:`regauthd.alerts.Alerter`."""
+    suppression summary) or a bare :class:`regauthd.alerts.alerter.Alerter`."""
 
     def alert(self, kind: str, subject: str, **fields: Any) -> bool: ...
 
 
 class Prober(Protocol):
-    """The probe scheduler (:class:`regauthd.probewatch.ProbeScheduler`), as the journal watch
+    """The probe scheduler (:class:`regauthd.probe.scheduler.ProbeScheduler`), as the journal watch
     uses it.
 
     ``running``: False while probes are off (then no probe is asked for or waited on).
@@ -602,7 +603,7 @@ class _SchedulerOf:
 
 
 class JournalComponent:
-    """The journal watch as a :class:`regauthd.service.Component` of the daemon.
+    """The journal watch as a :class:`regauthd.service.daemon.Component` of the daemon.
 
     ``probes``: the daemon's probe component; while its scheduler runs, failures are probed.
     ``recheck``: how the watched configs are repaired on demand. Default: the daemon's own

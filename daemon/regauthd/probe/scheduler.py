@@ -3,8 +3,8 @@
 Pure core (top of the module, no I/O, no clock: time is passed in). Every registry of every
 watched config is one :class:`ProbeKey` with a :class:`Watched` state: last status, consecutive
 failures, when it is due, the ``Retry-After`` floor, and a keyed fingerprint of the credential
-(never the credential). :func:`observe` turns a :class:`~regauthd.probe.ProbeResult` into the next
-state and the alerts to raise; alerts follow transitions only:
+(never the credential). :func:`observe` turns a :class:`~regauthd.probe.client.ProbeResult` into
+the next state and the alerts to raise; alerts follow transitions only:
 
 =====================  =====================  ==========================
 before                 now                    alert
@@ -17,14 +17,14 @@ anything but limited   rate_limited           ``probe.rate_limited``
 failing / limited      ok                     ``probe.recovered``
 =====================  =====================  ==========================
 
-The next probe is :func:`regauthd.probe.next_delay` away: the interval plus jitter when healthy,
-doubling per consecutive failure while failing, never before a ``Retry-After``.
+The next probe is :func:`regauthd.probe.client.next_delay` away: the interval plus jitter when
+healthy, doubling per consecutive failure while failing, never before a ``Retry-After``.
 
 Shell: :class:`ProbeScheduler` runs one asyncio loop in one background thread with one shared
 ``httpx`` client, re-reads the watched configs (credential helpers run in worker threads), probes
 what is due with a shared concurrency bound, and hands the alerts to the daemon's loop thread
-through ``post``. :class:`ProbeComponent` plugs it into :class:`regauthd.service.Daemon`. With
-probes disabled no thread starts and nothing ever wakes up.
+through ``post``. :class:`ProbeComponent` plugs it into :class:`regauthd.service.daemon.Daemon`.
+With probes disabled no thread starts and nothing ever wakes up.
 
 When the fixer resolved a conflict (one registry under two spellings with different
 credentials), :meth:`ProbeScheduler.probe_conflict` probes both credentials, read from the backup
@@ -52,11 +52,12 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import httpx
 import structlog
 
-from regauthd import dockerconfig
-from regauthd.alerts import CATALOGUE, REDACTOR, remember_config_secrets
-from regauthd.credstore import Credential, CredentialError, store_for
-from regauthd.dockerconfig import ConfigFileError
-from regauthd.probe import (
+from regauthd.alerts.alerter import CATALOGUE, REDACTOR, remember_config_secrets
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig.keys import registry_name
+from regauthd.dockerconfig.stores import Credential, CredentialError, store_for
+from regauthd.probe.client import (
     ProbePolicy,
     ProbeResult,
     ProbeStatus,
@@ -66,12 +67,11 @@ from regauthd.probe import (
     probe,
     targets_from_config,
 )
-from regauthd.registry import registry_name
 from regauthd.settings import ProbeSettings, Settings
 
 if TYPE_CHECKING:
-    from regauthd.fixer import FixReport, ReportedConflict
-    from regauthd.service import Daemon
+    from regauthd.dockerconfig.fixer import FixReport, ReportedConflict
+    from regauthd.service.daemon import Daemon
 
 log = structlog.get_logger("regauthd.probewatch")
 
@@ -432,7 +432,8 @@ def conflict_alert(
 
 
 class AlertSink(Protocol):
-    """:class:`regauthd.alerts.Alerter` or :class:`regauthd.service.Daemon` (loop thread only)."""
+    """:class:`regauthd.alerts.alerter.Alerter` or :class:`regauthd.service.daemon.Daemon`
+    (loop thread only)."""
 
     def alert(self, kind: str, subject: str, **fields: Any) -> bool: ...
 
@@ -923,7 +924,7 @@ class ProbeScheduler:
 
 
 class ProbeComponent:
-    """The probe scheduler as a :class:`regauthd.service.Component` of the daemon."""
+    """The probe scheduler as a :class:`regauthd.service.daemon.Component` of the daemon."""
 
     name = "probes"
 

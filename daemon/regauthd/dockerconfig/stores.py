@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from regauthd.registry import HUB_CANONICAL, auths_key_for_registry
+from regauthd.dockerconfig.keys import HUB_CANONICAL, auths_key_for_registry
 
 IDENTITY_TOKEN_USERNAME = "<token>"
 """What helpers store as the user name when the secret is an identity (refresh) token."""

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import add
 
-from regauthd.registry import HUB_NAME
-from regauthd.registry import registry_name as _key_registry_name
+from regauthd.dockerconfig.keys import HUB_NAME
+from regauthd.dockerconfig.keys import registry_name as _key_registry_name
 
 EVENT = "journal.auth_failure"
 """structlog event name for a recognized failure."""

@@ -1,7 +1,8 @@
 """Fixing one config file: load, plan, re-key helper secrets, back up, save; race-safe.
 
-The imperative shell around :mod:`regauthd.normalize`. :func:`fix_file` never raises for a bad
-file: a refusal is reported in :attr:`FixReport.error` and the file is left byte for byte as it was.
+The imperative shell around :mod:`regauthd.dockerconfig.normalize`. :func:`fix_file` never raises
+for a bad file: a refusal is reported in :attr:`FixReport.error`
+and the file is left byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regauthd import audit, dockerconfig
-from regauthd.credstore import CredentialError, HelperStore
-from regauthd.dockerconfig import ConfigFileError, Snapshot
-from regauthd.findings import Finding
-from regauthd.normalize import Change, Conflict, HelperMove, NormalizationPlan, plan
-from regauthd.registry import HUB_CANONICAL
+from regauthd.dockerconfig import audit
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.file import ConfigFileError, Snapshot
+from regauthd.dockerconfig.findings import Finding
+from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.normalize import Change, Conflict, HelperMove, NormalizationPlan, plan
+from regauthd.dockerconfig.stores import CredentialError, HelperStore
 
 MAX_ATTEMPTS = 50
 """Rounds of re-planning when other programs keep writing while we save."""
@@ -123,14 +125,15 @@ def fix_file(
     defer_cleanup: bool = False,
     snapshot: Snapshot | None = None,
 ) -> FixReport:
-    """Normalize one Docker config file in place (see :mod:`regauthd.normalize` for the rules).
+    """Normalize one Docker config file in place (rules: :mod:`regauthd.dockerconfig.normalize`).
 
     ``defer_cleanup`` (the daemon's hot path) finishes each save on a background thread; call
-    :func:`regauthd.dockerconfig.flush_cleanup` before exiting. ``snapshot`` is a
-    :func:`regauthd.dockerconfig.load` of ``path`` the caller has just made.
+    :func:`regauthd.dockerconfig.file.flush_cleanup` before exiting. ``snapshot`` is a
+    :func:`regauthd.dockerconfig.file.load` of ``path`` the caller has just made.
 
     When another program writes the file while we save, its write is merged in and the plan
-    made again (:func:`regauthd.dockerconfig.merge_three_way`), up to :data:`MAX_ATTEMPTS` times.
+    made again (:func:`regauthd.dockerconfig.file.merge_three_way`), at most
+    :data:`MAX_ATTEMPTS` times.
     """
     path = Path(path)
     if snapshot is None:  # else: the caller just read it (the daemon's hot path)

@@ -1,6 +1,6 @@
 """Why did that push fail? A logged auth failure + what the configs and the probes say -> a verdict.
 
-Pure: no disk, no network, no clock. The journal watch (:mod:`regauthd.journalwatch`) gathers the
+Pure: no disk, no network, no clock. The journal watch (:mod:`regauthd.journal.watch`) gathers the
 evidence when a failure is logged (a re-check of the watched configs, the repairs made shortly
 before, a probe of the registry) and :func:`correlate` turns it into the sentence the alert
 carries and the fix a person can act on::
@@ -32,12 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from regauthd.authfailure import AuthFailure, FailureKind
-from regauthd.credstore import credential_from_entry, helper_name_for
-from regauthd.fixer import FixReport
-from regauthd.normalize import Change
-from regauthd.probe import ProbeResult, ProbeStatus
-from regauthd.registry import (
+from regauthd.dockerconfig.fixer import FixReport
+from regauthd.dockerconfig.keys import (
     HUB_CANONICAL,
     HUB_NAME,
     KeyKind,
@@ -45,6 +41,10 @@ from regauthd.registry import (
     classify,
     registry_name,
 )
+from regauthd.dockerconfig.normalize import Change
+from regauthd.dockerconfig.stores import credential_from_entry, helper_name_for
+from regauthd.journal.recognize import AuthFailure, FailureKind
+from regauthd.probe.client import ProbeResult, ProbeStatus
 
 LOOKBACK = timedelta(minutes=5)
 """A repair this long before a failure still explains it: the client read the file before the

@@ -2,7 +2,7 @@
 
 For the daemon
 --------------
-A follower is a source of :class:`~regauthd.authfailure.AuthFailure` values with a select-loop
+A follower is a source of :class:`~regauthd.journal.recognize.AuthFailure` values with a select-loop
 shape::
 
     options = FollowOptions(units=("docker.service", "containerd.service"), max_age=...)
@@ -24,7 +24,7 @@ raises :class:`JournalError` when the journal can no longer be read (journalctl 
 the follower and open a new one; the cursor makes that seamless. ``FollowOptions`` and
 ``AuthFailure`` are frozen and picklable; ``AuthFailure.as_dict()`` gives the alert's fields.
 Settings map onto ``FollowOptions`` one to one; extra patterns come in through
-``Recognizer(compile_patterns(...))``, whose :class:`~regauthd.authfailure.PatternError` is a
+``Recognizer(compile_patterns(...))``, whose :class:`~regauthd.journal.recognize.PatternError` is a
 settings error.
 
 Guarantees
@@ -68,7 +68,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from regauthd.authfailure import DEFAULT, AuthFailure, Recognizer, split_log_line
+from regauthd.journal.recognize import DEFAULT, AuthFailure, Recognizer, split_log_line
 
 if TYPE_CHECKING:
     import threading
