@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from regauthd.dockerconfig.auth import encode_auth
 from regauthd.dockerconfig.file import ConfigFileError
 from regauthd.dockerconfig.fixer import FixReport, ReportedConflict
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.normalize import Change
-from regauthd.dockerconfig.stores import encode_auth
 from regauthd.journal.correlate import (
     LOOKAHEAD,
     LOOKBACK,

@@ -54,9 +54,10 @@ import structlog
 
 from regauthd.alerts.alerter import CATALOGUE, REDACTOR, remember_config_secrets
 from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.auth import Credential
 from regauthd.dockerconfig.file import ConfigFileError
 from regauthd.dockerconfig.keys import registry_name
-from regauthd.dockerconfig.stores import Credential, CredentialError, store_for
+from regauthd.dockerconfig.stores import CredentialError, store_for
 from regauthd.probe.client import (
     ProbePolicy,
     ProbeResult,
