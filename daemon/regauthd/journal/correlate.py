@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from regauthd.dockerconfig.auth import credential_from_entry, helper_name_for
-from regauthd.dockerconfig.fixer import FixReport
 from regauthd.dockerconfig.keys import (
     HUB_CANONICAL,
     HUB_NAME,
@@ -43,6 +42,7 @@ from regauthd.dockerconfig.keys import (
     registry_name,
 )
 from regauthd.dockerconfig.normalize import Change
+from regauthd.dockerconfig.report import FixReport
 from regauthd.journal.recognize import AuthFailure, FailureKind
 from regauthd.probe.client import ProbeResult, ProbeStatus
 
