@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "daemon"))
 
 from tests.rigs.registry import start_registry  # noqa: E402
 
-from regauthd.dockerconfig.stores import Credential  # noqa: E402
+from regauthd.dockerconfig.auth import Credential  # noqa: E402
 from regauthd.probe.client import (  # noqa: E402
     ProbePolicy,
     ProbeResult,

@@ -146,7 +146,8 @@ def summary(name: str, values_ms: list[float]) -> dict[str, float]:
 def fixer_only(writes: int) -> int:
     """The floor the daemon stands on: rename, then fix_file in the same process."""
     sys.path.insert(0, str(ROOT / "daemon"))
-    from regauthd.dockerconfig.fixer import BackupStore, fix_file
+    from regauthd.dockerconfig.backups import BackupStore
+    from regauthd.dockerconfig.fixer import fix_file
 
     with tempfile.TemporaryDirectory(prefix="regauthd-fixer-") as tmp:
         cfg_dir = Path(tmp) / "docker"

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from regauthd.dockerconfig.file import ConfigFileError
-from regauthd.dockerconfig.fixer import FixReport, ReportedConflict
+from regauthd.dockerconfig.auth import encode_auth
+from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.normalize import Change
-from regauthd.dockerconfig.stores import encode_auth
+from regauthd.dockerconfig.report import FixReport, ReportedConflict
 from regauthd.journal.correlate import (
     LOOKAHEAD,
     LOOKBACK,
@@ -636,7 +636,7 @@ def test_registry_of_key(key: str, registry: str) -> None:
 def test_fix_event_keeps_keys_not_contents() -> None:
     before = b'{"auths":{"docker.io":{"auth":"' + AUTH.encode() + b'"}}}'
     report = FixReport(
-        Path(CONFIG),
+        path=Path(CONFIG),
         written=True,
         changes=(HUB_RENAME,),
         conflicts=(ReportedConflict(HUB_CANONICAL, "docker.io", HUB_CANONICAL, "newest", None),),
@@ -653,12 +653,12 @@ def test_fix_event_keeps_keys_not_contents() -> None:
 
 
 def test_fix_event_of_unwritten_and_refused_reports() -> None:
-    dry = FixReport(Path(CONFIG), written=False, changes=(HUB_RENAME,))
+    dry = FixReport(path=Path(CONFIG), written=False, changes=(HUB_RENAME,))
     assert not FixEvent.from_report(dry, T).noteworthy
-    refused = FixReport(Path(CONFIG), error=ConfigFileError(CONFIG, "not a regular file"))
+    refused = FixReport(path=Path(CONFIG), error=ConfigFileError(CONFIG, "not a regular file"))
     event = FixEvent.from_report(refused, T)
     assert (event.noteworthy, event.error) == (True, "not a regular file")
-    assert not FixEvent.from_report(FixReport(Path(CONFIG)), T).noteworthy
+    assert not FixEvent.from_report(FixReport(path=Path(CONFIG)), T).noteworthy
 
 
 @pytest.mark.parametrize("action", ["rename", "copy", "replace", "helper_alias", "drop_empty"])

@@ -15,17 +15,19 @@ from typing import Any
 
 import pytest
 
-from regauthd.dockerconfig.keys import HUB_CANONICAL
-from regauthd.dockerconfig.stores import (
+from regauthd.dockerconfig.auth import (
     IDENTITY_TOKEN_USERNAME,
     Credential,
+    credential_from_entry,
+    decode_auth,
+    encode_auth,
+)
+from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.stores import (
     CredentialError,
     CredentialHelperError,
     FileStore,
     HelperStore,
-    credential_from_entry,
-    decode_auth,
-    encode_auth,
     resolve,
     store_for,
 )

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.file import ConfigFileError, ConfigSyntaxError
-from regauthd.dockerconfig.fixer import BackupStore, fix_file
+from regauthd.dockerconfig import jsontext
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSyntaxError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.merge import merge_config_bytes, merge_three_way
 from tests.conftest import unavailable
 
 SECRET = "c2VjcmV0dXNlcjpzM2NyZXQ="  # secretuser:s3cret
@@ -73,7 +76,7 @@ def test_refuses_non_regular_files_without_blocking_or_touching_them(
 def test_invalid_json_names_line_and_column_but_not_the_text(tmp_path: Path) -> None:
     data = b'{\n\t"auths": {\n\t\t"x.io": {"auth": "' + SECRET.encode() + b'"\n\t}\n'
     with pytest.raises(ConfigSyntaxError) as info:
-        dockerconfig.parse(data, tmp_path / "config.json")
+        jsontext.parse(data, tmp_path / "config.json")
     assert info.value.line == 5
     assert "line 5" in str(info.value)
     assert SECRET not in str(info.value)
@@ -83,21 +86,21 @@ def test_invalid_json_names_line_and_column_but_not_the_text(tmp_path: Path) -> 
 def test_bytes_that_are_not_utf8_are_refused_with_their_position(tmp_path: Path) -> None:
     data = b'{\n\t"auths": {"x.io": {"auth": "' + SECRET.encode() + b'", "email": "\xff"}}}'
     with pytest.raises(ConfigSyntaxError) as info:
-        dockerconfig.parse(data, tmp_path / "config.json")
+        jsontext.parse(data, tmp_path / "config.json")
     assert (info.value.line, info.value.column) == (2, data.split(b"\n")[1].index(b"\xff") + 1)
     assert "not UTF-8" in str(info.value)
     assert SECRET not in str(info.value)
 
 
 def test_empty_file_is_an_empty_config() -> None:
-    assert dockerconfig.parse(b"") == {}
-    assert dockerconfig.parse(b" \n") == {}
+    assert jsontext.parse(b"") == {}
+    assert jsontext.parse(b" \n") == {}
 
 
 def test_render_uses_docker_style() -> None:
-    out = dockerconfig.render({"auths": {"a": {"auth": "x"}}})
+    out = jsontext.render({"auths": {"a": {"auth": "x"}}})
     assert out == b'{\n\t"auths": {\n\t\t"a": {\n\t\t\t"auth": "x"\n\t\t}\n\t}\n}'
-    assert dockerconfig.render({}, like=b"{}\n").endswith(b"\n")
+    assert jsontext.render({}, like=b"{}\n").endswith(b"\n")
 
 
 def test_symlinked_config_stays_a_symlink_and_its_target_is_rewritten(tmp_path: Path) -> None:
@@ -154,8 +157,8 @@ def test_a_write_between_read_and_save_is_never_lost(
     path = tmp_path / "config.json"
     write(path, {"auths": {"docker.io": {"auth": SECRET}}})
     snapshot = dockerconfig.load(path)
-    ours = dockerconfig.render({"auths": {HUB_CANONICAL: {"auth": SECRET}}})
-    theirs = dockerconfig.render(
+    ours = jsontext.render({"auths": {HUB_CANONICAL: {"auth": SECRET}}})
+    theirs = jsontext.render(
         {"auths": {"docker.io": {"auth": SECRET}, "ghcr.io": {"auth": "Zzp4"}}}
     )
     docker_style_write(path, theirs)  # a `docker login ghcr.io` lands meanwhile
@@ -173,7 +176,7 @@ def test_a_write_inside_the_exchange_is_merged_back(
     path = tmp_path / "config.json"
     write(path, {"auths": {"docker.io": {"auth": SECRET}}})
     real_exchange = dockerconfig._exchange
-    theirs = dockerconfig.render(
+    theirs = jsontext.render(
         {"auths": {"docker.io": {"auth": SECRET}, "ghcr.io": {"auth": "Zzp4"}}}
     )
     calls = 0
@@ -198,10 +201,23 @@ def test_three_way_merge_keeps_both_sides() -> None:
     base = {"auths": {"a": {"auth": "1"}}, "x": 1}
     mine = {"auths": {"a": {"auth": "1"}, "b": {"auth": "2"}}, "x": 1}
     theirs = {"auths": {"c": {"auth": "3"}}, "x": 2}
-    assert dockerconfig.merge_three_way(base, mine, theirs) == {
+    assert merge_three_way(base, mine, theirs) == {
         "auths": {"c": {"auth": "3"}, "b": {"auth": "2"}},
         "x": 2,
     }
+
+
+def test_three_way_merge_of_config_bytes_renders_like_theirs() -> None:
+    base = b'{"auths": {}}'
+    mine = b'{"auths": {"a": {"auth": "1"}}}'
+    theirs = b'{"auths": {"b": {"auth": "2"}}}\n'
+    merged = merge_config_bytes(base, mine, theirs, "config.json")
+    assert merged == jsontext.render(
+        {"auths": {"b": {"auth": "2"}, "a": {"auth": "1"}}}, like=theirs
+    )
+    assert merged.endswith(b"\n")
+    with pytest.raises(ConfigSyntaxError):
+        merge_config_bytes(base, mine, b'{"auths": ', "config.json")
 
 
 def test_fix_loses_no_entry_while_another_program_keeps_writing(tmp_path: Path) -> None:
@@ -222,9 +238,9 @@ def test_fix_loses_no_entry_while_another_program_keeps_writing(tmp_path: Path) 
     try:
         for i in range(300):
             # Read-modify-write like docker login: whatever is on disk now, plus one entry.
-            config = dockerconfig.parse(dockerconfig.load(path).data)
+            config = jsontext.parse(dockerconfig.load(path).data)
             config.setdefault("auths", {})[f"https://reg{i}.example:5000/v2/"] = {"auth": SECRET}
-            docker_style_write(path, dockerconfig.render(config))
+            docker_style_write(path, jsontext.render(config))
     finally:
         stop.set()
         thread.join()

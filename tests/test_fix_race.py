@@ -85,7 +85,8 @@ def _drop_in_legacy_key(config_file: Path, key: str, user: str) -> None:
 _TIGHT_LOOP = """
 import json, sys
 from pathlib import Path
-from regauthd.dockerconfig.fixer import BackupStore, fix_file
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.backups import BackupStore
 
 config, state, stop = (Path(a) for a in sys.argv[1:4])
 backups = BackupStore(state)

@@ -25,9 +25,11 @@ import pytest
 import structlog
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.dockerconfig.auth import encode_auth
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.keys import HUB_CANONICAL
-from regauthd.dockerconfig.stores import encode_auth
+from regauthd.dockerconfig.report import FixReport
 from regauthd.journal.follow import CURSOR_FILE, FollowOptions
 from regauthd.journal.watch import (
     ALERT_KIND,

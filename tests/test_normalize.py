@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regauthd.dockerconfig.auth import decode_auth
 from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyKind, classify
 from regauthd.dockerconfig.normalize import plan, validate
-from regauthd.dockerconfig.stores import decode_auth
 
 
 def auth(user: str, password: str) -> dict[str, str]:

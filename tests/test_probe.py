@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regauthd.dockerconfig.stores import Credential
+from regauthd.dockerconfig.auth import Credential
 from regauthd.probe.client import (
     HUB_ENDPOINT,
     ProbePolicy,

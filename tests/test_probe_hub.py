@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from regauthd.dockerconfig.stores import Credential
+from regauthd.dockerconfig.auth import Credential
 from regauthd.probe.client import (
     ProbePolicy,
     ProbeResult,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from regauthd.dockerconfig.stores import Credential
+from regauthd.dockerconfig.auth import Credential
 from regauthd.probe.client import (
     ProbePolicy,
     ProbeResult,

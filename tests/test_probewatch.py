@@ -29,8 +29,10 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from regauthd.alerts.alerter import CATALOGUE, Alerter
-from regauthd.dockerconfig.fixer import BackupStore, ReportedConflict, fix_file
-from regauthd.dockerconfig.stores import Credential
+from regauthd.dockerconfig.auth import Credential
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.report import ReportedConflict
 from regauthd.probe.client import ProbeResult, ProbeStatus
 from regauthd.probe.scheduler import (
     CONFLICT_KIND,

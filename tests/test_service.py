@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 
-from regauthd.dockerconfig.fixer import FixReport
+from regauthd.dockerconfig.report import FixReport
 from regauthd.service.daemon import (
     EVENT_FILTER,
     STRUCTURE_FILTER,

@@ -1,19 +1,28 @@
-"""``regauthd fix``: normalize Docker configs so every client finds the credentials."""
+"""``regauthd fix``: normalize Docker configs so every client finds the credentials.
+
+``regauthd check`` is this command's dry run with its own exit rule
+(:mod:`regauthd.commands.check`): both go through :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pwd
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from regauthd.dockerconfig import audit, report
+from regauthd.dockerconfig import audit, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.fixer import BackupStore, FixReport, default_state_dir, fix_file
+from regauthd.dockerconfig.fixer import default_state_dir, fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.report import FixReport
 
 ROOT_CONFIG = Path("/root/.docker/config.json")
 
@@ -107,38 +116,55 @@ def extra_findings(paths: list[Path], root_config: Path) -> list[tuple[str, tupl
 def _read_quietly(path: Path) -> dict[str, object] | None:
     try:
         snap = dockerconfig.load(path)
-        return dockerconfig.parse(snap.data, path) if snap.exists else None
+        return jsontext.parse(snap.data, path) if snap.exists else None
     except ConfigFileError:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """How one run goes: ``fix``, ``fix --dry-run`` or ``check``."""
+
+    name: str
+    """The command, as usage errors name it."""
+    dry_run: bool
+    changes_are_problems: bool = False
+    """A config that a fix would change counts as a problem (exit 1): ``check``'s rule."""
+    erase_old_helper_entries: bool = False
+
+
 def command(args: argparse.Namespace) -> int:
+    mode = Mode("fix", dry_run=args.dry_run, erase_old_helper_entries=args.erase_old_helper_entries)
+    return run(args, mode, state_dir=args.state_dir or default_state_dir())
+
+
+def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
+    """Fix (or, in a dry run, look at) every config ``args`` names; print; the exit status."""
     try:
         paths = config_paths(args.docker_config)
     except UsageError as exc:
-        print(f"regauthd fix: {exc}", file=sys.stderr)
+        print(f"regauthd {mode.name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    backups = BackupStore(args.state_dir or default_state_dir())
+    backups = BackupStore(state_dir)
     ok = True
     for path, explicit in paths:
         result = fix_file(
             path,
             backups=backups,
-            dry_run=args.dry_run,
-            erase_old_helper_entries=args.erase_old_helper_entries,
+            dry_run=mode.dry_run,
+            erase_old_helper_entries=mode.erase_old_helper_entries,
         )
-        ok &= result.clean
-        emit(result, args, explicit=explicit)
+        ok &= result.clean and not (mode.changes_are_problems and result.changed)
+        emit(result, args, dry_run=mode.dry_run, explicit=explicit)
     for source, findings in extra_findings([p for p, _ in paths], args.root_docker_config):
         ok &= not any(f.severity == "error" for f in findings)
         emit_findings(source, findings, args)
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def emit(result: FixReport, args: argparse.Namespace, *, explicit: bool) -> None:
-    dry_run = bool(getattr(args, "dry_run", False))
+def emit(result: FixReport, args: argparse.Namespace, *, dry_run: bool, explicit: bool) -> None:
     if args.json:
-        report.print_json_line(report.as_json(result, dry_run=dry_run, with_diff=dry_run))
+        _print_json_line(report.as_json(result, dry_run=dry_run, with_diff=dry_run))
         return
     if result.before is None and result.error is None:
         note = "no config.json here" + ("" if explicit else " (nothing to do)")
@@ -151,11 +177,14 @@ def emit(result: FixReport, args: argparse.Namespace, *, explicit: bool) -> None
 
 def emit_findings(source: str, findings: tuple[Finding, ...], args: argparse.Namespace) -> None:
     if args.json:
-        report.print_json_line(report.findings_json(source, findings))
+        _print_json_line(report.findings_json(source, findings))
         return
     if not findings:
         return
     print(f"{source}:")
     for f in findings:
-        where = f" [{f.key}]" if f.key is not None else ""
-        print(f"  {f.severity}{where}: {f.message}\n    fix: {f.fix}")
+        print(f.as_text(indent="  "))
+
+
+def _print_json_line(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), flush=True)

@@ -21,6 +21,7 @@ import structlog
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.client import (
     DEFAULT_CONCURRENCY,
@@ -148,7 +149,7 @@ def split_endpoints(values: Sequence[str]) -> dict[str, str]:
 def load_config(location: str | None) -> tuple[Path, dict[str, Any]]:
     path = dockerconfig.config_path(location)
     snapshot = dockerconfig.load(path)
-    return path, dockerconfig.parse(snapshot.data, path)
+    return path, jsontext.parse(snapshot.data, path)
 
 
 def _push_text(result: ProbeResult) -> str:
@@ -210,7 +211,7 @@ def command(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"regauthd probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except dockerconfig.ConfigFileError as exc:
+    except jsontext.ConfigFileError as exc:
         print(f"regauthd probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

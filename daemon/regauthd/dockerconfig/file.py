@@ -1,4 +1,4 @@
-"""Where the Docker config is and what it holds: safe reading, parsing, rendering, atomic saving.
+"""Where the Docker config is: safe reading and atomic, race-safe saving of its bytes.
 
 Reading refuses anything that is not a regular file of sane size without blocking (FIFOs,
 devices, directories, symlink loops, huge files). Saving never loses a concurrent writer's
@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import json
 import os
 import queue
 import secrets
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regauthd.dockerconfig.jsontext import ConfigFileError
+
 MAX_CONFIG_BYTES = 1 << 20
 """A Docker config with thousands of registries is a few hundred KiB; more is not a config."""
 
@@ -31,29 +32,6 @@ TEMP_PREFIX = ".regauthd-tmp-"
 """Prefix of the one temp file regauthd creates beside config.json (renamed into place)."""
 
 _RENAME_EXCHANGE = 2
-
-
-class ConfigFileError(Exception):
-    """The config file was refused. Nothing was changed; the message says why and what to do."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-
-class ConfigSyntaxError(ConfigFileError):
-    """The config is not valid JSON. Carries the position, never the text around it."""
-
-    def __init__(self, path: Path | str, line: int, column: int, problem: str) -> None:
-        super().__init__(
-            path,
-            f"line {line} column {column}: invalid JSON ({problem}); Docker ignores the whole "
-            "file with only a warning and its next login overwrites it: repair the JSON by hand "
-            "or restore a backup",
-        )
-        self.line = line
-        self.column = column
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,41 +144,14 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def parse(data: bytes, path: Path | str = "config.json") -> dict[str, Any]:
-    """Parse config bytes into an insertion-ordered dict. Empty input is an empty config."""
-    try:
-        text = data.decode("utf-8", errors="strict") if data else ""
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigSyntaxError(path, line, column, "not UTF-8 text") from None
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # exc.doc holds the whole text (secrets included): only the position leaves here.
-        raise ConfigSyntaxError(path, exc.lineno, exc.colno, exc.msg) from None
-    if not isinstance(value, dict):
-        raise ConfigFileError(path, "the top level is not a JSON object; Docker cannot load it")
-    return value
-
-
-def render(config: dict[str, Any], *, like: bytes = b"") -> bytes:
-    """Docker's style: tab indentation, UTF-8; a trailing newline only if the original had one."""
-    text = json.dumps(config, indent="\t", ensure_ascii=False)
-    if like.endswith(b"\n"):
-        text += "\n"
-    return text.encode("utf-8")
-
-
 @dataclass(frozen=True, slots=True)
 class Raced:
     """Another program replaced the file between our read and our save.
 
     ``found`` is the file it wrote. ``ours_on_disk`` is None when our content never reached the
     disk; when the writer landed inside the exchange, our content is on disk and ``found`` was
-    displaced by it: the caller must merge ``found`` back in (see :func:`merge_three_way`).
+    displaced by it: the caller must merge ``found`` back in (see
+    :func:`regauthd.dockerconfig.merge.merge_three_way`).
     """
 
     found: Snapshot
@@ -420,32 +371,3 @@ def _exchange(a: Path, b: Path) -> bool:
     if err == errno.ENOENT:
         return False  # target vanished meanwhile: fall back to the checked rename
     raise OSError(err, os.strerror(err), str(b))
-
-
-_ABSENT: Any = object()
-
-
-def merge_three_way(
-    base: dict[str, Any], mine: dict[str, Any], theirs: dict[str, Any]
-) -> dict[str, Any]:
-    """Merge two descendants of ``base`` key by key (``auths``/``credHelpers`` entry by entry).
-
-    A key changed on one side only takes that side's value; changed on both, ``theirs`` (the
-    later writer) wins. Used when our write briefly displaced another program's.
-    """
-    out: dict[str, Any] = {}
-    for key in [*theirs, *(k for k in mine if k not in theirs)]:
-        b, m, t = base.get(key, _ABSENT), mine.get(key, _ABSENT), theirs.get(key, _ABSENT)
-        if key in ("auths", "credHelpers") and all(
-            isinstance(v, dict) or v is _ABSENT for v in (b, m, t)
-        ):
-            merged = merge_three_way(
-                {} if b is _ABSENT else b, {} if m is _ABSENT else m, {} if t is _ABSENT else t
-            )
-            if merged or _ABSENT not in (m, t):
-                out[key] = merged
-            continue
-        value = t if m == b else m if t == b else t
-        if value is not _ABSENT:
-            out[key] = value
-    return out

@@ -30,6 +30,10 @@ class Finding:
             "fix": self.fix,
         }
 
-    def __str__(self) -> str:
-        where = f"{self.path}" + (f" [{self.key}]" if self.key is not None else "")
-        return f"{self.severity}: {where}: {self.message} Fix: {self.fix}"
+    def as_text(self, *, indent: str = "") -> str:
+        """The one text rendering: ``severity [key]: message``, then ``fix: ...`` indented below.
+
+        Shown under a heading that names :attr:`path` (a report's, or the source's).
+        """
+        where = f" [{self.key}]" if self.key is not None else ""
+        return f"{indent}{self.severity}{where}: {self.message}\n{indent}  fix: {self.fix}"

@@ -10,9 +10,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from regauthd.dockerconfig.auth import decode_auth, helper_name_for
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.keys import HUB_CANONICAL, HUB_PODMAN_HELPER_KEY, KeyKind, classify
-from regauthd.dockerconfig.stores import decode_auth, helper_name_for
 
 Action = Literal["rename", "copy", "drop_duplicate", "drop_empty", "replace", "helper_alias"]
 

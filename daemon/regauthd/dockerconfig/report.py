@@ -1,16 +1,59 @@
-"""Rendering fix/check results for people (text, redacted diffs) and machines (JSON lines)."""
+"""What a fix did to one config (:class:`FixReport`), and how it is shown: text for people, a
+redacted diff, JSON objects for machines.
+
+Pure: the report is data, every rendering a function of it (printing is the command's job).
+"""
 
 from __future__ import annotations
 
 import difflib
-import json
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.file import ConfigFileError
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.fixer import FixReport
+from regauthd.dockerconfig.jsontext import ConfigFileError, parse, render
+from regauthd.dockerconfig.normalize import Change
 from regauthd.redact import redact_config
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedConflict:
+    """A :class:`regauthd.dockerconfig.normalize.Conflict` plus where the losing credential can
+    be found again."""
+
+    canonical: str
+    winner: str
+    loser: str
+    reason: str
+    backup: Path | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FixReport:
+    """What :func:`regauthd.dockerconfig.fixer.fix_file` did and found for one file."""
+
+    path: Path
+    written: bool = False
+    changes: tuple[Change, ...] = ()
+    conflicts: tuple[ReportedConflict, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    before: bytes | None = field(default=None, repr=False)
+    after: bytes | None = field(default=None, repr=False)
+    backup: Path | None = None
+    retries: int = 0
+    error: ConfigFileError | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes or self.conflicts)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing is left that breaks a client (warnings may remain)."""
+        return self.error is None and not any(f.severity == "error" for f in self.findings)
 
 
 def status_of(report: FixReport, *, dry_run: bool) -> str:
@@ -27,12 +70,12 @@ def redacted_diff(report: FixReport) -> str:
     if report.before is None or report.after is None:
         return ""
     try:
-        old = dockerconfig.parse(report.before, report.path)
-        new = dockerconfig.parse(report.after, report.path)
+        old = parse(report.before, report.path)
+        new = parse(report.after, report.path)
     except ConfigFileError:
         return ""
-    a = dockerconfig.render(redact_config(old)).decode().splitlines(keepends=True)
-    b = dockerconfig.render(redact_config(new)).decode().splitlines(keepends=True)
+    a = render(redact_config(old)).decode().splitlines(keepends=True)
+    b = render(redact_config(new)).decode().splitlines(keepends=True)
     if a and not a[-1].endswith("\n"):
         a[-1] += "\n"
     if b and not b[-1].endswith("\n"):
@@ -91,15 +134,9 @@ def as_text(report: FixReport, *, dry_run: bool) -> str:
             f"  conflict for {k.canonical!r}: {k.winner!r} and {k.loser!r} held different "
             f"credentials; kept {k.winner!r} ({k.reason}){where}"
         )
-    for f in report.findings:
-        where = f" [{f.key}]" if f.key is not None else ""
-        lines.append(f"  {f.severity}{where}: {f.message}\n    fix: {f.fix}")
+    lines.extend(f.as_text(indent="  ") for f in report.findings)
     if report.backup is not None and report.written:
         lines.append(f"  backup of the previous version: {report.backup}")
     if report.retries:
         lines.append(f"  another program wrote the file meanwhile; merged {report.retries} time(s)")
     return "\n".join(lines)
-
-
-def print_json_line(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), flush=True)

@@ -2,23 +2,26 @@
 
 Mirrors docker/cli ``cli/config/credentials``: one small :class:`CredentialStore` protocol with a
 file store and a native (helper) store behind it, and Docker's rule for which store serves a
-registry (``credHelpers[key]``, else ``credsStore``, else the file).
+registry (``credHelpers[key]``, else ``credsStore``, else the file). The credential value and the
+``auth`` codec are pure and live in :mod:`regauthd.dockerconfig.auth`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from regauthd.dockerconfig.auth import (
+    IDENTITY_TOKEN_USERNAME,
+    Credential,
+    convert_to_hostname,
+    credential_from_entry,
+    encode_auth,
+    helper_name_for,
+)
 from regauthd.dockerconfig.keys import HUB_CANONICAL, auths_key_for_registry
-
-IDENTITY_TOKEN_USERNAME = "<token>"
-"""What helpers store as the user name when the secret is an identity (refresh) token."""
 
 HELPER_TIMEOUT_S = 10.0
 _NOT_FOUND = "credentials not found in native keychain"
@@ -34,28 +37,6 @@ class CredentialHelperError(CredentialError):
     """A ``docker-credential-<name>`` helper failed, is missing, or timed out."""
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A user name and its secret (a password, or an identity token)."""
-
-    username: str
-    secret: str = field(repr=False)
-    identity_token: bool = False
-    """The secret is an identity (refresh) token, not a password; Docker keeps the user name."""
-
-    def __post_init__(self) -> None:
-        if self.username == IDENTITY_TOKEN_USERNAME:
-            object.__setattr__(self, "identity_token", True)
-
-    @property
-    def is_identity_token(self) -> bool:
-        return self.identity_token
-
-    def __repr__(self) -> str:
-        kind = ", identity_token=True" if self.is_identity_token else ""
-        return f"Credential(username={self.username!r}, secret=<redacted>{kind})"
-
-
 class CredentialStore(Protocol):
     """Docker's four-method store (``credentials.Store``), minus ``GetAll``."""
 
@@ -66,51 +47,6 @@ class CredentialStore(Protocol):
     def erase(self, server_url: str) -> None: ...
 
     def list(self) -> dict[str, str]: ...
-
-
-def decode_auth(value: str) -> tuple[str, str]:
-    """Split an ``auth`` value the way Docker does (base64 of ``user:password``).
-
-    Raises :class:`ValueError` with a message fit for a person (no secret in it).
-    """
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("`auth` is not valid base64") from None
-    text = raw.decode("utf-8", errors="replace").rstrip("\x00")
-    user, sep, password = text.partition(":")
-    if not sep:
-        raise ValueError("`auth` decodes to text without a ':' between user name and password")
-    if not user:
-        raise ValueError("`auth` has an empty user name")
-    return user, password
-
-
-def encode_auth(username: str, password: str) -> str:
-    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-
-
-def credential_from_entry(entry: Mapping[str, Any]) -> Credential | None:
-    """The credential an ``auths`` entry holds inline, as Docker reads it, or None."""
-    token = entry.get("identitytoken")
-    auth = entry.get("auth")
-    username = entry.get("username")
-    password = entry.get("password")
-    user = ""
-    secret = ""
-    if isinstance(auth, str) and auth:
-        try:
-            user, secret = decode_auth(auth)
-        except ValueError:
-            return None
-    elif isinstance(username, str) and isinstance(password, str) and password:
-        user, secret = username, password
-    if isinstance(token, str) and token:
-        # Docker sends the identity token instead of the password when one is present.
-        return Credential(user or IDENTITY_TOKEN_USERNAME, token, identity_token=True)
-    if user:
-        return Credential(user, secret)
-    return None
 
 
 class FileStore:
@@ -256,29 +192,12 @@ class HelperStore:
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def helper_name_for(config: Mapping[str, Any], key: str) -> str | None:
-    """The helper Docker uses for an ``auths`` key: ``credHelpers[key]``, else ``credsStore``."""
-    helpers = config.get("credHelpers")
-    if isinstance(helpers, dict):
-        name = helpers.get(key)
-        if isinstance(name, str) and name:
-            return name
-    store = config.get("credsStore")
-    return store if isinstance(store, str) and store else None
-
-
 def store_for(
     config: dict[str, Any], key: str, *, env: Mapping[str, str] | None = None
 ) -> CredentialStore:
     """The store Docker reads and writes for ``key`` (exact ``auths``/``credHelpers`` key)."""
     helper = helper_name_for(config, key)
     return HelperStore(helper, env=env) if helper else FileStore(config)
-
-
-def _hostname(key: str) -> str:
-    # docker/cli credentials.ConvertToHostname: strip scheme, cut at the first '/'.
-    rest = key.split("://", 1)[1] if "://" in key else key
-    return rest.split("/", 1)[0]
 
 
 def resolve(
@@ -300,7 +219,7 @@ def resolve(
     if not isinstance(auths, dict):
         return None
     for other, entry in auths.items():
-        if other != key and _hostname(other) == key and isinstance(entry, dict):
+        if other != key and convert_to_hostname(other) == key and isinstance(entry, dict):
             found = credential_from_entry(entry)
             if found is not None:
                 return other, found

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from regauthd.dockerconfig.fixer import FixReport
+from regauthd.dockerconfig.auth import credential_from_entry, helper_name_for
 from regauthd.dockerconfig.keys import (
     HUB_CANONICAL,
     HUB_NAME,
@@ -42,7 +42,7 @@ from regauthd.dockerconfig.keys import (
     registry_name,
 )
 from regauthd.dockerconfig.normalize import Change
-from regauthd.dockerconfig.stores import credential_from_entry, helper_name_for
+from regauthd.dockerconfig.report import FixReport
 from regauthd.journal.recognize import AuthFailure, FailureKind
 from regauthd.probe.client import ProbeResult, ProbeStatus
 

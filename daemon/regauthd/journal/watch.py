@@ -42,9 +42,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
-from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.file import ConfigFileError
-from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.dockerconfig import jsontext
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.report import FixReport
 from regauthd.journal.correlate import (
     LOOKBACK,
     ConfigSight,
@@ -573,7 +575,7 @@ class JournalWatch:
             if report.error is not None or report.after is None or registry is None:
                 continue  # refused, or not there (yet): it holds nothing Docker could use
             try:
-                config = dockerconfig.parse(report.after, report.path)
+                config = jsontext.parse(report.after, report.path)
             except ConfigFileError:
                 continue
             sights.append(sight(str(report.path), config, registry))

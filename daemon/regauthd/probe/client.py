@@ -45,6 +45,7 @@ import httpx
 import structlog
 
 from regauthd import __version__
+from regauthd.dockerconfig.auth import Credential, encode_auth
 from regauthd.dockerconfig.keys import (
     HUB_AUTH_HOST,
     HUB_REGISTRY_HOST,
@@ -52,12 +53,7 @@ from regauthd.dockerconfig.keys import (
     classify,
     registry_name,
 )
-from regauthd.dockerconfig.stores import (
-    Credential,
-    CredentialError,
-    encode_auth,
-    resolve,
-)
+from regauthd.dockerconfig.stores import CredentialError, resolve
 from regauthd.probe.challenge import Challenge, find, parse_challenges
 
 log = structlog.get_logger("regauthd.probe")

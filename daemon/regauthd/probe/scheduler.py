@@ -54,9 +54,11 @@ import structlog
 
 from regauthd.alerts.alerter import CATALOGUE, REDACTOR, remember_config_secrets
 from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.file import ConfigFileError
+from regauthd.dockerconfig import jsontext
+from regauthd.dockerconfig.auth import Credential
+from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import registry_name
-from regauthd.dockerconfig.stores import Credential, CredentialError, store_for
+from regauthd.dockerconfig.stores import CredentialError, store_for
 from regauthd.probe.client import (
     ProbePolicy,
     ProbeResult,
@@ -70,7 +72,7 @@ from regauthd.probe.client import (
 from regauthd.settings import ProbeSettings, Settings
 
 if TYPE_CHECKING:
-    from regauthd.dockerconfig.fixer import FixReport, ReportedConflict
+    from regauthd.dockerconfig.report import FixReport, ReportedConflict
     from regauthd.service.daemon import Daemon
 
 log = structlog.get_logger("regauthd.probewatch")
@@ -861,7 +863,7 @@ class ProbeScheduler:
         for name in wanted:
             try:
                 snapshot = dockerconfig.load(name)
-                config = dockerconfig.parse(snapshot.data, name)
+                config = jsontext.parse(snapshot.data, name)
             except ConfigFileError as exc:
                 log.info("probe.config_unreadable", path=name, reason=exc.reason)
                 continue
@@ -892,9 +894,7 @@ class ProbeScheduler:
         problem = "no backup of the original config was made"
         if conflict.backup is not None:
             try:
-                config = dockerconfig.parse(
-                    dockerconfig.load(conflict.backup).data, conflict.backup
-                )
+                config = jsontext.parse(dockerconfig.load(conflict.backup).data, conflict.backup)
             except ConfigFileError as exc:
                 problem = f"the backup cannot be read: {exc.reason}"
             except UnicodeDecodeError:

@@ -62,9 +62,12 @@ from regauthd.alerts.alerter import (
     remember_config_secrets,
 )
 from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.file import TEMP_PREFIX
-from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import KeyKind, classify
+from regauthd.dockerconfig.report import FixReport
 from regauthd.settings import FlappingSettings, Settings, SettingsError
 
 log = structlog.get_logger("regauthd")
@@ -993,7 +996,7 @@ class Daemon:
         try:
             snapshot = dockerconfig.load(Path(config))
             data = snapshot.data
-        except dockerconfig.ConfigFileError:
+        except ConfigFileError:
             snapshot, data = None, b""
         if snapshot is not None and not snapshot.exists:
             self._files.pop(real, None)
