@@ -465,6 +465,23 @@ def load_settings(path: Path | None = None, environment: Environment | None = No
     return parse_settings(text, env, source=file)
 
 
+def resolve_state_dir(explicit: Path | None = None, environment: Environment | None = None) -> Path:
+    """The state directory every command uses, so ``fix`` and the daemon share backups and race
+    memory: ``explicit`` (``--state-dir``), else ``[daemon] state_dir`` of the standard settings
+    file, else :func:`default_state_dir` (``$STATE_DIRECTORY`` under systemd, ``/var/lib/regauthd``
+    for root, ``$XDG_STATE_HOME/regauthd`` otherwise).
+
+    A settings file that cannot be read does not stop a one-shot repair: the default applies.
+    """
+    if explicit is not None:
+        return explicit.absolute()
+    env = environment or Environment.current()
+    try:
+        return load_settings(None, env).state_dir
+    except SettingsError:
+        return default_state_dir(env)
+
+
 def with_overrides(
     settings: Settings,
     *,

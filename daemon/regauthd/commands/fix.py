@@ -20,9 +20,10 @@ from regauthd.dockerconfig import audit, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.fixer import default_state_dir, fix_file
+from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
+from regauthd.settings import resolve_state_dir
 
 ROOT_CONFIG = Path("/root/.docker/config.json")
 
@@ -135,7 +136,7 @@ class Mode:
 
 def command(args: argparse.Namespace) -> int:
     mode = Mode("fix", dry_run=args.dry_run, erase_old_helper_entries=args.erase_old_helper_entries)
-    return run(args, mode, state_dir=args.state_dir or default_state_dir())
+    return run(args, mode, state_dir=resolve_state_dir(args.state_dir))
 
 
 def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:

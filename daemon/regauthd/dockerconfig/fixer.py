@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -29,14 +28,6 @@ from regauthd.dockerconfig.stores import CredentialError, HelperStore
 
 MAX_ATTEMPTS = 50
 """Rounds of re-planning when other programs keep writing while we save."""
-
-
-def default_state_dir() -> Path:
-    """``/var/lib/regauthd`` for root, else ``$XDG_STATE_HOME/regauthd`` (~/.local/state)."""
-    if os.geteuid() == 0 and "XDG_STATE_HOME" not in os.environ:
-        return Path("/var/lib/regauthd")
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "regauthd"
 
 
 def fix_file(
