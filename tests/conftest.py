@@ -61,9 +61,30 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
+    # Root's default state directory is /var/lib/regauthd; systemd's variable moves it here.
+    monkeypatch.setenv("STATE_DIRECTORY", str(home / ".local/state/regauthd"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     (tmp_path / "run").mkdir(mode=0o700)
     monkeypatch.delenv("DOCKER_AUTH_CONFIG", raising=False)
     monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     return home
+
+
+HOST_STATE_DIRS = (Path("/var/lib/regauthd"), Path("/etc/regauthd"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_host_state_key] = {p for p in HOST_STATE_DIRS if p.exists()}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite must leave the host as it found it: no state or settings of the host's own."""
+    before = session.config.stash.get(_host_state_key, set())
+    created = [str(p) for p in HOST_STATE_DIRS if p.exists() and p not in before]
+    if created:
+        print(f"\ntests created host directories they must not touch: {created}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_host_state_key = pytest.StashKey[set[Path]]()
