@@ -68,7 +68,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from regauthd.journal.recognize import DEFAULT, AuthFailure, Recognizer, split_log_line
+from regauthd.journal.logline import split_log_line
+from regauthd.journal.recognize import DEFAULT, AuthFailure, Recognizer
 
 if TYPE_CHECKING:
     import threading
