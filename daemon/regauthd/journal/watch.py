@@ -9,7 +9,7 @@ the state:
 2. the registry is probed at once (``prober.probe_now([registry])``) when probes are on;
 3. when the probe's new result arrives (or after ``verdict_timeout`` with what is known), ONE
    ``journal.auth_failure`` alert is raised whose ``reason`` is the verdict of
-   :func:`regauthd.correlate.correlate` and whose ``fix`` says what to do.
+   :func:`regauthd.journal.correlate.correlate` and whose ``fix`` says what to do.
 
 Failures for the same registry and kind that arrive while the verdict is pending are folded into
 it (``failures=N``); those that arrive later within the alert window go to the alerter, whose
@@ -45,15 +45,8 @@ import structlog
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.file import ConfigFileError
 from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
-from regauthd.journal.correlate import (
-    LOOKBACK,
-    ConfigSight,
-    Evidence,
-    FixEvent,
-    ProbeNote,
-    correlate,
-    sight,
-)
+from regauthd.journal.correlate import LOOKBACK, correlate
+from regauthd.journal.evidence import ConfigSight, Evidence, FixEvent, ProbeNote, sight
 from regauthd.journal.follow import Follower, FollowOptions, JournalError, open_follower
 from regauthd.journal.recognize import AuthFailure, FailureKind, PatternError, Recognizer
 from regauthd.journal.recognize import compile_patterns as _compile_patterns
