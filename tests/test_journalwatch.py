@@ -28,7 +28,8 @@ from regauthd.alerts.alerter import Alerter
 from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.stores import encode_auth
-from regauthd.journal.follow import CURSOR_FILE, FollowOptions
+from regauthd.journal.backend import FollowOptions
+from regauthd.journal.cursor import CURSOR_FILE
 from regauthd.journal.watch import (
     ALERT_KIND,
     JournalComponent,

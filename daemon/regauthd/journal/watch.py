@@ -45,9 +45,10 @@ import structlog
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.file import ConfigFileError
 from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
+from regauthd.journal.backend import Follower, FollowOptions, JournalError
 from regauthd.journal.correlate import LOOKBACK, correlate
 from regauthd.journal.evidence import ConfigSight, Evidence, FixEvent, ProbeNote, sight
-from regauthd.journal.follow import Follower, FollowOptions, JournalError, open_follower
+from regauthd.journal.follow import open_follower
 from regauthd.journal.recognize import AuthFailure, FailureKind, PatternError, Recognizer
 from regauthd.journal.recognize import compile_patterns as _compile_patterns
 from regauthd.probe.client import ProbeResult
