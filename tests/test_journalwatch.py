@@ -28,16 +28,11 @@ from regauthd.alerts.alerter import Alerter
 from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.stores import encode_auth
+from regauthd.journal.alert import ALERT_KIND
 from regauthd.journal.backend import FollowOptions
+from regauthd.journal.component import JournalComponent
 from regauthd.journal.cursor import CURSOR_FILE
-from regauthd.journal.watch import (
-    ALERT_KIND,
-    JournalComponent,
-    JournalWatch,
-    Recheck,
-    follow_options,
-    recheck_files,
-)
+from regauthd.journal.watch import JournalWatch, Recheck, follow_options, recheck_files
 from regauthd.probe.client import ProbeResult, ProbeStatus
 from regauthd.probe.scheduler import ProbeComponent
 from regauthd.settings import Environment, Settings, parse_settings
