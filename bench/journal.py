@@ -12,7 +12,7 @@ auth-sounding words (sshd, nginx 401s) that a unit filter must keep out.
 Measured in the same run, each in its own process tree (peak RSS and CPU from ``wait4``), best
 of R by wall-clock time:
 
-- regauthd: ``regauthd.journal.follow.scan`` on the systemd-python fast path over the directory,
+- regauthd: ``regauthd.journal.scan.scan`` on the systemd-python fast path over the directory,
   with the workers ``regauthd scan-journal`` uses by default (one per CPU, at most 4), and with one
   process (the figure that compares CPU for CPU);
 - the pipeline ``journalctl --directory D -u docker.service -o cat | grep -c -E PATTERN``
@@ -143,7 +143,8 @@ REGAUTHD_SCAN = """
 import os, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from regauthd.journal.follow import FollowOptions, scan
+from regauthd.journal.backend import FollowOptions
+from regauthd.journal.scan import scan
 t0 = time.perf_counter()
 options = FollowOptions(directory=Path(sys.argv[1]), units=("docker.service",), backend="systemd")
 workers = int(sys.argv[2])

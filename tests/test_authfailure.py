@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regauthd.journal.locate import registry_name, split_reference
+from regauthd.journal.logline import split_log_line
 from regauthd.journal.recognize import (
     DEFAULT,
     MAX_MESSAGE_CHARS,
@@ -23,9 +25,6 @@ from regauthd.journal.recognize import (
     compile_patterns,
     recognize,
     redact,
-    registry_name,
-    split_log_line,
-    split_reference,
 )
 from tests.rigs.journald import read_export
 

@@ -18,22 +18,18 @@ from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.normalize import Change
 from regauthd.dockerconfig.report import FixReport, ReportedConflict
-from regauthd.journal.correlate import (
-    LOOKAHEAD,
-    LOOKBACK,
-    Cause,
+from regauthd.journal.correlate import LOOKAHEAD, LOOKBACK, Cause, correlate
+from regauthd.journal.evidence import (
     ConfigSight,
     ConflictNote,
     Evidence,
     FixEvent,
     ProbeNote,
     Where,
-    correlate,
-    describe_change,
-    headline,
     registry_of_key,
     sight,
 )
+from regauthd.journal.phrases import describe_change, headline
 from regauthd.journal.recognize import AuthFailure, FailureKind
 from regauthd.probe.client import ProbeResult, ProbeStatus
 

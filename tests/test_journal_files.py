@@ -17,18 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.journal.follow import (
-    CURSOR_FILE,
-    FollowOptions,
-    JournalctlFollower,
-    JournalError,
-    SystemdFollower,
-    cursor_realtime,
-    open_follower,
-    scan,
-    start_point,
-)
+from regauthd.journal.backend import FollowOptions, JournalError
+from regauthd.journal.cursor import CURSOR_FILE, cursor_realtime, start_point
+from regauthd.journal.follow import open_follower
+from regauthd.journal.journalctl import JournalctlFollower
 from regauthd.journal.recognize import AuthFailure
+from regauthd.journal.scan import scan
+from regauthd.journal.systemd import SystemdFollower
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import read_export, write_export, write_journal
 

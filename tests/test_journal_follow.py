@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.journal.follow import CURSOR_FILE, FollowOptions, follow, open_follower
+from regauthd.journal.backend import FollowOptions
+from regauthd.journal.cursor import CURSOR_FILE
+from regauthd.journal.follow import follow, open_follower
 from regauthd.journal.recognize import AuthFailure
 from tests.conftest import require_program, unavailable
 from tests.rigs.journald import JournaldNamespace

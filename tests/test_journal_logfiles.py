@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.journal.follow import (
-    LOGTAIL_FILE,
-    FollowOptions,
-    JournalError,
-    LogFileFollower,
-    follow,
-    open_follower,
-    scan,
-)
+from regauthd.journal.backend import FollowOptions, JournalError
+from regauthd.journal.follow import follow, open_follower
+from regauthd.journal.logfiles import LOGTAIL_FILE, LogFileFollower
 from regauthd.journal.recognize import AuthFailure
+from regauthd.journal.scan import scan
 
 NOW = datetime.now(UTC)
 

@@ -30,15 +30,11 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
-from regauthd.journal.follow import CURSOR_FILE, FollowOptions
-from regauthd.journal.watch import (
-    ALERT_KIND,
-    JournalComponent,
-    JournalWatch,
-    Recheck,
-    follow_options,
-    recheck_files,
-)
+from regauthd.journal.alert import ALERT_KIND
+from regauthd.journal.backend import FollowOptions
+from regauthd.journal.component import JournalComponent
+from regauthd.journal.cursor import CURSOR_FILE
+from regauthd.journal.watch import JournalWatch, Recheck, follow_options, recheck_files
 from regauthd.probe.client import ProbeResult, ProbeStatus
 from regauthd.probe.scheduler import ProbeComponent
 from regauthd.settings import Environment, Settings, parse_settings

@@ -64,7 +64,7 @@ def components(settings: Settings) -> list[Component]:
         probes = ProbeComponent(settings)
         found.append(probes)
     if settings.journal.enabled:
-        from regauthd.journal.watch import JournalComponent  # noqa: PLC0415 - see docstring
+        from regauthd.journal.component import JournalComponent  # noqa: PLC0415 - see docstring
 
         found.append(JournalComponent(settings, probes=probes))
     return found

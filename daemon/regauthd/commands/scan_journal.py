@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from regauthd.journal.follow import DEFAULT_UNITS, FollowOptions, JournalError, scan
+from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure, PatternError, Recognizer, compile_patterns
+from regauthd.journal.scan import scan
 
 DEFAULT_SINCE = timedelta(hours=24)
 _RELATIVE = re.compile(r"^-?(\d+)\s*(s|sec|m|min|h|hours?|d|days?|w|weeks?)$")

@@ -22,7 +22,9 @@ called ``acme/unauthorized``, non-auth push errors) are rejected; the fixture ta
 :meth:`Recognizer.might_match` is a cheap bytes pre-filter the journal follower runs on every
 entry; it never rejects a message the built-in rules would accept (a property test checks it).
 Settings can add patterns (:func:`compile_patterns`): regexes with the named groups ``registry``,
-``repository`` and ``kind``, tried before the built-in rules.
+``repository`` and ``kind``, tried before the built-in rules. Which registry and repository a line
+names is read by :mod:`regauthd.journal.locate`; plain log-file lines are split into time, program
+and message by :mod:`regauthd.journal.logline` before they come here.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import add
 
-from regauthd.dockerconfig.keys import HUB_NAME
-from regauthd.dockerconfig.keys import registry_name as _key_registry_name
+from regauthd.journal.locate import locate, operation_of, registry_name
 
 EVENT = "journal.auth_failure"
 """structlog event name for a recognized failure."""
@@ -260,100 +261,6 @@ def _classify_lowered(low: str) -> FailureKind | None:
     return _RULES[best][0] if best < len(_RULES) else None
 
 
-# --- where: registry, repository, operation ----------------------------------------------------
-_HUB_LOG_HOSTS = frozenset({"auth.docker.io", "registry.docker.io"})
-_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?"
-_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-_V2_URL = re.compile(
-    rf"https?://(?P<host>{_HOST})/v2/(?:(?P<repo>{_PATH})/(?:manifests|blobs|tags)/)?"
-)
-_TOKEN_URL = re.compile(rf"https?://(?P<host>{_HOST})/[^\s\"\\]*?[?&]scope=(?P<scope>[^&\s\"\\]+)")
-_REF = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9._:/@-]*[A-Za-z0-9])"
-_REF_CONTEXTS = (
-    re.compile(rf"pull access denied for {_REF}"),
-    re.compile(rf"failed to resolve reference \\?\"{_REF}\\?\""),
-    re.compile(rf"PullImage \\?\"{_REF}\\?\""),
-    re.compile(rf"failed to pull image \\?\"{_REF}\\?\""),
-    re.compile(rf"failed to pull and unpack image \\?\"{_REF}\\?\""),
-    re.compile(rf"\b(?:image|ref|reference|repository)=\\?\"?{_REF}"),
-)
-_LOGFMT_HOST = re.compile(rf"(?:^|\s)host=\"?(?P<host>{_HOST})\"?(?:\s|$)")
-_OPERATION = re.compile(
-    r"\b(?:for|with|to) (?P<op>push|pull)\b|\b(?P<pullimage>PullImage|pull access)\b"
-    r"|\b(?P<login>login attempt|logging in)\b",
-    re.IGNORECASE,
-)
-
-
-def registry_name(host: str) -> str:
-    """A registry host as clients name it: every Docker Hub host is ``docker.io``."""
-    # Logs also name Hub's token and API hosts, which no config key uses.
-    return HUB_NAME if host.lower() in _HUB_LOG_HOSTS else _key_registry_name(host)
-
-
-def split_reference(ref: str) -> tuple[str, str]:
-    """An image reference -> (registry, repository path), following Docker's reference grammar.
-
-    >>> split_reference("alpine:3.19")
-    ('docker.io', 'library/alpine')
-    >>> split_reference("ghcr.io/acme/api@sha256:abc")
-    ('ghcr.io', 'acme/api')
-    """
-    name = ref.split("@", 1)[0]
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        registry, path = registry_name(first), rest
-    else:
-        registry, path = "docker.io", name
-    last_slash = path.rfind("/")
-    colon = path.find(":", last_slash + 1)
-    if colon != -1:
-        path = path[:colon]
-    if registry == "docker.io" and "/" not in path:
-        path = f"library/{path}"
-    return registry, path
-
-
-def _locate(text: str) -> tuple[str | None, str | None]:
-    registry: str | None = None
-    repository: str | None = None
-    for context in _REF_CONTEXTS:
-        m = context.search(text)
-        if m:
-            registry, repository = split_reference(m.group("ref"))
-            break
-    m = _LOGFMT_HOST.search(text)
-    if m:
-        registry = registry_name(m.group("host"))
-    if repository is None:
-        v2 = _V2_URL.search(text)
-        if v2:
-            registry = registry or registry_name(v2.group("host"))
-            repository = v2.group("repo")
-    if repository is None:
-        token = _TOKEN_URL.search(text)
-        if token:
-            from urllib.parse import unquote  # noqa: PLC0415 - rare; keeps startup short
-
-            scope = unquote(token.group("scope"))
-            parts = scope.split(":")
-            if len(parts) >= 3 and parts[0] == "repository":
-                repository = ":".join(parts[1:-1])
-            registry = registry or registry_name(token.group("host"))
-    return registry, repository
-
-
-def _operation(text: str) -> str | None:
-    m = _OPERATION.search(text)
-    if m is None:
-        return None
-    if m.group("op"):
-        return m.group("op").lower()
-    if m.group("pullimage"):
-        return "pull"
-    return "login"
-
-
 # --- secrets -----------------------------------------------------------------------------------
 _SECRET_KEYS = (
     "access_token|refresh_token|identitytoken|registrytoken|token|password|passwd|secret|auth"
@@ -425,14 +332,6 @@ class Recognizer:
                 found.add(index)
                 at = big.find(word, ends[index])  # one hit per message is enough
         return sorted(found)
-        ends = list(accumulate(len(m) + 1 for m in messages))
-        for word in PREFILTER_WORDS:
-            at = big.find(word)
-            while at != -1:
-                index = bisect_right(ends, at)
-                found.add(index)
-                at = big.find(word, ends[index])
-        return sorted(found)
 
     def recognize(self, message: str, *, unit: str, time: datetime) -> AuthFailure | None:
         """The failure a message reports, or ``None`` when it reports none."""
@@ -455,8 +354,8 @@ class Recognizer:
         for marker in _NOT_REGISTRY:
             if marker in low:
                 return None
-        registry, repository = _locate(message)
-        return Recognized(kind, registry, repository, _operation(message), _clean(message))
+        registry, repository = locate(message)
+        return Recognized(kind, registry, repository, operation_of(message), _clean(message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,13 +383,17 @@ def _from_extra(pattern: ExtraPattern, m: re.Match[str], message: str) -> Recogn
             kind = FailureKind(kind_text.lower())
         except ValueError:
             kind = classify_wording(kind_text) or kind
-    registry, repository = _locate(message)
+    registry, repository = locate(message)
     if groups.get("registry"):
         registry = registry_name(groups["registry"])
     if groups.get("repository"):
         repository = groups["repository"]
     return Recognized(
-        kind or FailureKind.UNAUTHORIZED, registry, repository, _operation(message), _clean(message)
+        kind or FailureKind.UNAUTHORIZED,
+        registry,
+        repository,
+        operation_of(message),
+        _clean(message),
     )
 
 
@@ -509,64 +412,3 @@ def recognize(
 ) -> AuthFailure | None:
     """Shorthand for ``Recognizer(tuple(extra)).recognize(...)``."""
     return Recognizer(tuple(extra)).recognize(message, unit=unit, time=time)
-
-
-# --- plain log files (no journald) -------------------------------------------------------------
-_SYSLOG = re.compile(
-    r"^(?P<ts>[A-Z][a-z]{2} [ 0-9]\d \d{2}:\d{2}:\d{2}) \S+ (?P<ident>[^\s\[:]+)(?:\[\d+\])?: "
-)
-_ISO_PREFIX = re.compile(
-    r"^\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\]?\s*"
-    r"(?:\[(?P<ident>[^\]]+)\](?:\[[A-Z]\])?\s*)?"
-)
-_LOGFMT_TIME = re.compile(r"\btime=\"(?P<ts>[^\"]+)\"")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _parse_iso(text: str) -> datetime | None:
-    text = text.replace(" ", "T", 1)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    # Go writes nanoseconds; Python takes at most microseconds.
-    m = re.match(r"^(.*?\.\d{6})\d*(.*)$", text)
-    if m:
-        text = m.group(1) + m.group(2)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def split_log_line(line: str, *, now: datetime) -> tuple[datetime, str | None, str]:
-    """A plain log-file line -> (time, program, message).
-
-    Understands syslog (``Nov 30 12:03:01 host dockerd[812]: ...``, the year taken from ``now``),
-    ISO-prefixed lines (Docker Desktop's ``[2026-11-30T12:03:01.123Z][dockerd][I] ...``) and a
-    logfmt ``time="..."`` field; otherwise the time is ``now``.
-    """
-    time: datetime | None = None
-    ident: str | None = None
-    message = line.rstrip("\r\n")
-    m = _SYSLOG.match(message)
-    if m:
-        month, day, clock = m.group("ts").split(None, 2)
-        hour, minute, second = (int(x) for x in clock.split(":"))
-        # syslog writes local time without a year.
-        local_now = now.astimezone()
-        naive = datetime(local_now.year, _MONTHS.index(month) + 1, int(day), hour, minute, second)
-        if naive.month == 12 and local_now.month == 1:
-            naive = naive.replace(year=local_now.year - 1)  # a December line read in January
-        time = naive.astimezone().astimezone(now.tzinfo)
-        ident = m.group("ident")
-        message = message[m.end() :]
-    else:
-        m2 = _ISO_PREFIX.match(message)
-        if m2:
-            time = _parse_iso(m2.group("ts"))
-            ident = m2.group("ident")
-            message = message[m2.end() :]
-    logfmt = _LOGFMT_TIME.search(message)
-    if logfmt:
-        time = _parse_iso(logfmt.group("ts")) or time
-    return (time or now), ident, message

@@ -9,7 +9,8 @@ the state:
 2. the registry is probed at once (``prober.probe_now([registry])``) when probes are on;
 3. when the probe's new result arrives (or after ``verdict_timeout`` with what is known), ONE
    ``journal.auth_failure`` alert is raised whose ``reason`` is the verdict of
-   :func:`regauthd.correlate.correlate` and whose ``fix`` says what to do.
+   :func:`regauthd.journal.correlate.correlate` and whose ``fix`` says what to do (its fields:
+   :func:`regauthd.journal.alert.alert_fields`).
 
 Failures for the same registry and kind that arrive while the verdict is pending are folded into
 it (``failures=N``); those that arrive later within the alert window go to the alerter, whose
@@ -22,8 +23,7 @@ journal's descriptor and a wake-up pipe: idle, it never wakes; :meth:`JournalWat
 within milliseconds. The follower keeps its cursor in the state directory, so a restart resumes
 after the last entry handed out, with no duplicates.
 
-:class:`JournalComponent` plugs the watch into :class:`regauthd.service.daemon.Daemon` (beside
-:class:`regauthd.probe.scheduler.ProbeComponent`, whose scheduler is the prober).
+:class:`regauthd.journal.component.JournalComponent` plugs the watch into the daemon.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -47,30 +47,17 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
-from regauthd.journal.correlate import (
-    LOOKBACK,
-    ConfigSight,
-    Evidence,
-    FixEvent,
-    ProbeNote,
-    correlate,
-    sight,
-)
-from regauthd.journal.follow import Follower, FollowOptions, JournalError, open_follower
+from regauthd.journal.alert import ALERT_KIND, UNAVAILABLE_KIND, alert_fields, subject_of
+from regauthd.journal.backend import Follower, FollowOptions, JournalError
+from regauthd.journal.correlate import LOOKBACK
+from regauthd.journal.evidence import ConfigSight, Evidence, FixEvent, ProbeNote, sight
+from regauthd.journal.follow import open_follower
 from regauthd.journal.recognize import AuthFailure, FailureKind, PatternError, Recognizer
 from regauthd.journal.recognize import compile_patterns as _compile_patterns
-from regauthd.probe.client import ProbeResult
-from regauthd.probe.scheduler import watched_configs
+from regauthd.probe.result import ProbeResult
 from regauthd.settings import JournalSettings, Settings
 
-if TYPE_CHECKING:
-    from regauthd.probe.scheduler import ProbeComponent
-    from regauthd.service.daemon import Daemon
-
 log = structlog.get_logger("regauthd.journal")
-
-ALERT_KIND: Final = "journal.auth_failure"
-UNAVAILABLE_KIND: Final = "journal.unavailable"
 
 VERDICT_TIMEOUT: Final = 5.0
 """Seconds an alert waits for the probe's new result before it goes out with what is known."""
@@ -143,39 +130,6 @@ def recheck_files(paths: Sequence[Path], backups: BackupStore) -> Recheck:
         return [fix_file(path, backups=backups) for path in paths]
 
     return recheck
-
-
-def subject_of(failure: AuthFailure) -> str:
-    """The alert subject: one suppression window per registry and failure kind."""
-    return f"{failure.registry or 'unknown'}#{failure.kind.value}"
-
-
-def alert_fields(
-    failure: AuthFailure, evidence: Evidence, *, tz: tzinfo | None = UTC
-) -> dict[str, str | int]:
-    """The ``journal.auth_failure`` alert's fields (flat; no secret: the line is redacted)."""
-    verdict = correlate(failure, evidence, tz=tz)
-    fields: dict[str, str | int] = {
-        "unit": failure.unit,
-        "registry": failure.registry or "a registry",
-        "reason": verdict.text,
-        "fix": verdict.fix,
-        "cause": verdict.cause.value,
-        "failure_kind": failure.kind.value,
-        "failures": evidence.failures,
-        "failed_at": failure.time.astimezone(UTC).isoformat(),
-        "line": failure.message,
-    }
-    if failure.repository:
-        fields["repository"] = failure.repository
-    if failure.operation:
-        fields["operation"] = failure.operation
-    if evidence.probe is not None:
-        fields["probe"] = evidence.probe.status.value
-    return fields
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -582,92 +536,6 @@ class JournalWatch:
         return tuple(sights) if registry is not None else None
 
 
-class _SchedulerOf:
-    """The probe component's scheduler, looked up at each use: the journal component does not
-    depend on the order the daemon starts its components in, nor on probes being enabled."""
-
-    def __init__(self, probes: ProbeComponent) -> None:
-        self._probes = probes
-
-    @property
-    def running(self) -> bool:
-        scheduler = self._probes.scheduler
-        return scheduler is not None and scheduler.running
-
-    def probe_now(self, registries: list[str]) -> None:
-        scheduler = self._probes.scheduler
-        if scheduler is not None:
-            scheduler.probe_now(registries)
-
-    def latest(self, registry: str) -> ProbeResult | None:
-        scheduler = self._probes.scheduler
-        return scheduler.latest(registry) if scheduler is not None else None
-
-
-class JournalComponent:
-    """The journal watch as a :class:`regauthd.service.daemon.Component` of the daemon.
-
-    ``probes``: the daemon's probe component; while its scheduler runs, failures are probed.
-    ``recheck``: how the watched configs are repaired on demand. Default: the daemon's own
-    ``recheck(registry)`` method when it has one (its repair path: newest-wins, flap tracking,
-    ``config.normalized`` alerts), else the fixer over every existing watched config. The daemon
-    hands every repair it makes to :meth:`config_changed`, so that a failure logged just after
-    it is explained by it.
-    """
-
-    name = "journal"
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        probes: ProbeComponent | None = None,
-        recheck: Recheck | None = None,
-        options: FollowOptions | None = None,
-    ) -> None:
-        self._settings = settings
-        self._probes = probes
-        self._recheck = recheck
-        self._options = options
-        self.watch: JournalWatch | None = None
-
-    def _fix_watched(self, registry: str | None) -> list[FixReport]:
-        backups = BackupStore(self._settings.state_dir)
-        return [fix_file(path, backups=backups) for path in watched_configs(self._settings)]
-
-    def start(self, daemon: Daemon) -> None:
-        # Looked up by name: the daemon's re-check hook may not exist in every version of it.
-        own: Recheck | None = getattr(daemon, "recheck", None)
-        self.watch = JournalWatch(
-            self._settings,
-            self._settings.state_dir,
-            daemon.post,
-            daemon,
-            self._recheck or own or self._fix_watched,
-            _SchedulerOf(self._probes) if self._probes is not None else None,
-            options=self._options,
-            verdict_timeout=self._settings.journal.verdict_timeout,
-        )
-        self.watch.start()
-
-    def reload(self, settings: Settings) -> None:
-        self._settings = settings
-        if self.watch is not None:
-            self.watch.reload(settings)
-
-    def stop(self) -> None:
-        if self.watch is not None:
-            self.watch.stop()
-
-    def status(self) -> str | None:
-        return self.watch.status() if self.watch is not None else None
-
-    def config_changed(self, path: Path | str, report: FixReport | None = None) -> None:
-        """The daemon saw a write to ``path`` and repaired it with ``report`` (loop thread)."""
-        if self.watch is not None and report is not None:
-            self.watch.record_fix(report)
-
-
 def _drain_pipe(fd: int) -> None:
     with contextlib.suppress(BlockingIOError, OSError):
         while os.read(fd, 4096):
@@ -675,17 +543,12 @@ def _drain_pipe(fd: int) -> None:
 
 
 __all__ = [
-    "ALERT_KIND",
     "PROBE_POLL",
-    "UNAVAILABLE_KIND",
     "VERDICT_TIMEOUT",
     "AlertSink",
-    "JournalComponent",
     "JournalWatch",
     "Prober",
     "Recheck",
-    "alert_fields",
     "follow_options",
     "recheck_files",
-    "subject_of",
 ]

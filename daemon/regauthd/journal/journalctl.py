@@ -1,0 +1,198 @@
+"""The journalctl follower: ``journalctl -o json`` in a subprocess (hosts without systemd-python).
+
+Same cursor file as the systemd-python follower. ``--cursor`` rather than ``--after-cursor``,
+because the latter skips one entry blindly, losing one when the cursor's entry was vacuumed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from regauthd.journal.backend import FollowOptions, JournalError, glob_matches, split_globs
+from regauthd.journal.cursor import CursorKeeper, from_realtime_us
+from regauthd.journal.recognize import AuthFailure
+
+# json, subprocess and shutil are imported where this backend needs them: `scan-journal` on the
+# systemd-python path starts in about half the time, and that start is part of what
+# bench/journal.py measures against journalctl | grep.
+
+
+def journalctl_present() -> bool:
+    """Whether ``journalctl`` is on the PATH."""
+    import shutil  # noqa: PLC0415 - see the imports
+
+    return shutil.which("journalctl") is not None
+
+
+class JournalctlFollower:
+    """The same follower on ``journalctl -o json`` (hosts without systemd-python)."""
+
+    def __init__(
+        self,
+        options: FollowOptions,
+        state_dir: Path | None,
+        *,
+        now: datetime | None = None,
+        since: datetime | None = None,
+        follow: bool = True,
+    ) -> None:
+        import shutil  # noqa: PLC0415 - see the imports
+        import subprocess  # noqa: PLC0415
+
+        program = shutil.which("journalctl")
+        if program is None:
+            raise JournalError("journalctl is not installed: no journald on this host?")
+        self._options = options
+        self._cursor = CursorKeeper(state_dir, options.save_interval)
+        cursor, floor = self._cursor.start(now or datetime.now(UTC), options.max_age, since)
+        source = _journalctl_source(options)
+        units = _journalctl_units(program, source, options.units)
+        # --merge: without it `journalctl --follow` on files shows only the newest boot in them,
+        # and fails while the journal holds no entry yet. It would also add other machines'
+        # journals (journal-remote's): the _MACHINE_ID match keeps to this one, as LOCAL_ONLY.
+        argv = [program, *source, "-o", "json", "--no-pager", "--no-tail", "--merge"]
+        argv.append("--output-fields=MESSAGE,_SYSTEMD_UNIT,CONTAINER_ID")
+        if follow:
+            argv.append("--follow")
+        # --cursor, not --after-cursor: journalctl skips one entry blindly after the seek, so when
+        # the cursor's entry was vacuumed the first newer one would be lost. We skip it ourselves.
+        argv += [f"--cursor={cursor}"] if cursor else [f"--since=@{floor.timestamp():.6f}"]
+        self._skip_cursor = cursor
+        argv += [f"_SYSTEMD_UNIT={u}" for u in units] or ["_SYSTEMD_UNIT=regauthd-no-such.service"]
+        if not source:
+            argv += _this_machine()
+        self._buffer = b""
+        self._eof = False
+        self._follow = follow
+        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        self._stdout: IO[bytes] = self.proc.stdout  # type: ignore[assignment]  # PIPE given
+        self._stderr: IO[bytes] = self.proc.stderr  # type: ignore[assignment]
+        os.set_blocking(self._stdout.fileno(), False)
+
+    @property
+    def finished(self) -> bool:
+        """True once journalctl has exited and everything it wrote was processed."""
+        return self._eof
+
+    def fileno(self) -> int:
+        return self._stdout.fileno()
+
+    def timeout(self) -> float | None:
+        return self._cursor.timeout()
+
+    def process(self) -> list[AuthFailure]:
+        self._cursor.save_if_due()
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(self._stdout.fileno(), 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self._eof = True
+                break
+            chunks.append(chunk)
+            if len(chunks) >= 16:
+                break
+        data = self._buffer + b"".join(chunks)
+        import json  # noqa: PLC0415 - see the imports
+
+        lines = data.split(b"\n")
+        self._buffer = lines.pop()
+        failures: list[AuthFailure] = []
+        for line in lines:
+            if line:
+                failure = self._entry(json.loads(line))
+                if failure is not None:
+                    failures.append(failure)
+        if self._eof:
+            self._check_exit()
+        return failures
+
+    def _entry(self, entry: dict[str, Any]) -> AuthFailure | None:
+        self._cursor.pending = entry.get("__CURSOR", self._cursor.pending)
+        if self._skip_cursor is not None:
+            seen, self._skip_cursor = self._skip_cursor, None
+            if entry.get("__CURSOR") == seen:
+                return None  # read before the restart
+        if "CONTAINER_ID" in entry:
+            return None
+        message = _json_value(entry.get("MESSAGE"))
+        if message is None or not self._options.recognizer.might_match(message):
+            return None
+        unit = _json_value(entry.get("_SYSTEMD_UNIT")) or b"unknown"
+        return self._options.recognizer.recognize(
+            message.decode("utf-8", "replace"),
+            unit=unit.decode("utf-8", "replace"),
+            time=from_realtime_us(int(entry["__REALTIME_TIMESTAMP"])),
+        )
+
+    def _check_exit(self) -> None:
+        status = self.proc.wait()
+        if status != 0 or self._follow:
+            detail = self._stderr.read().decode("utf-8", "replace").strip()
+            raise JournalError(f"journalctl exited with status {status}: {detail}")
+
+    def close(self) -> None:
+        import subprocess  # noqa: PLC0415 - see the imports
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # Only what process() handed out counts as read: the unread pipe tail is read again.
+        self._cursor.save_if_due(force=True)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _json_value(value: Any) -> bytes | None:
+    """journalctl's JSON: a string, an array of byte values (binary data), or null (too big)."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, list) and all(isinstance(b, int) for b in value):
+        return bytes(value)
+    if isinstance(value, list) and value:
+        return _json_value(value[0])  # the field occurs more than once: take the first
+    return None
+
+
+def _this_machine() -> list[str]:
+    try:
+        machine = Path("/etc/machine-id").read_text(encoding="ascii").strip()
+    except OSError:
+        return []
+    return [f"_MACHINE_ID={machine}"] if machine else []
+
+
+def _journalctl_source(options: FollowOptions) -> list[str]:
+    if options.files:
+        return [f"--file={f}" for f in options.files]
+    if options.directory is not None:
+        return [f"--directory={options.directory}"]
+    return []
+
+
+def _journalctl_units(program: str, source: list[str], units: Sequence[str]) -> list[str]:
+    plain, globs = split_globs(units)
+    if globs:
+        import subprocess  # noqa: PLC0415 - see the imports
+
+        present = subprocess.run(
+            [program, *source, "--field=_SYSTEMD_UNIT"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        plain += glob_matches(set(present), globs)
+    return list(dict.fromkeys(plain))

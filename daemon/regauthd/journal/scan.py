@@ -1,0 +1,138 @@
+"""The one-shot scan behind ``regauthd scan-journal``: what is logged now, no cursor.
+
+On the systemd-python backend a large time range can be shared between forked workers, each
+reading one slice; journalctl and plain log files are read once through their follower.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from regauthd.journal.backend import FollowOptions, JournalError
+from regauthd.journal.cursor import from_realtime_us
+from regauthd.journal.journalctl import JournalctlFollower
+from regauthd.journal.logfiles import LogFileFollower
+from regauthd.journal.recognize import AuthFailure
+from regauthd.journal.systemd import SystemdFollower, systemd_reader
+
+# pickle is imported where forked workers need it.
+
+
+def scan(
+    options: FollowOptions,
+    *,
+    since: datetime | None = None,
+    now: datetime | None = None,
+    workers: int = 1,
+) -> Iterator[AuthFailure]:
+    """One pass over what is logged now (from ``since``, default ``max_age`` ago); no cursor.
+
+    ``workers > 1`` (systemd-python backend only) splits the time range between that many
+    forked processes, for large journals on several cores. Only for single-threaded callers
+    such as the CLI: forking a threaded process (the daemon) is unsafe.
+    """
+    now = now or datetime.now(UTC)
+    start = since or now - options.max_age
+    backend = options.backend
+    if backend == "auto":
+        if options.log_files:
+            backend = "files"
+        elif systemd_reader() is not None:
+            backend = "systemd"
+        else:
+            backend = "journalctl"
+    if backend == "systemd":
+        yield from _scan_systemd(options, start, now, workers)
+    elif backend == "journalctl":
+        ctl = JournalctlFollower(options, None, now=now, since=start, follow=False)
+        try:
+            while not ctl.finished:
+                select.select([ctl.fileno()], [], [])
+                yield from ctl.process()
+        finally:
+            ctl.close()
+    elif backend == "files":
+        missing = [str(p) for p in options.log_files if not p.is_file()]
+        if missing:
+            raise JournalError(f"log file(s) not found: {', '.join(missing)}")
+        files = LogFileFollower(options, None, now=now, since=start)
+        try:
+            yield from files.process()
+        finally:
+            files.close()
+    else:
+        raise JournalError(
+            f"unknown journal backend {backend!r}: use auto, systemd, journalctl, files"
+        )
+
+
+def _scan_systemd(
+    options: FollowOptions, start: datetime, now: datetime, workers: int
+) -> Iterator[AuthFailure]:
+    probe = SystemdFollower(options, None, now=now, since=start)
+    span = probe.matched_span() if workers > 1 else None
+    if span is None:
+        try:
+            yield from probe.read_all()
+        finally:
+            probe.close()
+        return
+    probe.close()  # sd-journal objects must not cross a fork
+    first, last = span
+    step = (last - first) // workers + 1
+    cuts = [first + i * step for i in range(workers)] + [last + 1]
+    slices = list(itertools.pairwise(cuts))
+    children = [_fork_slice(options, now, lo, hi) for lo, hi in slices[:-1]]
+    try:
+        own = _slice_failures(options, now, *slices[-1])
+        while children:
+            pid, fd = children.pop(0)
+            yield from _collect(pid, fd)
+        yield from own
+    finally:
+        for pid, fd in children:
+            os.close(fd)
+            os.waitpid(pid, 0)
+
+
+def _slice_failures(options: FollowOptions, now: datetime, lo: int, hi: int) -> list[AuthFailure]:
+    follower = SystemdFollower(options, None, now=now, since=from_realtime_us(lo))
+    try:
+        follower.seek_realtime(lo)  # exact microseconds, not via a float
+        return list(follower.read_all(until=hi))
+    finally:
+        follower.close()
+
+
+def _fork_slice(options: FollowOptions, now: datetime, lo: int, hi: int) -> tuple[int, int]:
+    import pickle  # noqa: PLC0415 - see the imports
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(_slice_failures(options, now, lo, hi)))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _collect(pid: int, fd: int) -> list[AuthFailure]:
+    import pickle  # noqa: PLC0415 - see the imports
+
+    with os.fdopen(fd, "rb") as result:
+        payload = result.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise JournalError("a journal scan worker failed; run with one worker to see why")
+    failures: list[AuthFailure] = pickle.loads(payload)  # noqa: S301 - our own child wrote it
+    return failures
