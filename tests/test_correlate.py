@@ -35,7 +35,7 @@ from regauthd.journal.correlate import (
     sight,
 )
 from regauthd.journal.recognize import AuthFailure, FailureKind
-from regauthd.probe.client import ProbeResult, ProbeStatus
+from regauthd.probe.result import ProbeResult, ProbeStatus
 
 T = datetime(2026, 11, 30, 12, 3, 1, tzinfo=UTC)
 CONFIG = "/home/ci/.docker/config.json"

@@ -44,7 +44,7 @@ from regauthd.dockerconfig.keys import (
 from regauthd.dockerconfig.normalize import Change
 from regauthd.dockerconfig.stores import credential_from_entry, helper_name_for
 from regauthd.journal.recognize import AuthFailure, FailureKind
-from regauthd.probe.client import ProbeResult, ProbeStatus
+from regauthd.probe.result import ProbeResult, ProbeStatus
 
 LOOKBACK = timedelta(minutes=5)
 """A repair this long before a failure still explains it: the client read the file before the

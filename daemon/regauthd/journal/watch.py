@@ -23,7 +23,7 @@ within milliseconds. The follower keeps its cursor in the state directory, so a 
 after the last entry handed out, with no duplicates.
 
 :class:`JournalComponent` plugs the watch into :class:`regauthd.service.daemon.Daemon` (beside
-:class:`regauthd.probe.scheduler.ProbeComponent`, whose scheduler is the prober).
+:class:`regauthd.probe.component.ProbeComponent`, whose scheduler is the prober).
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ from regauthd.journal.correlate import (
 from regauthd.journal.follow import Follower, FollowOptions, JournalError, open_follower
 from regauthd.journal.recognize import AuthFailure, FailureKind, PatternError, Recognizer
 from regauthd.journal.recognize import compile_patterns as _compile_patterns
-from regauthd.probe.client import ProbeResult
+from regauthd.probe.result import ProbeResult
 from regauthd.probe.scheduler import watched_configs
 from regauthd.settings import JournalSettings, Settings
 
 if TYPE_CHECKING:
-    from regauthd.probe.scheduler import ProbeComponent
+    from regauthd.probe.component import ProbeComponent
     from regauthd.service.daemon import Daemon
 
 log = structlog.get_logger("regauthd.journal")
