@@ -43,14 +43,8 @@ sys.path.insert(0, str(ROOT / "daemon"))
 from tests.rigs.registry import start_registry  # noqa: E402
 
 from regauthd.dockerconfig.auth import Credential  # noqa: E402
-from regauthd.probe.client import (  # noqa: E402
-    ProbePolicy,
-    ProbeResult,
-    ProbeStatus,
-    ProbeTarget,
-    make_client,
-    probe_many,
-)
+from regauthd.probe.client import make_client, probe_many  # noqa: E402
+from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget  # noqa: E402
 
 USER = ("bench", "bench-password-1")
 

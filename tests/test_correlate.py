@@ -31,7 +31,7 @@ from regauthd.journal.evidence import (
 )
 from regauthd.journal.phrases import describe_change, headline
 from regauthd.journal.recognize import AuthFailure, FailureKind
-from regauthd.probe.client import ProbeResult, ProbeStatus
+from regauthd.probe.result import ProbeResult, ProbeStatus
 
 T = datetime(2026, 11, 30, 12, 3, 1, tzinfo=UTC)
 CONFIG = "/home/ci/.docker/config.json"

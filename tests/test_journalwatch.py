@@ -35,8 +35,8 @@ from regauthd.journal.backend import FollowOptions
 from regauthd.journal.component import JournalComponent
 from regauthd.journal.cursor import CURSOR_FILE
 from regauthd.journal.watch import JournalWatch, Recheck, follow_options, recheck_files
-from regauthd.probe.client import ProbeResult, ProbeStatus
-from regauthd.probe.scheduler import ProbeComponent
+from regauthd.probe.component import ProbeComponent
+from regauthd.probe.result import ProbeResult, ProbeStatus
 from regauthd.settings import Environment, Settings, parse_settings
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import JournaldNamespace, dockerd, write_journal

@@ -15,29 +15,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regauthd.dockerconfig.auth import Credential
-from regauthd.probe.client import (
+from regauthd.dockerconfig.keys import registry_name
+from regauthd.probe.result import (
     HUB_ENDPOINT,
     ProbePolicy,
     ProbeResult,
     ProbeStatus,
     ProbeTarget,
+)
+from regauthd.probe.rules import (
     can_push,
     credentials_refusal,
     decode_claims,
     granted_actions,
     is_loopback,
-    next_delay,
     parse_rate_limit,
     parse_retry_after,
     realm_refusal,
     redact,
     redirect_refusal,
     registries_in_config,
-    registry_name,
     requested_scopes,
-    target_for,
-    targets_from_config,
 )
+from regauthd.probe.schedule import next_delay
+from regauthd.probe.targets import target_for, targets_from_config
 
 
 def jwt_like(claims: dict[str, Any]) -> str:
@@ -333,11 +334,11 @@ def test_parse_rate_limit(value: str | None, expected: tuple[int, int | None] | 
 
 
 def test_parse_retry_after_seconds_and_dates() -> None:
-    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("120", now=1445412450.0) == 120.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412450.0) == 30.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412500.0) == 0.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon", now=1445412450.0) is None
+    assert parse_retry_after(None, now=1445412450.0) is None
 
 
 def test_next_delay_healthy_is_interval_plus_jitter() -> None:
@@ -361,9 +362,9 @@ def test_next_delay_respects_retry_after_as_a_floor() -> None:
 
 def test_next_delay_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="interval"):
-        next_delay(0, 0)
+        next_delay(0, 0, rand=0.0)
     with pytest.raises(ValueError, match="jitter"):
-        next_delay(10, 0, jitter_s=-1)
+        next_delay(10, 0, jitter_s=-1, rand=0.0)
 
 
 @given(

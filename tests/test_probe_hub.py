@@ -12,14 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from regauthd.dockerconfig.auth import Credential
-from regauthd.probe.client import (
-    ProbePolicy,
-    ProbeResult,
-    ProbeStatus,
-    ProbeTarget,
-    make_client,
-    probe,
-)
+from regauthd.probe.client import make_client, probe
+from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
 from tests.rigs.hubfake import HubFake
 
 HUB_USER = ("hubuser", "hub-pass-1")

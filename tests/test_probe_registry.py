@@ -18,16 +18,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from regauthd.dockerconfig.auth import Credential
-from regauthd.probe.client import (
-    ProbePolicy,
-    ProbeResult,
-    ProbeStatus,
-    ProbeTarget,
-    make_client,
-    probe,
-    probe_many,
-    targets_from_config,
-)
+from regauthd.probe.client import make_client, probe, probe_many
+from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
+from regauthd.probe.targets import targets_from_config
 from tests.conftest import require_program
 from tests.rigs.registry import RunningRegistry, start_registry, start_registry_or_skip
 from tests.rigs.tokenissuer import Grant
@@ -335,13 +328,13 @@ def test_probe_many_refuses_a_zero_bound() -> None:
 def test_a_bug_in_the_probe_becomes_an_error_result_without_secrets(
     basic_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import regauthd.probe.client
+    import regauthd.probe.flow
 
     def broken(headers: object) -> object:
         raise RuntimeError(f"parser blew up near {CAROL[1]}")
 
     # Simulates a defect of ours (the parser is our code, not a component being mocked).
-    monkeypatch.setattr(regauthd.probe.client, "parse_challenges", broken)
+    monkeypatch.setattr(regauthd.probe.flow, "parse_challenges", broken)
     targets = [
         ProbeTarget(basic_registry.host, Credential(*CAROL)),
         ProbeTarget(basic_registry.host, Credential(*CAROL)),

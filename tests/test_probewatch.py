@@ -1,4 +1,4 @@
-"""Probes in the daemon (:mod:`regauthd.probe.scheduler`).
+"""Probes in the daemon (:mod:`regauthd.probe.schedule`, :mod:`regauthd.probe.scheduler`).
 
 First the pure state machine, exhaustively: which transition raises which alert, when a registry
 is due again (interval, jitter, back-off, ``Retry-After``, on-demand probes), what a new login
@@ -33,23 +33,21 @@ from regauthd.dockerconfig.auth import Credential
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.report import ReportedConflict
-from regauthd.probe.client import ProbeResult, ProbeStatus
-from regauthd.probe.scheduler import (
+from regauthd.probe.component import ProbeComponent
+from regauthd.probe.result import ProbeResult, ProbeStatus
+from regauthd.probe.schedule import (
     CONFLICT_KIND,
     FAILING_KIND,
     RATE_LIMITED_KIND,
     RECOVERED_KIND,
     AlertDecision,
     Cadence,
-    ProbeComponent,
     ProbeKey,
-    ProbeScheduler,
     Watched,
     alerts_for,
     begin,
     conflict_alert,
     conflict_verdict,
-    deliver,
     due_keys,
     expedite,
     next_wakeup,
@@ -58,8 +56,8 @@ from regauthd.probe.scheduler import (
     settle,
     status_text,
     sync,
-    watched_configs,
 )
+from regauthd.probe.scheduler import ProbeScheduler, deliver, watched_configs
 from regauthd.settings import Environment, ProbeSettings, parse_settings
 from tests.rigs.hubfake import HubFake
 from tests.rigs.registry import RegistryFactory, registry_factory

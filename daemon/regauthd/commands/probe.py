@@ -23,16 +23,9 @@ from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.keys import registry_name
-from regauthd.probe.client import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_TIMEOUT_S,
-    ProbePolicy,
-    ProbeResult,
-    ProbeTarget,
-    make_client,
-    probe_many,
-    targets_from_config,
-)
+from regauthd.probe.client import DEFAULT_CONCURRENCY, make_client, probe_many
+from regauthd.probe.result import DEFAULT_TIMEOUT_S, ProbePolicy, ProbeResult, ProbeTarget
+from regauthd.probe.targets import targets_from_config
 
 
 class UsageError(Exception):

@@ -59,7 +59,7 @@ def components(settings: Settings) -> list[Component]:
     found: list[Component] = []
     probes = None
     if settings.probe.enabled:
-        from regauthd.probe.scheduler import ProbeComponent  # noqa: PLC0415 - see docstring
+        from regauthd.probe.component import ProbeComponent  # noqa: PLC0415 - see docstring
 
         probes = ProbeComponent(settings)
         found.append(probes)

@@ -19,7 +19,7 @@ from regauthd.probe.scheduler import watched_configs
 from regauthd.settings import Settings
 
 if TYPE_CHECKING:
-    from regauthd.probe.scheduler import ProbeComponent
+    from regauthd.probe.component import ProbeComponent
     from regauthd.service.daemon import Daemon
 
 

@@ -1,0 +1,216 @@
+"""The probe's rules (pure): where credentials may go, what a token grants, what headers say.
+
+Each is a function of its arguments only: URLs are read as the HTTP client reads them
+(:mod:`regauthd.probe.url`), the clock is passed in (:func:`parse_retry_after`'s ``now``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from regauthd.dockerconfig.keys import HUB_AUTH_HOST, KeyKind, classify, registry_name
+from regauthd.probe.url import InvalidURL, parse_url
+
+if TYPE_CHECKING:
+    from regauthd.probe.result import ProbePolicy, ProbeTarget
+
+
+def is_hub_registry(registry: str) -> bool:
+    info = classify(registry)
+    return info.is_hub and info.kind is not KeyKind.HUB_WEBSITE
+
+
+def is_loopback(hostname: str) -> bool:
+    host = hostname.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def credentials_refusal(url: str, *, insecure: bool) -> str | None:
+    """Why credentials may not travel to ``url`` because of its scheme, or None."""
+    parsed = parse_url(url)
+    if parsed.scheme == "https":
+        return None
+    if parsed.scheme == "http" and (insecure or is_loopback(parsed.host)):
+        return None
+    return (
+        f"refusing to send credentials to {parsed.scheme}://{parsed.netloc} without "
+        "TLS; use https, or mark the registry insecure in the settings if that is intended"
+    )
+
+
+def realm_refusal(
+    realm: str,
+    registry_url: str,
+    *,
+    is_hub: bool,
+    insecure: bool,
+    trusted_hosts: Iterable[str] = (),
+) -> str | None:
+    """Why the token realm a registry named may not receive the credential, or None.
+
+    Allowed: the registry's own host (any port), ``auth.docker.io`` for Docker Hub, and hosts
+    trusted in the settings; over TLS, or plain HTTP to loopback (or to the registry's own host
+    when it is marked insecure).
+    """
+    try:
+        url = parse_url(realm)
+    except InvalidURL:
+        return "the registry named a token realm that is not a URL; credentials not sent"
+    if url.scheme not in {"http", "https"} or not url.host:
+        return f"the registry named a token realm that is not an http(s) URL ({url.scheme}:)"
+    realm_host = url.host.lower()
+    registry_host = parse_url(registry_url).host.lower()
+    trusted = {h.lower() for h in trusted_hosts}
+    same_host = realm_host == registry_host
+    if not (same_host or (is_hub and realm_host == HUB_AUTH_HOST) or realm_host in trusted):
+        return (
+            f"the registry's token service is on another host ({url.host}); credentials not "
+            f"sent there. If {url.host} is the registry's real token service, trust it in the "
+            "settings (trusted realm hosts)"
+        )
+    if url.scheme == "http" and not (is_loopback(realm_host) or (insecure and same_host)):
+        return (
+            f"the registry's token service {url.host} uses plain HTTP; credentials not sent. "
+            "Mark the registry insecure in the settings if that is intended"
+        )
+    return None
+
+
+def redirect_refusal(
+    source: str, location: str, *, method: str, carries_secret: bool
+) -> str | None:
+    """Why a redirect may not be followed, or None.
+
+    A request that carries credentials (a Basic header, a token, a refresh token in a form) is
+    re-sent only to the same host over the same scheme, and only for GET (a POST body would go
+    along with a 307/308).
+    """
+    if not carries_secret:
+        return None
+    src = parse_url(source)
+    nxt = src.join(location)
+    if nxt.host.lower() == src.host.lower() and nxt.scheme == src.scheme and method == "GET":
+        return None
+    return (
+        f"{src.host} redirected a {method} request that carries credentials to "
+        f"{nxt.scheme}://{nxt.host}; not followed, so the credentials were not sent there"
+    )
+
+
+def decode_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, decoded without verifying (only the registry must trust it)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def granted_actions(claims: Mapping[str, Any] | None, repository: str) -> frozenset[str] | None:
+    """Actions the token's ``access`` claim grants on ``repository``; None when unreadable."""
+    if claims is None:
+        return None
+    access = claims.get("access")
+    if not isinstance(access, list):
+        return None
+    actions: set[str] = set()
+    for item in access:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "repository" and item.get("name") == repository:
+            found = item.get("actions")
+            if isinstance(found, list):
+                actions.update(str(a) for a in found)
+    return frozenset(actions)
+
+
+def can_push(actions: Iterable[str]) -> bool:
+    wanted = set(actions)
+    return "push" in wanted or "*" in wanted
+
+
+def parse_rate_limit(value: str | None) -> tuple[int, int | None] | None:
+    """``100;w=21600`` -> (100, 21600); ``100`` -> (100, None); garbage -> None."""
+    if not value:
+        return None
+    first, *params = (p.strip() for p in value.split(";"))
+    try:
+        amount = int(first)
+    except ValueError:
+        return None
+    window: int | None = None
+    for param in params:
+        name, _, raw = param.partition("=")
+        if name.strip().lower() == "w":
+            try:
+                window = int(raw.strip())
+            except ValueError:
+                window = None
+    return amount, window
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date) -> seconds from ``now`` (>= 0, a Unix time),
+    or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret (longest first) replaced by ``<redacted>``."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def requested_scopes(target: ProbeTarget, policy: ProbePolicy) -> list[str]:
+    scopes = []
+    if target.repository:
+        scopes.append(f"repository:{target.repository}:pull,push")
+    if target.is_hub and policy.rate_limit_repository != target.repository:
+        scopes.append(f"repository:{policy.rate_limit_repository}:pull")
+    return scopes
+
+
+def registries_in_config(config: Mapping[str, Any]) -> list[str]:
+    """Registries a config holds credentials for (``auths`` and ``credHelpers`` keys), in order.
+
+    Hub spellings become ``docker.io``. Repository-scoped keys (``ghcr.io/acme``, podman's) are
+    left out: the Docker CLI never reads them, so probing them says nothing about its pushes.
+    """
+    names: list[str] = []
+    for section in ("auths", "credHelpers"):
+        entries = config.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for key in entries:
+            info = classify(str(key))
+            if info.kind in {KeyKind.NAMESPACED, KeyKind.INVALID}:
+                continue
+            name = registry_name(str(key))
+            if name not in names:
+                names.append(name)
+    return names

@@ -1,0 +1,139 @@
+"""One request of a probe: the safety rules on redirects, and network failures as answers.
+
+:func:`send` sends one request over the shared client and follows redirects itself, only where
+:func:`regauthd.probe.rules.redirect_refusal` allows (a request carrying credentials stays on
+its host, scheme and method). A timeout, a refused connection, an untrusted certificate or a
+429 ends the probe with a finished answer (:class:`StopProbe`); a TLS handshake with a server
+that speaks plain HTTP raises :class:`PlainHTTPServer`, so the caller can try the next endpoint.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from regauthd.probe.result import ProbeStatus
+from regauthd.probe.rules import parse_retry_after, redirect_refusal
+
+MAX_REDIRECTS = 5
+
+
+class StopProbe(Exception):
+    """Ends a probe early with a finished result."""
+
+    def __init__(
+        self, status: ProbeStatus, detail: str, *, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class PlainHTTPServer(Exception):
+    """The TLS handshake failed in a way that means the server speaks plain HTTP."""
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str | httpx.URL,
+    *,
+    headers: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
+    carries_secret: bool = False,
+    on_rate_limited: Callable[[httpx.Response], object],
+) -> httpx.Response:
+    """One request, following redirects only where the rules allow; 429 stops the probe
+    (``on_rate_limited`` reads the response's figures first)."""
+    current = httpx.URL(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            response = await client.request(method, current, headers=headers, data=data)
+        except httpx.TimeoutException:
+            raise StopProbe(
+                ProbeStatus.UNREACHABLE,
+                f"{current.netloc.decode()} did not answer in time; is it up?",
+            ) from None
+        except httpx.ConnectError as exc:
+            cause = _ssl_cause(exc)
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise StopProbe(
+                    ProbeStatus.TLS_ERROR,
+                    f"TLS certificate of {current.netloc.decode()} not trusted "
+                    f"({cause.verify_message or cause.reason}); install its CA (--ca-file) "
+                    "or mark the registry insecure in the settings",
+                ) from None
+            if cause is not None:
+                raise PlainHTTPServer(str(cause.reason or "TLS handshake failed")) from None
+            raise StopProbe(
+                ProbeStatus.UNREACHABLE,
+                f"cannot connect to {current.netloc.decode()} "
+                f"({short(str(exc)) or type(exc).__name__}); check the name, the port and "
+                "the network",
+            ) from None
+        except httpx.TransportError as exc:
+            raise StopProbe(
+                ProbeStatus.UNREACHABLE,
+                f"connection to {current.netloc.decode()} failed ({type(exc).__name__})",
+            ) from None
+        if response.status_code == 429:
+            on_rate_limited(response)
+            raise StopProbe(
+                ProbeStatus.RATE_LIMITED,
+                f"{current.host} answered 429 too many requests"
+                f"{error_text(response)}; wait, or use an account with a higher limit",
+                retry_after_s=parse_retry_after(
+                    response.headers.get("retry-after"), now=time.time()
+                ),
+            ) from None
+        if not response.is_redirect:
+            return response
+        location = response.headers.get("location", "")
+        refusal = redirect_refusal(
+            str(current), location, method=method, carries_secret=carries_secret
+        )
+        if refusal:
+            raise StopProbe(ProbeStatus.ERROR, refusal)
+        current = current.join(location)
+    raise StopProbe(ProbeStatus.ERROR, f"too many redirects from {httpx.URL(url).host}")
+
+
+def short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_text(response: httpx.Response) -> str:
+    """``: CODE message`` from a registry error body (``{"errors": [...]}``), else ''.
+
+    Bodies can echo request data; only the registry's own code and message are kept, shortened.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            code = str(errors[0].get("code", ""))
+            message = str(errors[0].get("message", ""))
+            return f": {short(f'{code} {message}'.strip(), 160)}"
+        for key in ("details", "error"):
+            if isinstance(body.get(key), str):
+                return f": {short(body[key], 160)}"
+    return ""
