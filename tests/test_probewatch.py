@@ -28,7 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from regauthd.alerts.alerter import CATALOGUE, Alerter
+from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.catalogue import CATALOGUE
 from regauthd.dockerconfig.fixer import BackupStore, ReportedConflict, fix_file
 from regauthd.dockerconfig.stores import Credential
 from regauthd.probe.client import ProbeResult, ProbeStatus

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import httpx
 import structlog
 
-from regauthd.alerts.alerter import CATALOGUE, REDACTOR, remember_config_secrets
+from regauthd.alerts.catalogue import CATALOGUE
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.file import ConfigFileError
 from regauthd.dockerconfig.keys import registry_name
@@ -67,6 +67,7 @@ from regauthd.probe.client import (
     probe,
     targets_from_config,
 )
+from regauthd.redact import REDACTOR, remember_config_secrets
 from regauthd.settings import ProbeSettings, Settings
 
 if TYPE_CHECKING:

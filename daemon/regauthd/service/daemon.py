@@ -54,17 +54,15 @@ from watchdog.observers.inotify_move_event_grouper import (
     PathedInotifyEvent,
 )
 
-from regauthd.alerts.alerter import (
-    CATALOGUE,
-    Alerter,
-    Metrics,
-    configure_logging,
-    remember_config_secrets,
-)
+from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.alerts.metrics import Metrics
+from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.file import TEMP_PREFIX
 from regauthd.dockerconfig.fixer import BackupStore, FixReport, fix_file
 from regauthd.dockerconfig.keys import KeyKind, classify
+from regauthd.redact import remember_config_secrets
 from regauthd.settings import FlappingSettings, Settings, SettingsError
 
 log = structlog.get_logger("regauthd")
