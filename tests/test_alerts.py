@@ -18,23 +18,20 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from regauthd.alerts import alerter as alerts
-from regauthd.alerts.alerter import (
-    CATALOGUE,
-    REDACTED,
-    Alerter,
+from regauthd import redact
+from regauthd.alerts.alerter import Alerter, Suppressor
+from regauthd.alerts.catalogue import CATALOGUE, alert_event, format_message
+from regauthd.alerts.metrics import Metrics
+from regauthd.alerts.output import (
     JournaldRenderer,
-    Metrics,
-    Redactor,
-    Suppressor,
-    alert_event,
     configure_logging,
     journal_fields,
     journald_connected,
     processors,
-    remember_config_secrets,
     resolve_output,
 )
+from regauthd.redact import LOG_REDACTED as REDACTED
+from regauthd.redact import Redactor, remember_config_secrets
 from regauthd.settings import OutputMode
 from tests.conftest import require_program
 
@@ -90,7 +87,7 @@ def test_templates_use_exactly_the_declared_fields(name: str) -> None:
     kind = CATALOGUE[name]
     used = {f for _, f, _, _ in string.Formatter().parse(kind.template) if f}
     assert used == set(kind.fields)
-    message = alerts.format_message(kind, {f: f"<{f}>" for f in kind.fields})
+    message = format_message(kind, {f: f"<{f}>" for f in kind.fields})
     assert "?" not in message
     assert all(f"<{f}>" in message for f in kind.fields)
 
@@ -258,7 +255,7 @@ def test_redactor_masks_keys_patterns_and_remembered_secrets() -> None:
 
 def test_config_secrets_are_remembered_decoded_too() -> None:
     remember_config_secrets({"auths": {"docker.io": {"auth": AUTH}}})
-    assert alerts.REDACTOR.text(f"x {SECRET} y {AUTH}") == f"x {REDACTED} y {REDACTED}"
+    assert redact.REDACTOR.text(f"x {SECRET} y {AUTH}") == f"x {REDACTED} y {REDACTED}"
 
 
 def _fail_with_secret_local(password: str) -> None:
@@ -269,7 +266,7 @@ def _fail_with_secret_local(password: str) -> None:
 @pytest.mark.parametrize("mode", [OutputMode.JSON, OutputMode.CONSOLE])
 def test_no_secret_reaches_the_output_even_in_tracebacks(mode: OutputMode) -> None:
     out = io.StringIO()
-    alerts.REDACTOR.remember([SECRET])
+    redact.REDACTOR.remember([SECRET])
     configure_logging(mode, "debug", stdout=out)
     log = structlog.get_logger()
     try:
@@ -397,7 +394,7 @@ def test_output_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_chain_redacts_right_before_rendering() -> None:
     for mode in (OutputMode.JSON, OutputMode.CONSOLE, OutputMode.JOURNALD):
         chain = processors(mode)
-        assert chain[-2] is alerts.REDACTOR
+        assert chain[-2] is redact.REDACTOR
 
 
 # -- metrics -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.alerts.alerter import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from tests.conftest import require_journal_backend
 from tests.rigs.journald import dockerd, write_journal

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from regauthd.alerts.alerter import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE
 from tests.conftest import require_program
 from tests.rigs.clients import docker_login
 from tests.rigs.registry import RunningRegistry, start_registry

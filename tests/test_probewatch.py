@@ -28,7 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from regauthd.alerts.alerter import CATALOGUE, Alerter
+from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.catalogue import CATALOGUE
 from regauthd.dockerconfig.auth import Credential
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file

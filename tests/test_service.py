@@ -16,21 +16,18 @@ from hypothesis import strategies as st
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 
 from regauthd.dockerconfig.report import FixReport
-from regauthd.service.daemon import (
+from regauthd.service.daemon import Daemon
+from regauthd.service.flapping import FlapTracker, FlapVerdict, newest_hub_keys
+from regauthd.service.fsview import LOCAL
+from regauthd.service.legacy_inotify import (
     EVENT_FILTER,
     STRUCTURE_FILTER,
-    Daemon,
-    DirWatch,
-    FlapTracker,
-    FlapVerdict,
     ImmediateInotifyObserver,
-    Loop,
-    Notifier,
-    WatchPlan,
     event_filter_for,
-    newest_hub_keys,
-    plan_watches,
 )
+from regauthd.service.loop import Loop
+from regauthd.service.sdnotify import Notifier
+from regauthd.service.watchplan import DirWatch, WatchPlan, plan_watches
 from regauthd.settings import (
     Environment,
     FlappingSettings,
@@ -48,7 +45,7 @@ HUB = "https://index.docker.io/v1/"
 def test_existing_config_dir_is_watched_itself(tmp_path: Path) -> None:
     (tmp_path / "u/.docker").mkdir(parents=True)
     config = str(tmp_path / "u/.docker/config.json")
-    plan = plan_watches([config])
+    plan = plan_watches([config], LOCAL)
     assert plan == WatchPlan(
         {str(tmp_path / "u/.docker"): DirWatch(files={"config.json": (config,)})}, (config,)
     )
@@ -56,10 +53,12 @@ def test_existing_config_dir_is_watched_itself(tmp_path: Path) -> None:
 
 def test_missing_dirs_are_waited_for_in_the_nearest_ancestor(tmp_path: Path) -> None:
     config = str(tmp_path / "u/.docker/config.json")
-    plan = plan_watches([config])
+    plan = plan_watches([config], LOCAL)
     assert plan.dirs == {str(tmp_path): DirWatch(triggers=("u",))}
     (tmp_path / "u").mkdir()
-    assert plan_watches([config]).dirs == {str(tmp_path / "u"): DirWatch(triggers=(".docker",))}
+    assert plan_watches([config], LOCAL).dirs == {
+        str(tmp_path / "u"): DirWatch(triggers=(".docker",))
+    }
 
 
 def test_globs_watch_the_parent_and_every_match(tmp_path: Path) -> None:
@@ -68,7 +67,7 @@ def test_globs_watch_the_parent_and_every_match(tmp_path: Path) -> None:
     (tmp_path / "home/alice/.docker").mkdir()
     (tmp_path / "home/stray-file").write_text("")
     pattern = str(tmp_path / "home/*/.docker/config.json")
-    plan = plan_watches([pattern])
+    plan = plan_watches([pattern], LOCAL)
     alice = str(tmp_path / "home/alice/.docker/config.json")
     assert plan.dirs == {
         str(tmp_path / "home"): DirWatch(triggers=("*",)),
@@ -84,7 +83,7 @@ def test_symlinked_config_is_also_watched_in_its_targets_directory(tmp_path: Pat
     (tmp_path / "real/docker.json").write_text("{}")
     (tmp_path / "cfg/config.json").symlink_to(tmp_path / "real/docker.json")
     config = str(tmp_path / "cfg/config.json")
-    plan = plan_watches([config])
+    plan = plan_watches([config], LOCAL)
     assert plan.dirs == {
         str(tmp_path / "cfg"): DirWatch(
             files={"config.json": (config,)}, links=frozenset({"config.json"})
@@ -99,7 +98,7 @@ def test_symlinked_directory_is_watched_at_its_real_path(tmp_path: Path) -> None
     (tmp_path / "home").mkdir()
     (tmp_path / "home/.docker").symlink_to(tmp_path / "data/docker")
     config = str(tmp_path / "home/.docker/config.json")
-    assert plan_watches([config]).dirs == {
+    assert plan_watches([config], LOCAL).dirs == {
         str(tmp_path / "data/docker"): DirWatch(files={"config.json": (config,)})
     }
 
@@ -107,9 +106,59 @@ def test_symlinked_directory_is_watched_at_its_real_path(tmp_path: Path) -> None
 def test_two_patterns_sharing_a_directory_make_one_watch(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     a, b = str(tmp_path / "d/config.json"), str(tmp_path / "d/other.json")
-    assert plan_watches([a, b, a]).dirs == {
+    assert plan_watches([a, b, a], LOCAL).dirs == {
         str(tmp_path / "d"): DirWatch(files={"config.json": (a,), "other.json": (b,)})
     }
+
+
+class FakeFileSystem:
+    """A :class:`regauthd.service.watchplan.FileSystemView` over plain data: no disk at all."""
+
+    def __init__(self, dirs: dict[str, list[str]], links: dict[str, str]) -> None:
+        self.dirs = dirs
+        self.links = links
+
+    def listdir(self, path: str) -> list[str]:
+        if path not in self.dirs:
+            raise FileNotFoundError(path)
+        return list(self.dirs[path])
+
+    def isdir(self, path: str) -> bool:
+        return self.realpath(path) in self.dirs
+
+    def islink(self, path: str) -> bool:
+        return path in self.links
+
+    def realpath(self, path: str) -> str:
+        return self.links.get(path, path)
+
+
+def test_planning_reads_only_the_view_it_is_given() -> None:
+    fs = FakeFileSystem(
+        dirs={
+            "/": ["data", "home"],
+            "/data": ["alice.json"],
+            "/home": ["alice", "bob", ".hidden"],
+            "/home/alice": [".docker"],
+            "/home/alice/.docker": ["config.json"],
+            "/home/bob": [],
+            "/home/.hidden": [],
+        },
+        links={"/home/alice/.docker/config.json": "/data/alice.json"},
+    )
+    alice = "/home/alice/.docker/config.json"
+    plan = plan_watches(["/home/*/.docker/config.json"], fs)
+    assert plan == WatchPlan(
+        {
+            "/data": DirWatch(files={"alice.json": (alice,)}),
+            "/home": DirWatch(triggers=("*",)),
+            "/home/alice/.docker": DirWatch(
+                files={"config.json": (alice,)}, links=frozenset({"config.json"})
+            ),
+            "/home/bob": DirWatch(triggers=(".docker",)),
+        },
+        (alice,),
+    )
 
 
 # -- FlapTracker -------------------------------------------------------------------------------

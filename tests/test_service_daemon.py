@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from regauthd.alerts.alerter import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE
 from tests.rigs.notify import NotifySocket
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from regauthd.alerts.alerter import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE
 from tests.rigs.journald import JournaldNamespace
 from tests.test_service_daemon import HUB, auth, auths_keys, docker_style_write, wait_until
 

@@ -1,12 +1,22 @@
-"""Secret-free views of configs, for diffs, reports and logs."""
+"""Secret-free views of configs, for diffs, reports and logs.
+
+:func:`redact_config` gives the secret-free view of a config that reports and diffs show;
+:data:`REDACTOR` keeps secrets out of every log sink (the daemon's structlog chain ends with it)
+and :func:`remember_config_secrets` teaches it the secrets a config holds.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import copy
-from collections.abc import Iterator, Mapping
-from typing import Any
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = ("auth", "password", "token", "secret")
@@ -78,3 +88,106 @@ def secret_values(config: Mapping[str, Any]) -> Iterator[str]:
                 yield from walk(v)
 
     yield from walk(dict(config))
+
+
+# Log sinks: what the daemon logs passes REDACTOR last.
+
+LOG_REDACTED: Final = "[redacted]"
+"""What log sinks show instead of a secret (the config views above show :data:`REDACTED`)."""
+_SENSITIVE_KEY = re.compile(
+    r"(^auth$|pass|secret|token|authorization|credential|cookie|^x-?api-?key$)", re.IGNORECASE
+)
+_SECRET_PATTERNS: Final = (
+    # JSON fragments of a Docker config: "auth": "...", "password": "...", "identitytoken": "..."
+    (
+        re.compile(
+            r'("(?:auth|password|identitytoken|registrytoken|token|access_token|refresh_token)"'
+            r'\s*:\s*)"(?:[^"\\]|\\.)*"',
+            re.IGNORECASE,
+        ),
+        rf'\1"{LOG_REDACTED}"',
+    ),
+    (re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{4,}"), rf"\1 {LOG_REDACTED}"),
+    (
+        re.compile(r"\b(password|passwd|secret|token|auth)=[^\s&,;]+", re.IGNORECASE),
+        rf"\1={LOG_REDACTED}",
+    ),
+)
+_MIN_SECRET_LENGTH: Final = 4
+_MAX_REMEMBERED: Final = 256
+
+
+class Redactor:
+    """Keeps secrets out of every sink.
+
+    Three guards: values under sensitive keys (``password``, ``auth``, ``*token*``...) are
+    replaced; text that looks like a credential (a config's ``"auth": "..."``, ``Basic xyz``,
+    ``password=...``) is masked; and every secret the daemon has seen (:meth:`remember`) is
+    replaced wherever it appears, exception messages included.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: dict[str, None] = {}
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+
+    def remember(self, secrets: Iterable[str]) -> None:
+        """Add secrets to mask (the most recent ones are kept). Cheap: called on the hot path;
+        the pattern is rebuilt lazily, when something is logged."""
+        with self._lock:
+            for secret in secrets:
+                if len(secret) < _MIN_SECRET_LENGTH:
+                    continue
+                if secret in self._secrets:
+                    self._secrets.pop(secret)
+                else:
+                    self._pattern = None
+                self._secrets[secret] = None
+            while len(self._secrets) > _MAX_REMEMBERED:
+                del self._secrets[next(iter(self._secrets))]
+                self._pattern = None
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._pattern is None and self._secrets:
+                # Longest first, so a secret that contains another is masked whole.
+                ordered = sorted(self._secrets, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            return self._pattern
+
+    def text(self, value: str) -> str:
+        pattern = self._compiled()
+        if pattern is not None:
+            value = pattern.sub(LOG_REDACTED, value)
+        for regex, replacement in _SECRET_PATTERNS:
+            value = regex.sub(replacement, value)
+        return value
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self.field(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        if isinstance(value, bytes):
+            return self.text(value.decode("utf-8", "replace"))
+        return value
+
+    def field(self, key: str, value: Any) -> Any:
+        if _SENSITIVE_KEY.search(key) and isinstance(value, str | bytes) and value:
+            return LOG_REDACTED
+        return self.value(value)
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        """structlog processor: redact every field of the event."""
+        return {k: self.field(k, v) for k, v in event_dict.items()}
+
+
+REDACTOR: Final = Redactor()
+"""The process-wide redactor every sink uses; the daemon remembers the secrets it reads."""
+
+
+def remember_config_secrets(config: Mapping[str, Any]) -> None:
+    """Remember every secret a parsed Docker config holds (auth, decoded password, tokens)."""
+    REDACTOR.remember(secret_values(config))

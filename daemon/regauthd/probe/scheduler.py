@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import structlog
 
-from regauthd.alerts.alerter import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.client import make_client, probe
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeTarget

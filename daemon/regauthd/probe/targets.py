@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from regauthd.alerts.alerter import REDACTOR, remember_config_secrets
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.jsontext import ConfigFileError
@@ -24,6 +23,7 @@ from regauthd.dockerconfig.stores import CredentialError, resolve, store_for
 from regauthd.probe.result import ProbeTarget
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.schedule import ProbeKey
+from regauthd.redact import REDACTOR, remember_config_secrets
 
 if TYPE_CHECKING:
     from regauthd.dockerconfig.report import ReportedConflict

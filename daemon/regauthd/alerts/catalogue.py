@@ -1,0 +1,217 @@
+"""The catalogue of alert kinds: the single list of things regauthd tells people about (pure).
+
+Each kind has a stable journald ``MESSAGE_ID`` (the same IDs are in ``systemd/regauthd.catalog``,
+so ``journalctl -x`` explains the alert and its fix), a syslog priority, a message template and
+the fix. :func:`alert_event` turns one alert into the flat event dict every sink gets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+# syslog priorities, as journald's PRIORITY field wants them.
+PRIORITY_ERR: Final = 3
+PRIORITY_WARNING: Final = 4
+PRIORITY_NOTICE: Final = 5
+PRIORITY_INFO: Final = 6
+PRIORITY_DEBUG: Final = 7
+
+_SEVERITY = {
+    PRIORITY_ERR: "error",
+    PRIORITY_WARNING: "warning",
+    PRIORITY_NOTICE: "notice",
+    PRIORITY_INFO: "info",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertKind:
+    """One kind of alert, as people and log-based alerting see it."""
+
+    name: str
+    """Namespaced event name (``config.normalized``)."""
+    message_id: uuid.UUID
+    """Stable journald MESSAGE_ID: never change it, alerting rules match on it."""
+    priority: int
+    """syslog priority: 3 error, 4 warning, 5 notice."""
+    title: str
+    """One line saying what happened (the catalog's Subject)."""
+    template: str
+    """The human message; ``{field}`` placeholders are filled from the alert's fields."""
+    fix: str
+    """What a person does about it."""
+    fields: tuple[str, ...]
+    """Fields every alert of this kind carries (the template uses only these)."""
+
+    @property
+    def severity(self) -> str:
+        return _SEVERITY[self.priority]
+
+
+def _kind(
+    name: str,
+    message_id: str,
+    priority: int,
+    title: str,
+    template: str,
+    fix: str,
+    fields: tuple[str, ...],
+) -> AlertKind:
+    return AlertKind(name, uuid.UUID(message_id), priority, title, template, fix, fields)
+
+
+CATALOGUE: Final[Mapping[str, AlertKind]] = {
+    k.name: k
+    for k in (
+        _kind(
+            "config.normalized",
+            "8fb9ffe68f95460caebf1095f6a057ab",
+            PRIORITY_NOTICE,
+            "A Docker config was repaired",
+            "{path}: repaired so every client finds the credentials ({changes})",
+            "Nothing to do. To stop the writer from using the wrong key, log in to Docker Hub "
+            "with `docker login` (no argument) instead of `docker login docker.io`.",
+            ("path", "changes"),
+        ),
+        _kind(
+            "config.conflict",
+            "bd77fba0b802472c984a312b2da10fdf",
+            PRIORITY_WARNING,
+            "Two spellings of one registry held different credentials",
+            "{path}: {canonical} had two different credentials; kept the one from {winner}, "
+            "the one from {loser} is in the backup {backup}",
+            "Check that pushes work (`regauthd probe`). If the kept credential is the stale one, "
+            "log in again; the other one can be restored from the backup.",
+            ("path", "canonical", "winner", "loser", "backup"),
+        ),
+        _kind(
+            "config.unfixable",
+            "30ce21089d064f31a9fb02dbbbccde57",
+            PRIORITY_ERR,
+            "A Docker config cannot be repaired",
+            "{path}: left unchanged: {reason}",
+            "Run `regauthd check --docker-config DIR` for the details, fix the file by hand "
+            "(or log in again to have it rewritten), then regauthd repairs it by itself.",
+            ("path", "reason"),
+        ),
+        _kind(
+            "config.flapping",
+            "91a97ed8f59d4c18b9e385bf0cadcd57",
+            PRIORITY_WARNING,
+            "Another program keeps undoing the repair of a Docker config",
+            "{path}: another program put back the content regauthd replaced {undos} times "
+            "within {window}; not rewriting it for {backoff}",
+            "Find the program that rewrites the file (Docker Desktop restores its own copy; "
+            "a configuration-management run may too) and have it write the canonical key, "
+            "or stop it. regauthd tries again after the pause.",
+            ("path", "undos", "window", "backoff"),
+        ),
+        _kind(
+            "settings.reload_failed",
+            "e1d288d5a93b4ddf871438868fcf706e",
+            PRIORITY_ERR,
+            "New regauthd settings were rejected; the previous ones stay in force",
+            "settings not reloaded, the previous ones stay in force: {reason}",
+            "Correct the settings file (config.example.toml lists every option), then reload "
+            "again with `systemctl reload regauthd` (SIGHUP).",
+            ("reason",),
+        ),
+        _kind(
+            "probe.failing",
+            "15adec7240c14fb487313812a9067002",
+            PRIORITY_ERR,
+            "A registry probe with the stored credential fails",
+            "{registry}: probe failed ({status}): {reason}",
+            "Log in again (`docker login REGISTRY`) when the credential is refused or may not "
+            "push; when the registry cannot be reached or its TLS fails, check the network, the "
+            "name and `[probe] ca_file`. `regauthd probe REGISTRY` shows the details.",
+            ("registry", "status", "reason"),
+        ),
+        _kind(
+            "probe.recovered",
+            "24362ed9636d4f5888df64de114582ff",
+            PRIORITY_NOTICE,
+            "A registry accepts the stored credential again",
+            "{registry}: the stored credential works again",
+            "Nothing to do.",
+            ("registry",),
+        ),
+        _kind(
+            "probe.conflict",
+            "4903823f81eb478696864e13246628f0",
+            PRIORITY_WARNING,
+            "A probe checked both credentials of a repaired conflict",
+            "{path}: {canonical} was stored twice with different credentials: {verdict} "
+            "(original file in {backup})",
+            "When the kept credential does not work, restore the other entry from the backup or "
+            "log in again (`docker login REGISTRY`); otherwise nothing to do.",
+            ("path", "canonical", "verdict", "backup"),
+        ),
+        _kind(
+            "probe.rate_limited",
+            "9058a30c181446778e40914dcf40878e",
+            PRIORITY_WARNING,
+            "A registry is rate-limiting this host",
+            "{registry}: rate limit reached ({remaining} of {limit} pulls left)",
+            "Log in to the registry (authenticated pulls have a higher limit), use a pull-through "
+            "mirror, or spread the pulls out.",
+            ("registry", "remaining", "limit"),
+        ),
+        _kind(
+            "journal.auth_failure",
+            "25dbf2da990f44b7a3467891ca4105de",
+            PRIORITY_ERR,
+            "A container engine logged a registry authentication failure",
+            "{unit}: {reason}",
+            "Check the credential for that registry with `regauthd probe REGISTRY` and log in "
+            "again for the user the engine runs as (root's ~/.docker for dockerd).",
+            ("unit", "reason"),
+        ),
+        _kind(
+            "journal.unavailable",
+            "57e637542dc446859c2130d4283a7b82",
+            PRIORITY_ERR,
+            "regauthd cannot follow the journal",
+            "cannot follow the journal for registry auth failures: {reason}",
+            "Run regauthd as root or in the systemd-journal group; on a host without journald "
+            'set `[journal] log_files` (or `backend = "files"`); for a journal mounted from '
+            "elsewhere set `[journal] directory`. regauthd keeps retrying meanwhile.",
+            ("reason",),
+        ),
+    )
+}
+
+
+class _Missing(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def format_message(kind: AlertKind, fields: Mapping[str, Any]) -> str:
+    """The human message of an alert; a missing field shows as ``?`` rather than failing."""
+    return kind.template.format_map(_Missing(fields))
+
+
+def alert_event(
+    kind: AlertKind, subject: str, fields: Mapping[str, Any], *, suppressed: int = 0
+) -> dict[str, Any]:
+    """The flat event dict logged for an alert (or, with ``suppressed``, its window's summary)."""
+    message = format_message(kind, fields)
+    if suppressed:
+        message = f"{kind.name} for {subject}: suppressed {suppressed} more (last: {message})"
+    event: dict[str, Any] = {
+        "event": kind.name,
+        "message": message,
+        "message_id": kind.message_id.hex,
+        "priority": kind.priority,
+        "severity": kind.severity,
+        "subject": subject,
+        "fix": kind.fix,
+        **fields,
+    }
+    if suppressed:
+        event["suppressed"] = suppressed
+    return event

@@ -1,0 +1,202 @@
+"""Repairing one watched config after a write, and remembering enough to do it well.
+
+:class:`Repairer` skips our own writes coming back (a digest of what was last seen), holds back a
+writer that keeps undoing the repair (:class:`regauthd.service.flapping.FlapTracker`, then a
+timer that tries again), tells the fixer which Docker Hub spelling is newest, and raises the
+``config.*`` alerts. It runs on the daemon's loop thread only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from regauthd.alerts.metrics import Metrics
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.report import FixReport
+from regauthd.redact import remember_config_secrets
+from regauthd.service.flapping import FlapTracker, digest, newest_hub_keys
+from regauthd.service.loop import Loop, Timer
+from regauthd.settings import Settings
+
+log = structlog.get_logger("regauthd")
+
+
+class RaiseAlert(Protocol):
+    """Raise a catalogued alert (:meth:`regauthd.service.daemon.Daemon.alert`)."""
+
+    def __call__(self, kind: str, subject: str, **fields: Any) -> bool: ...
+
+
+@dataclass(slots=True)
+class _FileState:
+    last_seen: bytes | None = None
+    """Digest of the content last looked at (after our write: what we wrote). Seeing it again
+    is our own write coming back, or a second event for one write: nothing to do, no loop."""
+    last_config: dict[str, Any] | None = None
+    """The content last seen or written, parsed: tells which keys a new write added."""
+
+
+class Repairer:
+    """Looks at watched configs after writes and repairs them (loop thread only).
+
+    ``alert`` raises the ``config.*`` alerts, ``metrics`` counts repairs and pauses, and
+    ``retry(config)`` is called when a writer's pause ends, to look at that config again.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        loop: Loop,
+        alert: RaiseAlert,
+        metrics: Metrics,
+        retry: Callable[[str], None],
+    ) -> None:
+        self._settings = settings
+        self._loop = loop
+        self._alert = alert
+        self._metrics = metrics
+        self._retry = retry
+        self.flaps = FlapTracker(settings.flapping)
+        self._files: dict[str, _FileState] = {}
+        self._backups = BackupStore(settings.state_dir)
+        self._resume_timers: dict[str, Timer] = {}
+        self.repairs = 0
+        """Rewrites so far."""
+
+    def reload(self, settings: Settings) -> None:
+        """New settings (SIGHUP): flapping limits, and backups in a new state directory."""
+        self.flaps.settings = settings.flapping
+        if settings.state_dir != self._settings.state_dir:
+            settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._backups = BackupStore(settings.state_dir)
+        self._settings = settings
+
+    def look_again(self, config: str) -> None:
+        """Forget what ``config`` last held, so the next :meth:`repair` runs even if unchanged."""
+        state = self._files.get(str(dockerconfig.real_path(Path(config))))
+        if state is not None:
+            state.last_seen = None
+
+    def repair(self, config: str) -> FixReport | None:
+        """Look at ``config`` after a write; returns what the fixer did (None: it did not run,
+        because nothing changed, the file is gone or its writer is paused)."""
+        real = str(dockerconfig.real_path(Path(config)))
+        now = self._loop.clock()
+        state = self._files.setdefault(real, _FileState())
+        # dockerconfig.load never blocks (a FIFO named config.json must not hang the daemon)
+        # and its snapshot is handed to the fixer, which then does not read the file again.
+        snapshot: dockerconfig.Snapshot | None
+        try:
+            snapshot = dockerconfig.load(Path(config))
+            data = snapshot.data
+        except ConfigFileError:
+            snapshot, data = None, b""
+        if snapshot is not None and not snapshot.exists:
+            self._files.pop(real, None)
+            return None
+        seen = digest(data)
+        if seen == state.last_seen:
+            log.debug("config.unchanged", path=config)
+            return None
+        state.last_seen = seen
+        current = _parse_json(data)
+        if current is not None:
+            remember_config_secrets(current)
+        verdict = self.flaps.observe(real, seen, now)
+        if verdict.action == "paused":
+            log.debug("config.paused", path=config)
+            return None
+        if verdict.action == "pause":
+            self._alert(
+                "config.flapping",
+                config,
+                path=config,
+                undos=verdict.undos,
+                window=f"{self._settings.flapping.window:g}s",
+                backoff=f"{verdict.backoff:g}s",
+            )
+            self._metrics.count("flapping_pauses")
+            self._schedule_resume(real, config, verdict.backoff)
+            return None
+        prefer = newest_hub_keys(state.last_config, current) if current is not None else ()
+        report = fix_file(
+            Path(config),
+            backups=self._backups,
+            prefer=prefer,
+            defer_cleanup=True,
+            snapshot=snapshot,
+        )
+        self._account(config, real, state, report, current, now)
+        return report
+
+    def _account(
+        self,
+        config: str,
+        real: str,
+        state: _FileState,
+        report: FixReport,
+        current: dict[str, Any] | None,
+        now: float,
+    ) -> None:
+        if report.error is not None:
+            self._alert("config.unfixable", config, path=config, reason=report.error.reason)
+            state.last_config = current
+            return
+        if report.written and report.after is not None:
+            state.last_seen = digest(report.after)
+            state.last_config = _parse_json(report.after)
+            if report.before is not None:
+                self.flaps.replaced(real, digest(report.before), now)
+            self.repairs += 1
+            self._metrics.count("repairs")
+            self._alert("config.normalized", config, path=config, changes=describe_changes(report))
+            for conflict in report.conflicts:
+                self._alert(
+                    "config.conflict",
+                    f"{config}#{conflict.canonical}",
+                    path=config,
+                    canonical=conflict.canonical,
+                    winner=conflict.winner,
+                    loser=conflict.loser,
+                    backup=str(conflict.backup) if conflict.backup else "none",
+                )
+        else:
+            state.last_config = current
+
+    def _schedule_resume(self, real: str, config: str, delay: float) -> None:
+        old = self._resume_timers.pop(real, None)
+        if old is not None:
+            old.cancel()
+
+        def resume() -> None:
+            self._resume_timers.pop(real, None)
+            self.flaps.resume(real, self._loop.clock())
+            state = self._files.get(real)
+            if state is not None:
+                state.last_seen = None  # look at the writer's content again
+            log.info("config.flapping_retry", path=config)
+            self._retry(config)
+
+        self._resume_timers[real] = self._loop.call_later(delay, resume)
+
+
+def _parse_json(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def describe_changes(report: FixReport) -> str:
+    return "; ".join(f"{c.from_key} -> {c.to_key} ({c.action})" for c in report.changes)

@@ -1,0 +1,128 @@
+"""What the daemon tells the outside between events, on timers of its loop.
+
+Summaries of suppressed alerts when their window ends, the metrics file (at most once a second),
+``STATUS=`` when it changed (at most once a second) and ``WATCHDOG=1`` pings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.metrics import Metrics
+from regauthd.service.loop import Loop, Timer
+from regauthd.service.sdnotify import Notifier
+from regauthd.settings import Settings
+
+log = structlog.get_logger("regauthd")
+
+_METRICS_FLUSH_DELAY = 1.0
+_STATUS_INTERVAL = 1.0
+
+
+class Reporter:
+    """Schedules the daemon's reports on ``loop`` (loop thread only).
+
+    ``status_line()`` renders the current ``STATUS=`` line.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        loop: Loop,
+        notifier: Notifier,
+        alerter: Alerter,
+        metrics: Metrics,
+        status_line: Callable[[], str],
+    ) -> None:
+        self._settings = settings
+        self._loop = loop
+        self._notifier = notifier
+        self._alerter = alerter
+        self._metrics = metrics
+        self._status_line = status_line
+        self._flush_timer: Timer | None = None
+        self._metrics_timer: Timer | None = None
+        self._status = ""
+        self._status_timer: Timer | None = None
+
+    def reload(self, settings: Settings) -> None:
+        """New settings: whether and where the metrics file is written."""
+        self._settings = settings
+
+    def alerted(self) -> None:
+        """An alert was raised: schedule its window's summary and the metrics file."""
+        self._schedule_alert_flush()
+        self._schedule_metrics()
+
+    def metrics_changed(self) -> None:
+        """Write the metrics file soon (coalesced)."""
+        self._schedule_metrics()
+
+    def write_pending_metrics(self) -> None:
+        """At shutdown: write what the metrics file does not hold yet."""
+        if self._metrics.dirty and self._settings.alerts.metrics:
+            self._write_metrics()
+
+    def _schedule_alert_flush(self) -> None:
+        deadline = self._alerter.next_deadline()
+        if deadline is None:
+            return
+        if self._flush_timer is not None and not self._flush_timer.cancelled:
+            if self._flush_timer.when <= deadline:
+                return
+            self._flush_timer.cancel()
+
+        def flush() -> None:
+            self._flush_timer = None
+            self._alerter.flush_due()
+            self._schedule_alert_flush()
+            self._schedule_metrics()
+
+        self._flush_timer = self._loop.call_at(deadline, flush)
+
+    def _schedule_metrics(self) -> None:
+        if not self._settings.alerts.metrics or self._metrics_timer is not None:
+            return
+
+        def write() -> None:
+            self._metrics_timer = None
+            self._write_metrics()
+
+        self._metrics_timer = self._loop.call_later(_METRICS_FLUSH_DELAY, write)
+
+    def _write_metrics(self) -> None:
+        try:
+            self._metrics.write(self._settings.metrics_path)
+        except OSError as exc:
+            log.warning(
+                "metrics.write_failed", path=str(self._settings.metrics_path), reason=exc.strerror
+            )
+
+    def start_watchdog(self, interval: float) -> None:
+        """Send WATCHDOG=1 every ``interval`` seconds from now on."""
+
+        def ping() -> None:
+            self._notifier.notify("WATCHDOG=1")
+            self._loop.call_later(interval, ping)
+
+        self._loop.call_later(interval, ping)
+
+    def status_changed(self) -> None:
+        """Send STATUS= when it changed, at most once per second (bursts send one at the end)."""
+        if not self._notifier.enabled or self._status_timer is not None:
+            return
+        line = self._status_line()
+        if line == self._status:
+            return
+        self._status = line
+        self._notifier.notify(line)
+
+        def again() -> None:
+            self._status_timer = None
+            self.status_changed()
+
+        self._status_timer = self._loop.call_later(_STATUS_INTERVAL, again)
