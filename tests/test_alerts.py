@@ -30,8 +30,7 @@ from regauthd.alerts.output import (
     processors,
     resolve_output,
 )
-from regauthd.redact import LOG_REDACTED as REDACTED
-from regauthd.redact import Redactor, remember_config_secrets
+from regauthd.redact import REDACTED, Redactor, remember_config_secrets
 from regauthd.settings import OutputMode
 from tests.conftest import require_program
 
@@ -224,7 +223,7 @@ def test_error_alerts_log_at_error_level() -> None:
 
 def test_redactor_masks_keys_patterns_and_remembered_secrets() -> None:
     r = Redactor()
-    r.remember([SECRET, "abc"])  # too short to be worth masking everywhere
+    r.remember([SECRET, "abc"])  # short secrets are masked as whole values only
     event = {
         "password": "x1",
         "auth": AUTH,
@@ -237,6 +236,7 @@ def test_redactor_masks_keys_patterns_and_remembered_secrets() -> None:
         "nested": {"list": [SECRET, {"refresh_token": "r"}]},
         "count": 3,
         "abc": "abc",
+        "words": "abcd xabc abc-x",
     }
     assert r(None, "info", event) == {
         "password": REDACTED,
@@ -249,7 +249,8 @@ def test_redactor_masks_keys_patterns_and_remembered_secrets() -> None:
         "url": f"https://h/?token={REDACTED}&x=1",
         "nested": {"list": [REDACTED, {"refresh_token": REDACTED}]},
         "count": 3,
-        "abc": "abc",
+        "abc": REDACTED,
+        "words": f"abcd xabc {REDACTED}-x",
     }
 
 

@@ -32,13 +32,13 @@ from regauthd.probe.rules import (
     parse_rate_limit,
     parse_retry_after,
     realm_refusal,
-    redact,
     redirect_refusal,
     registries_in_config,
     requested_scopes,
 )
 from regauthd.probe.schedule import next_delay
 from regauthd.probe.targets import target_for, targets_from_config
+from regauthd.redact import redact_text as redact
 
 
 def jwt_like(claims: dict[str, Any]) -> str:
@@ -393,7 +393,8 @@ def test_redact_replaces_every_secret_longest_first() -> None:
     assert redact(text, ["abc", "abcdef", "abcdef-long", ""]) == (
         "token <redacted> and <redacted> and <redacted>"
     )
-    assert redact("x=ab", ["ab"]) == "x=ab"  # too short to be a secret worth masking
+    # However short, a secret goes where it is a value, and never out of a word.
+    assert redact("x=ab about tab", ["ab"]) == "x=<redacted> about tab"
 
 
 def test_result_and_target_reprs_hold_no_secret() -> None:

@@ -157,7 +157,7 @@ def test_secrets_in_logged_lines_never_reach_the_output(
         assert status == 1
         assert len(out.splitlines()) == 3
         assert SECRET not in out + err
-        assert "[REDACTED]" in out
+        assert "<redacted>" in out
 
 
 def test_plain_log_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,15 +1,30 @@
-"""Secret-free views of configs, for diffs, reports and logs.
+"""Keeping secrets out of everything regauthd prints, logs or alerts: redaction's one home.
 
-:func:`redact_config` gives the secret-free view of a config that reports and diffs show;
-:data:`REDACTOR` keeps secrets out of every log sink (the daemon's structlog chain ends with it)
-and :func:`remember_config_secrets` teaches it the secrets a config holds.
+One marker, :data:`REDACTED` (``<redacted>``), everywhere. A config diff names the user of an
+``auth`` value instead (``<redacted auth for user NAME>``), as the README shows.
+
+The rule is *whole values only*: a secret is replaced where it stands as a value, never inside
+an ordinary word, however short it is (with password ``pass``, "wrong password" stays readable):
+
+- a known secret (one regauthd read from a config or a helper, :meth:`Redactor.remember`) is
+  replaced wherever no letter, digit or underscore touches it: a whole JSON string (``"pass"``),
+  a value after ``=`` or ``:`` (``password=pass``, ``user:pass``), a header value
+  (``Basic pass``), the user info of a URL (``https://user:pass@host``), a word of its own;
+- with no secret known, values that are secrets by their place are replaced: under a sensitive
+  key (``"password": "…"``, ``token=…``), after ``Basic``/``Bearer``, URL user info, and JWTs;
+- structured fields (log events, alert fields) under a sensitive key are replaced whole;
+- a config shown to a person (:func:`redact_config`: reports, dry-run diffs) keeps only the
+  string values known to be safe (user names, helper names, formats); every other string value,
+  including fields regauthd does not know (``HttpHeaders``, proxy URLs), is replaced.
+
+Everything here is pure but :data:`REDACTOR`, the process-wide memory of the secrets seen, which
+every log sink passes last.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,13 +33,79 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
 
-REDACTED = "<redacted>"
-_SECRET_WORDS = ("auth", "password", "token", "secret")
+REDACTED: Final = "<redacted>"
+_MAX_REMEMBERED: Final = 256
+
+# A secret stands as a value where no letter, digit or underscore touches it: "pass" in
+# "password" or "bypass" is never a value, whatever the secret; "pass" in `"pass"`, `pw=pass`,
+# `user:pass@`, `Basic pass` or "wrong pass." is.
+_NOT_IN_A_WORD: Final = (r"(?<!\w)", r"(?!\w)")
+
+_SENSITIVE_KEY: Final = re.compile(
+    r"(^auth$|pass|secret|token|authorization|credential|cookie|^x-?api-?key$)", re.IGNORECASE
+)
+_KEYS: Final = (
+    r"access_token|refresh_token|identitytoken|registrytoken|token|password|passwd|secret|auth"
+)
+_BY_PLACE: Final = (
+    # "password": "…", also with escaped quotes (JSON quoted inside a log line)
+    (
+        re.compile(rf"(\\?\"(?:{_KEYS})\\?\"\s*:\s*\\?\")(?:[^\"\\]|\\[^\"])+", re.IGNORECASE),
+        rf"\1{REDACTED}",
+    ),
+    # header values as clients write them, long enough that "no basic auth credentials" stays
+    (re.compile(r"\b(Bearer|Basic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    (re.compile(r"(://)[^\s@\"/]*(?::[^\s@\"]*)?@"), rf"\1{REDACTED}@"),
+    (re.compile(rf"\b({_KEYS})=[^&\s\"\\,;}}]+", re.IGNORECASE), rf"\1={REDACTED}"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), REDACTED),
+)
 
 
-def _is_secret_field(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+def secrets_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex finding each of ``secrets`` wherever it stands as a whole value (None: none)."""
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)  # longest first
+    if not ordered:
+        return None
+    before, after = _NOT_IN_A_WORD
+    return re.compile(f"{before}(?:{'|'.join(re.escape(s) for s in ordered)}){after}")
+
+
+def redact_text(text: str, secrets: Iterable[str] | re.Pattern[str] | None = None) -> str:
+    """``text`` with ``secrets`` (strings, or a :func:`secrets_pattern`) and every value that is
+    a secret by its place replaced by :data:`REDACTED`."""
+    pattern = secrets if isinstance(secrets, re.Pattern) or secrets is None else None
+    if secrets is not None and not isinstance(secrets, re.Pattern):
+        pattern = secrets_pattern(secrets)
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    for regex, replacement in _BY_PLACE:
+        text = regex.sub(replacement, text)
+    return text
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Is a field of this name a secret whatever it holds (``password``, ``auth``, ``*token*``)?"""
+    return _SENSITIVE_KEY.search(key) is not None
+
+
+# --- configs shown to people -------------------------------------------------------------------
+_SAFE_FIELDS: Final = frozenset(
+    {
+        "username",
+        "email",
+        "serveraddress",
+        "credsStore",
+        "currentContext",
+        "detachKeys",
+        "cliPluginsExtraDirs",
+    }
+)
+"""Fields whose string values are never secret. ``credHelpers`` values (helper names) and every
+``*Format`` field are safe too; everything else is shown as :data:`REDACTED`."""
+
+
+def _is_safe_field(name: str, parent: str | None) -> bool:
+    return name in _SAFE_FIELDS or parent == "credHelpers" or name.endswith("Format")
 
 
 def _auth_user(value: str) -> str | None:
@@ -36,95 +117,62 @@ def _auth_user(value: str) -> str | None:
     return user if sep and user else None
 
 
-def redact_value(field: str, value: Any) -> Any:
-    if not isinstance(value, str) or not value:
+def _redacted_string(name: str, value: str) -> str:
+    if not value:
         return value
-    if field == "auth":
+    if name == "auth":
         user = _auth_user(value)
         return f"<redacted auth for user {user}>" if user else f"{REDACTED} (malformed)"
     return REDACTED
 
 
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy with every secret-looking field (in entries and at the top) redacted.
+    """A copy of a config with every string value outside the safe fields redacted.
 
-    User names stay: they are not secret and tell a person which credential is which.
+    Keys stay (they name registries), and so do user names and helper names: they are not
+    secret and tell a person which credential is which.
     """
-    out: dict[str, Any] = copy.deepcopy(dict(config))
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: (redact_value(k, v) if _is_secret_field(k) and isinstance(v, str) else walk(v))
-                for k, v in node.items()
-            }
+    def walk(node: Any, name: str, parent: str | None) -> Any:
+        if isinstance(node, Mapping):
+            return {k: walk(v, str(k), name) for k, v in node.items()}
         if isinstance(node, list):
-            return [walk(v) for v in node]
+            return [walk(v, name, parent) for v in node]
+        if isinstance(node, str) and not _is_safe_field(name, parent):
+            return _redacted_string(name, node)
         return node
 
-    return {k: walk(v) if k != "credsStore" else v for k, v in out.items()}
+    return {k: walk(v, str(k), None) for k, v in config.items()}
 
 
 def secret_values(config: Mapping[str, Any]) -> Iterator[str]:
-    """Every secret string in a config (raw and decoded), for leak guards and tests."""
+    """Every secret string in a config (raw and decoded ``auth``), for the redactor's memory."""
 
-    def walk(node: Any) -> Iterator[str]:
-        if isinstance(node, dict):
+    def walk(node: Any, name: str, parent: str | None) -> Iterator[str]:
+        if isinstance(node, Mapping):
             for k, v in node.items():
-                if isinstance(v, str) and _is_secret_field(k) and v:
-                    yield v
-                    if k == "auth":
-                        try:
-                            raw = base64.b64decode(v, validate=True).decode("utf-8", "replace")
-                        except (binascii.Error, ValueError):
-                            continue
-                        password = raw.partition(":")[2]
-                        if password:
-                            yield password
-                else:
-                    yield from walk(v)
+                yield from walk(v, str(k), name)
         elif isinstance(node, list):
             for v in node:
-                yield from walk(v)
+                yield from walk(v, name, parent)
+        elif isinstance(node, str) and node and is_sensitive_key(name):
+            yield node
+            if name == "auth":
+                try:
+                    raw = base64.b64decode(node, validate=True).decode("utf-8", "replace")
+                except (binascii.Error, ValueError):
+                    return
+                password = raw.partition(":")[2]
+                if password:
+                    yield password
 
-    yield from walk(dict(config))
-
-
-# Log sinks: what the daemon logs passes REDACTOR last.
-
-LOG_REDACTED: Final = "[redacted]"
-"""What log sinks show instead of a secret (the config views above show :data:`REDACTED`)."""
-_SENSITIVE_KEY = re.compile(
-    r"(^auth$|pass|secret|token|authorization|credential|cookie|^x-?api-?key$)", re.IGNORECASE
-)
-_SECRET_PATTERNS: Final = (
-    # JSON fragments of a Docker config: "auth": "...", "password": "...", "identitytoken": "..."
-    (
-        re.compile(
-            r'("(?:auth|password|identitytoken|registrytoken|token|access_token|refresh_token)"'
-            r'\s*:\s*)"(?:[^"\\]|\\.)*"',
-            re.IGNORECASE,
-        ),
-        rf'\1"{LOG_REDACTED}"',
-    ),
-    (re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{4,}"), rf"\1 {LOG_REDACTED}"),
-    (
-        re.compile(r"\b(password|passwd|secret|token|auth)=[^\s&,;]+", re.IGNORECASE),
-        rf"\1={LOG_REDACTED}",
-    ),
-)
-_MIN_SECRET_LENGTH: Final = 4
-_MAX_REMEMBERED: Final = 256
+    yield from walk(config, "", None)
 
 
+# --- the process-wide memory, for log sinks -----------------------------------------------------
 class Redactor:
-    """Keeps secrets out of every sink.
-
-    Three guards: values under sensitive keys (``password``, ``auth``, ``*token*``...) are
-    replaced; text that looks like a credential (a config's ``"auth": "..."``, ``Basic xyz``,
-    ``password=...``) is masked; and every secret the daemon has seen (:meth:`remember`) is
-    replaced wherever it appears, exception messages included.
-    """
+    """Keeps secrets out of every sink: known secrets (:meth:`remember`) and secrets by place
+    are replaced in text (exception messages included), fields under sensitive keys whole."""
 
     def __init__(self) -> None:
         self._secrets: dict[str, None] = {}
@@ -136,7 +184,7 @@ class Redactor:
         the pattern is rebuilt lazily, when something is logged."""
         with self._lock:
             for secret in secrets:
-                if len(secret) < _MIN_SECRET_LENGTH:
+                if not secret:
                     continue
                 if secret in self._secrets:
                     self._secrets.pop(secret)
@@ -150,18 +198,11 @@ class Redactor:
     def _compiled(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._secrets:
-                # Longest first, so a secret that contains another is masked whole.
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+                self._pattern = secrets_pattern(self._secrets)
             return self._pattern
 
     def text(self, value: str) -> str:
-        pattern = self._compiled()
-        if pattern is not None:
-            value = pattern.sub(LOG_REDACTED, value)
-        for regex, replacement in _SECRET_PATTERNS:
-            value = regex.sub(replacement, value)
-        return value
+        return redact_text(value, self._compiled())
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -175,8 +216,8 @@ class Redactor:
         return value
 
     def field(self, key: str, value: Any) -> Any:
-        if _SENSITIVE_KEY.search(key) and isinstance(value, str | bytes) and value:
-            return LOG_REDACTED
+        if is_sensitive_key(key) and isinstance(value, str | bytes) and value:
+            return REDACTED
         return self.value(value)
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:

@@ -39,6 +39,7 @@ from itertools import accumulate, repeat
 from operator import add
 
 from regauthd.journal.locate import locate, operation_of, registry_name
+from regauthd.redact import redact_text
 
 EVENT = "journal.auth_failure"
 """structlog event name for a recognized failure."""
@@ -261,32 +262,6 @@ def _classify_lowered(low: str) -> FailureKind | None:
     return _RULES[best][0] if best < len(_RULES) else None
 
 
-# --- secrets -----------------------------------------------------------------------------------
-_SECRET_KEYS = (
-    "access_token|refresh_token|identitytoken|registrytoken|token|password|passwd|secret|auth"
-)
-_SECRETS = (
-    # Header values, as clients write them ("Basic"/"Bearer" capitalized, long values): keeps
-    # "no basic auth credentials" readable.
-    (re.compile(r"\b(Bearer|Basic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [REDACTED]"),
-    (re.compile(r"(://)[^\s@\"/]*(?::[^\s@\"]*)?@"), r"\1[REDACTED]@"),
-    (re.compile(rf"\b({_SECRET_KEYS})=[^&\s\"\\,}}]+", re.IGNORECASE), r"\1=[REDACTED]"),
-    (
-        re.compile(rf"(\\?\"(?:{_SECRET_KEYS})\\?\"\s*:\s*\\?\")[^\"\\]+", re.IGNORECASE),
-        r"\1[REDACTED]",
-    ),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), "[REDACTED]"),
-)
-
-
-def redact(text: str) -> str:
-    """Remove credentials a log line may quote: bearer/basic values, URL user info, JWTs,
-    ``password=``/``token=``-style values."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 # --- the recognizer ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Recognizer:
@@ -398,7 +373,7 @@ def _from_extra(pattern: ExtraPattern, m: re.Match[str], message: str) -> Recogn
 
 
 def _clean(message: str) -> str:
-    cleaned = redact(message.replace('\\"', '"')).strip()
+    cleaned = redact_text(message.replace('\\"', '"')).strip()
     if len(cleaned) > MAX_MESSAGE_CHARS:
         cleaned = cleaned[: MAX_MESSAGE_CHARS - 1] + "…"
     return cleaned

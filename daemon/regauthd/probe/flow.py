@@ -33,10 +33,10 @@ from regauthd.probe.rules import (
     granted_actions,
     parse_rate_limit,
     realm_refusal,
-    redact,
     requested_scopes,
 )
 from regauthd.probe.transport import PlainHTTPServer, StopProbe, error_text
+from regauthd.redact import redact_text
 
 _CLIENT_ID = "regauthd"
 
@@ -381,7 +381,7 @@ class ProbeFlow:
             rate_limit_limit=figures.limit,
             rate_limit_remaining=figures.remaining,
             rate_limit_window=figures.window,
-            detail=redact(" ".join(detail.split()), self.secrets),
+            detail=redact_text(" ".join(detail.split()), self.secrets),
             retry_after_s=retry_after_s,
             username=self.target.credential.username if self.target.credential else None,
             repository=self.target.repository,

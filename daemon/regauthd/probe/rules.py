@@ -179,13 +179,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (longest first) replaced by ``<redacted>``."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, "<redacted>")
-    return text
-
-
 def requested_scopes(target: ProbeTarget, policy: ProbePolicy) -> list[str]:
     scopes = []
     if target.repository:
