@@ -201,6 +201,8 @@ def _compare(directory: str, contents: bool, old: _Snapshot) -> _Result | None:
         if exc.errno in _GONE_ERRNOS:
             return None
         return _Result(old)  # unreadable for now (permissions, a server hiccup): next time
+    if entries is old.entries and not relisted and not old.racy:
+        return _Result(old)  # the usual poll: nothing moved
     changes, changed = _differences(old, entries, contents)
     racy = frozenset(n for n in changed if entries[n].mtime_ns >= now - _RACY_NS)
     relist = relisted and stamp[0] >= now - _RACY_NS
