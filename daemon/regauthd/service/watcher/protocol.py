@@ -35,7 +35,8 @@ class Watcher(Protocol):
         ...
 
     def fileno(self) -> int:
-        """A descriptor that is readable when :meth:`read` has something to return."""
+        """A descriptor that is readable when :meth:`read` has something to look at (it may
+        still return ``[]``: ``wants`` dropped everything)."""
         ...
 
     def read(self) -> list[Change]:
