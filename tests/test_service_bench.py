@@ -33,3 +33,11 @@ def test_react_quick_repairs_every_write_exactly_once() -> None:
 def test_idle_bench_samples_both_processes() -> None:
     figures = _run("idle.py", "--seconds", "1")
     assert set(figures) == {"seconds", "regauthd", "bare_python_sleep", "sigterm_to_exit_ms"}
+
+
+def test_watcher_bench_delivers_every_save_on_every_backend() -> None:
+    figures = _run("watcher.py", "--quick")
+    for backend in ("floor", "inotify", "native", "polling"):
+        result = figures[backend]
+        assert isinstance(result, dict)
+        assert result["delivered"] == result["rounds"] > 0, (backend, result)
