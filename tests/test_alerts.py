@@ -18,7 +18,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from regauthd import redact
+from regauthd import redactor as redact
 from regauthd.alerts.alerter import Alerter, Suppressor
 from regauthd.alerts.catalogue import CATALOGUE, alert_event, format_message
 from regauthd.alerts.metrics import Metrics
@@ -30,7 +30,8 @@ from regauthd.alerts.output import (
     processors,
     resolve_output,
 )
-from regauthd.redact import REDACTED, Redactor, remember_config_secrets
+from regauthd.redact import REDACTED
+from regauthd.redactor import Redactor, remember_config_secrets
 from regauthd.settings import OutputMode
 from tests.conftest import require_program
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from regauthd.redact import REDACTED, Redactor, redact_config, redact_text, secret_values
+from regauthd.redact import REDACTED, redact_config, redact_text, secret_values
+from regauthd.redactor import Redactor
 
 SECRETS = ("x", "pass", "Zx9-aB7_cD5.eF3+gH1/iJ0=kL2~mN4pQ6rS8tU0v")
 """1, 4 and 40 characters (the last with every character a token may hold)."""

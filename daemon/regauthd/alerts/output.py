@@ -2,7 +2,7 @@
 
 Output picks itself (:func:`configure_logging`): native journald entries when stderr is connected
 to journald (``JOURNAL_STREAM``), a readable console on a TTY, JSON lines on stdout otherwise;
-never two sinks for one event. Every event passes :data:`regauthd.redact.REDACTOR` last, so no
+never two sinks for one event. Every event passes :data:`regauthd.redactor.REDACTOR` last, so no
 secret reaches any sink, tracebacks included (rendered without local variables).
 """
 
@@ -29,7 +29,7 @@ from regauthd.alerts.catalogue import (
     PRIORITY_INFO,
     PRIORITY_WARNING,
 )
-from regauthd.redact import REDACTOR
+from regauthd.redactor import REDACTOR
 from regauthd.settings import OutputMode
 
 SYSLOG_IDENTIFIER: Final = "regauthd"

@@ -23,7 +23,7 @@ from regauthd.dockerconfig.stores import CredentialError, resolve, store_for
 from regauthd.probe.result import ProbeTarget
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.schedule import ProbeKey
-from regauthd.redact import REDACTOR, remember_config_secrets
+from regauthd.redactor import REDACTOR, remember_config_secrets
 
 if TYPE_CHECKING:
     from regauthd.dockerconfig.report import ReportedConflict

@@ -22,7 +22,7 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
-from regauthd.redact import remember_config_secrets
+from regauthd.redactor import remember_config_secrets
 from regauthd.service.flapping import FlapTracker, digest, newest_hub_keys
 from regauthd.service.loop import Loop, Timer
 from regauthd.settings import Settings
