@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from regauthd.dockerconfig.auth import decode_auth
 from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyKind, classify
-from regauthd.dockerconfig.normalize import plan, validate
+from regauthd.dockerconfig.normalize import plan
+from regauthd.dockerconfig.validate import validate
 
 
 def auth(user: str, password: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 from regauthd.dockerconfig.auth import credential_from_entry, helper_name_for
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyKind, classify
-from regauthd.dockerconfig.normalize import validate
+from regauthd.dockerconfig.validate import validate
 
 ENV_LABEL = "$DOCKER_AUTH_CONFIG"
 

@@ -1,7 +1,8 @@
-"""Config in, plan out: which keys to rename or copy, which credentials conflict, what is wrong.
+"""Config in, plan out: which keys to rename or copy, which credentials conflict.
 
 Pure: no disk, no helpers, no clock. :func:`plan` is idempotent (planning its own output changes
 nothing) and never drops a credential without naming it as the loser of a :class:`Conflict`.
+What is wrong with a config beyond its keys: :mod:`regauthd.dockerconfig.validate`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from regauthd.dockerconfig.auth import decode_auth, helper_name_for
+from regauthd.dockerconfig.auth import helper_name_for
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.keys import HUB_CANONICAL, HUB_PODMAN_HELPER_KEY, KeyKind, classify
+from regauthd.dockerconfig.validate import conflict_findings, entry_identity, validate
 
 Action = Literal["rename", "copy", "drop_duplicate", "drop_empty", "replace", "helper_alias"]
 
-_SECRET_FIELDS = ("auth", "identitytoken", "registrytoken", "username", "password")
-_STRING_FIELDS = (*_SECRET_FIELDS, "serveraddress", "email")
 _GROUPED = {KeyKind.HUB_CANONICAL, KeyKind.HUB_ALIAS, KeyKind.REGISTRY, KeyKind.REGISTRY_ALIAS}
 
 
@@ -95,11 +95,6 @@ def _copy_json(value: Any) -> Any:
     return value
 
 
-def _identity(entry: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """What makes an entry's credential what it is; empty for a placeholder."""
-    return tuple((f, entry[f]) for f in _SECRET_FIELDS if entry.get(f) not in (None, ""))
-
-
 def _has_secret(entry: Mapping[str, Any]) -> bool:
     return any(entry.get(f) not in (None, "") for f in ("auth", "identitytoken", "password"))
 
@@ -127,7 +122,7 @@ def plan(
         new_auths = _normalize_auths(auths, config, new, prefer, changes, conflicts, moves)
         new["auths"] = new_auths
 
-    findings = validate(new, path=path) + _conflict_findings(config, path)
+    findings = validate(new, path=path) + conflict_findings(config, path)
     return NormalizationPlan(new, tuple(changes), tuple(conflicts), findings, tuple(moves))
 
 
@@ -212,7 +207,7 @@ def _merge_group(
     conflicts: list[Conflict],
     moves: list[HelperMove],
 ) -> dict[str, Any]:
-    nonempty = [m for m in members if _identity(auths[m])]
+    nonempty = [m for m in members if entry_identity(auths[m])]
     preferred = [m for m in nonempty if m in prefer]
     if preferred:
         winner = preferred[-1]
@@ -221,13 +216,13 @@ def _merge_group(
     else:
         winner = nonempty[0] if nonempty else members[0]
     entry = dict(auths[winner])
-    won = _identity(entry)
+    won = entry_identity(entry)
     target_helper = helper_name_for(new_config, canonical)
     for m in members:
         if m == winner:
             continue
         other = auths[m]
-        ident = _identity(other)
+        ident = entry_identity(other)
         if not ident:
             changes.append(Change("drop_empty", "auths", m, canonical))
         elif ident == won:
@@ -262,7 +257,7 @@ def _copy_hub_mirror(
     """``registry-1.docker.io`` / ``hub.docker.com`` -> canonical, when Hub has no credential."""
     target_helper = helper_name_for(new_config, HUB_CANONICAL)
     current = out.get(HUB_CANONICAL)
-    if isinstance(current, dict) and (_identity(current) or target_helper is not None):
+    if isinstance(current, dict) and (entry_identity(current) or target_helper is not None):
         return
     candidates = [
         k
@@ -275,7 +270,7 @@ def _copy_hub_mirror(
         entry = out[key]
         source_helper = helper_name_for(old_config, key)
         helper_backed = not _has_secret(entry) and source_helper is not None
-        if not (_identity(entry) or helper_backed):
+        if not (entry_identity(entry) or helper_backed):
             continue
         items = list(out.items())
         out.clear()
@@ -291,143 +286,3 @@ def _copy_hub_mirror(
                 HelperMove(source_helper, key, target_helper, HUB_CANONICAL, True, key in prefer)
             )
         return
-
-
-def _conflict_findings(config: Mapping[str, Any], path: str) -> tuple[Finding, ...]:
-    helpers = config.get("credHelpers")
-    if not isinstance(helpers, dict):
-        return ()
-    hub = {
-        k: v
-        for k, v in helpers.items()
-        if isinstance(v, str) and classify(k).kind in {KeyKind.HUB_CANONICAL, KeyKind.HUB_ALIAS}
-    }
-    if len(set(hub.values())) <= 1:
-        return ()
-    listing = ", ".join(f"{k!r}: {v!r}" for k, v in hub.items())
-    return (
-        Finding(
-            "credhelpers_hub_disagree",
-            "error",
-            path,
-            HUB_CANONICAL,
-            f"credHelpers name different helpers for Docker Hub ({listing}); Docker uses the "
-            f"one under {HUB_CANONICAL!r}, podman the one under 'docker.io'.",
-            "keep one helper and set it under both 'https://index.docker.io/v1/' and 'docker.io'",
-        ),
-    )
-
-
-def validate(config: Mapping[str, Any], *, path: str = "config.json") -> tuple[Finding, ...]:
-    """Everything wrong with a parsed config that normalization cannot repair."""
-    found: list[Finding] = []
-
-    def add(
-        code: str, severity: Literal["error", "warning"], key: str | None, message: str, fix: str
-    ) -> None:
-        found.append(Finding(code, severity, path, key, message, fix))
-
-    auths = config.get("auths", {})
-    if not isinstance(auths, dict):
-        add(
-            "wrong_type",
-            "error",
-            None,
-            "`auths` is not a JSON object; Docker cannot load the file at all.",
-            "make `auths` an object of registry -> entry, or remove it",
-        )
-        auths = {}
-    store = config.get("credsStore")
-    if store is not None and not isinstance(store, str):
-        add(
-            "wrong_type",
-            "error",
-            None,
-            "`credsStore` is not a string; Docker cannot load the file.",
-            'set it to a helper name such as "pass", or remove it',
-        )
-    helpers = config.get("credHelpers")
-    if helpers is not None and (
-        not isinstance(helpers, dict) or not all(isinstance(v, str) for v in helpers.values())
-    ):
-        add(
-            "wrong_type",
-            "error",
-            None,
-            "`credHelpers` is not an object of registry -> helper "
-            "name strings; Docker cannot load the file.",
-            "fix or remove `credHelpers`",
-        )
-
-    for key, entry in auths.items():
-        info = classify(key)
-        if not isinstance(entry, dict):
-            add(
-                "wrong_type",
-                "error",
-                key,
-                "the entry is not a JSON object; Docker cannot load the file at all.",
-                f"remove the entry for {key!r} and log in again",
-            )
-            continue
-        bad = [f for f in _STRING_FIELDS if f in entry and not isinstance(entry[f], str)]
-        if bad:
-            add(
-                "wrong_type",
-                "error",
-                key,
-                f"field(s) {', '.join(bad)} are not strings; Docker cannot load the file at all.",
-                f"remove the entry for {key!r} and log in again",
-            )
-            continue
-        auth = entry.get("auth")
-        if isinstance(auth, str) and auth:
-            try:
-                decode_auth(auth)
-            except ValueError as exc:
-                code = {
-                    "`auth` is not valid base64": "auth_not_base64",
-                    "`auth` has an empty user name": "auth_empty_username",
-                }.get(str(exc), "auth_no_colon")
-                add(
-                    code,
-                    "error",
-                    key,
-                    f"{exc}; Docker refuses the WHOLE file, so no registry works.",
-                    f"remove the entry for {key!r}, then `docker login {info.host}`",
-                )
-        if entry.get("password") not in (None, ""):
-            add(
-                "plaintext_password",
-                "warning",
-                key,
-                "the password is stored in plain "
-                "`username`/`password` fields (podman ignores them).",
-                f"`docker logout {info.host}` then `docker login {info.host}` to store it as "
-                "`auth`, or configure a credential helper",
-            )
-        if not _identity(entry) and helper_name_for(config, key) is None:
-            masks = " (podman even stops looking at other Hub keys)" if info.is_hub else ""
-            add(
-                "empty_placeholder",
-                "error",
-                key,
-                "the entry is empty and no credential helper "
-                f"is configured: no client has a credential for this registry{masks}.",
-                f"`docker login {info.host}` again, or remove the empty entry",
-            )
-        if info.kind == KeyKind.HUB_WEBSITE:
-            add(
-                "hub_website_key",
-                "warning",
-                key,
-                "hub.docker.com is Docker Hub's web site; no "
-                "client reads credentials stored under it (regauthd copies them to "
-                f"{HUB_CANONICAL!r}).",
-                "log in with plain `docker login` (no server argument)",
-            )
-        if info.kind == KeyKind.INVALID:
-            add(
-                "invalid_key", "warning", key, "the key names no registry host.", "remove the entry"
-            )
-    return tuple(found)
