@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
+
+from regauthd.statefile import write_atomically
 
 
 def _metric_label(value: str) -> str:
@@ -57,11 +58,12 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
-        """Atomically replace ``path`` (temp file in the same directory, then rename)."""
-        text = self.render()
+        """Replace ``path`` whole (:func:`regauthd.statefile.write_atomically`, world-readable
+        for the node exporter). Still dirty when it fails, so the next write tries again."""
         self.dirty = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, self.render().encode(), mode=0o644)
+        except OSError:
+            self.dirty = True
+            raise

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import time
 import urllib.parse
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from regauthd.dockerconfig.file import MAX_CONFIG_BYTES, Snapshot
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.merge import merge_config_bytes
+from regauthd.statefile import write_atomically
 
 EXPOSURE_TTL_S = 5.0
 """How long after a race every fix of the file merges again (see :class:`RaceMemory`)."""
@@ -89,13 +89,7 @@ class RaceMemory:
             "pending": base64.b64encode(entry[1]).decode(),
             "until": time.time() + entry[2] - time.monotonic(),
         }
-        tmp = self.folder / f".{secrets.token_hex(6)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, json.dumps(record).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._file(real_path))
+        write_atomically(self._file(real_path), json.dumps(record).encode())
 
     def active(self, real_path: Path) -> bool:
         return self._lookup(real_path) is not None

@@ -9,11 +9,11 @@ is saved, so a crash re-reads, it never skips. :func:`start_point` drops a curso
 
 from __future__ import annotations
 
-import itertools
-import os
 import time as _time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from regauthd.statefile import write_atomically
 
 CURSOR_FILE = "journal.cursor"
 
@@ -32,28 +32,8 @@ class CursorStore:
         return text or None
 
     def save(self, value: str) -> None:
-        write_atomically(self.path, value + "\n")
-
-
-_temp_names = itertools.count()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Temp file beside ``path`` (the state directory, never a user's config dir), fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_temp_names)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomically(self.path, (value + "\n").encode())
 
 
 def cursor_realtime(cursor: str) -> datetime | None:

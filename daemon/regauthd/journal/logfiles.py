@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from regauthd.journal.backend import FollowOptions, JournalError
-from regauthd.journal.cursor import write_atomically
 from regauthd.journal.logline import split_log_line
 from regauthd.journal.recognize import AuthFailure
+from regauthd.statefile import write_atomically
 
 # json is imported where this backend needs it: `scan-journal` on the systemd-python path starts
 # in about half the time, and that start is part of what bench/journal.py measures.
@@ -166,7 +166,8 @@ class LogFileFollower:
         }
         import json  # noqa: PLC0415 - see the imports
 
-        write_atomically(self._store, json.dumps(state, sort_keys=True))
+        self._store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomically(self._store, json.dumps(state, sort_keys=True).encode())
         self._dirty = False
 
     def close(self) -> None:
