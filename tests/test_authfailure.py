@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regauthd.journal.locate import registry_name, split_reference
+from regauthd.dockerconfig.keys import registry_name
+from regauthd.journal.locate import split_reference
 from regauthd.journal.logline import split_log_line
 from regauthd.journal.recognize import (
     DEFAULT,

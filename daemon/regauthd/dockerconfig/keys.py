@@ -129,16 +129,20 @@ def canonical_key(key: str) -> str:
     return classify(key).canonical
 
 
+_HUB_NAMED_HOSTS = _HUB_ALIAS_HOSTS | {_HUB_MIRROR_HOST, "auth.docker.io", "registry.docker.io"}
+
+
 def registry_name(text: str) -> str:
     """The registry a key, URL or host names, as people and logs say it (Docker Hub: docker.io).
 
-    ``hub.docker.com`` stays itself: it is the web site, not a registry.
+    ``hub.docker.com`` stays itself: it is the web site, not a registry. Hub's token and API hosts
+    (``auth.docker.io``, ``registry.docker.io``), which logs name and no config key uses, are Hub.
 
     >>> registry_name("https://index.docker.io/v1/"), registry_name("https://ghcr.io/v2/")
     ('docker.io', 'ghcr.io')
     """
     info = classify(text.strip())
-    if info.host.lower() in _HUB_ALIAS_HOSTS | {_HUB_MIRROR_HOST}:
+    if info.host.lower() in _HUB_NAMED_HOSTS:
         return HUB_NAME
     return info.host or text.strip()
 

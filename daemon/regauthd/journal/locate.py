@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import re
 
-from regauthd.dockerconfig.keys import HUB_NAME
-from regauthd.dockerconfig.keys import registry_name as _key_registry_name
+from regauthd.dockerconfig.keys import registry_name
 
-_HUB_LOG_HOSTS = frozenset({"auth.docker.io", "registry.docker.io"})
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?"
 _PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 _V2_URL = re.compile(
@@ -36,12 +34,6 @@ _OPERATION = re.compile(
     r"|\b(?P<login>login attempt|logging in)\b",
     re.IGNORECASE,
 )
-
-
-def registry_name(host: str) -> str:
-    """A registry host as clients name it: every Docker Hub host is ``docker.io``."""
-    # Logs also name Hub's token and API hosts, which no config key uses.
-    return HUB_NAME if host.lower() in _HUB_LOG_HOSTS else _key_registry_name(host)
 
 
 def split_reference(ref: str) -> tuple[str, str]:

@@ -38,7 +38,8 @@ from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import add
 
-from regauthd.journal.locate import locate, operation_of, registry_name
+from regauthd.dockerconfig.keys import registry_name
+from regauthd.journal.locate import locate, operation_of
 from regauthd.redact import redact_text
 
 EVENT = "journal.auth_failure"
