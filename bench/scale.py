@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -369,68 +369,48 @@ def passed(run: dict[str, Any]) -> bool:
 # Report
 
 
-TARGETS_10K = {"ready": "< 15", "rss": "< 100", "threads": "<= 6", "react": "p99 < 5"}
-
-
 def _q(figures: dict[str, float]) -> str:
     keys = ("p50_ms", "p99_ms", "p99_9_ms", "max_ms")
     return " / ".join(f"{figures[k]:.2f}" for k in keys) if figures else "-"
 
 
+def _phases(log: dict[str, float]) -> str:
+    keys = ("imports_s", "first_repair_s", "ready_logged_s")
+    return " / ".join(f"{log[k]:.2f}" if k in log else "-" for k in keys)
+
+
+ROWS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
+    ("users", lambda r: f"{r['users']:,}", "target at 10,000"),
+    ("READY (s)", lambda r: f"{r['ready_s']:.2f}", "< 15"),
+    ("  imports / armed / repaired (s)", lambda r: _phases(r["log"]), ""),
+    ("mis-keyed before", lambda r: r["mis_keyed_before"], ""),
+    ("mis-keyed after READY", lambda r: r["after_ready"]["mis_keyed_left"], "0"),
+    ("owner/mode changed", lambda r: r["after_ready"]["wrong_owner_or_mode"], "0"),
+    ("watched dirs", lambda r: r["log"].get("watched_dirs", "-"), ""),
+    ("RSS after READY (MiB)", lambda r: r["process"]["rss_mib"], "< 100"),
+    ("VmHWM (MiB)", lambda r: r["process"]["hwm_mib"], ""),
+    ("threads", lambda r: r["process"]["threads"], "<= 6"),
+    ("open fds", lambda r: r["process"]["fds"], ""),
+    ("react p50/p99/p99.9/max (ms)", lambda r: _q(r["react"]), "p99 < 5"),
+    ("raw p50/p99/p99.9/max (ms)", lambda r: _q(r["raw"]), ""),
+    ("react/raw at p50, p99", lambda r: "{p50} x, {p99} x".format(**r["react_over_raw"]), ""),
+    ("writes / rewrites / lost", lambda r: "{writes} / {rewrites} / {lost}".format(**r), ""),
+    ("mis-keyed after writes", lambda r: r["after_writes"]["mis_keyed_left"], "0"),
+    ("RSS after writes (MiB)", lambda r: r["rss_after_writes_mib"], ""),
+    ("idle CPU (s per s)", lambda r: r["idle"]["cpu_s_per_s"], ""),
+    ("SIGTERM to exit (s)", lambda r: r["stop"]["sigterm_to_exit_s"], ""),
+    ("processes left", lambda r: r["stop"]["left_processes"], "0"),
+]
+
+
 def table(runs: list[dict[str, Any]]) -> str:
-    rows: list[tuple[str, list[str], str]] = [
-        ("users", [f"{r['users']:,}" for r in runs], "target at 10,000"),
-        ("READY (s)", [f"{r['ready_s']:.2f}" for r in runs], TARGETS_10K["ready"]),
-        (
-            "  imports / armed / repaired (s)",
-            [
-                " / ".join(
-                    f"{r['log'][k]:.2f}" if k in r["log"] else "-"
-                    for k in ("imports_s", "first_repair_s", "ready_logged_s")
-                )
-                for r in runs
-            ],
-            "",
-        ),
-        ("mis-keyed before", [str(r["mis_keyed_before"]) for r in runs], ""),
-        ("mis-keyed after READY", [str(r["after_ready"]["mis_keyed_left"]) for r in runs], "0"),
-        (
-            "owner/mode changed",
-            [str(r["after_ready"]["wrong_owner_or_mode"]) for r in runs],
-            "0",
-        ),
-        ("watched dirs", [str(r["log"].get("watched_dirs", "-")) for r in runs], ""),
-        ("RSS after READY (MiB)", [f"{r['process']['rss_mib']}" for r in runs], TARGETS_10K["rss"]),
-        ("VmHWM (MiB)", [f"{r['process']['hwm_mib']}" for r in runs], ""),
-        ("threads", [str(r["process"]["threads"]) for r in runs], TARGETS_10K["threads"]),
-        ("open fds", [str(r["process"]["fds"]) for r in runs], ""),
-        ("react p50/p99/p99.9/max (ms)", [_q(r["react"]) for r in runs], TARGETS_10K["react"]),
-        ("raw p50/p99/p99.9/max (ms)", [_q(r["raw"]) for r in runs], ""),
-        (
-            "react/raw at p50, p99",
-            [f"{r['react_over_raw']['p50']} x, {r['react_over_raw']['p99']} x" for r in runs],
-            "",
-        ),
-        (
-            "writes / rewrites / lost",
-            [f"{r['writes']} / {r['rewrites']} / {r['lost']}" for r in runs],
-            "",
-        ),
-        (
-            "mis-keyed after writes",
-            [str(r["after_writes"]["mis_keyed_left"]) for r in runs],
-            "0",
-        ),
-        ("RSS after writes (MiB)", [f"{r['rss_after_writes_mib']}" for r in runs], ""),
-        ("idle CPU (s per s)", [f"{r['idle']['cpu_s_per_s']}" for r in runs], ""),
-        ("SIGTERM to exit (s)", [f"{r['stop']['sigterm_to_exit_s']}" for r in runs], ""),
-        ("processes left", [str(r["stop"]["left_processes"]) for r in runs], "0"),
-    ]
-    first = max(len(name) for name, _, _ in rows)
-    widths = [max(len(row[1][i]) for row in rows) for i in range(len(runs))]
+    """One row per figure, one column per N, the issue's target at 10,000 users last."""
+    cells = [[str(cell(r)) for r in runs] for _, cell, _ in ROWS]
+    first = max(len(name) for name, _, _ in ROWS)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(runs))]
     lines = []
-    for name, cells, target in rows:
-        body = "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+    for (name, _, target), row in zip(ROWS, cells, strict=True):
+        body = "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
         lines.append(f"{name.ljust(first)}  {body}  {target}".rstrip())
     return "\n".join(lines)
 
