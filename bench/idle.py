@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
+from _common import cpu_seconds, start_daemon, status_kib, wait_ready
 
 
 def sample(pid: int) -> dict[str, float]:
@@ -38,14 +34,12 @@ def sample(pid: int) -> dict[str, float]:
             if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                 switches += int(line.split()[1])
         runs += int((task / "schedstat").read_text().split()[2])
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    rss_kib = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS")
-    )
-    return {"switches": switches, "runs": runs, "cpu_s": cpu, "rss_mib": rss_kib / 1024}
+    return {
+        "switches": switches,
+        "runs": runs,
+        "cpu_s": cpu_seconds(pid),
+        "rss_mib": status_kib(pid, "VmRSS") / 1024,
+    }
 
 
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -72,27 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         settings.write_text(
             '[daemon]\noutput = "json"\n[probe]\nenabled = false\n[journal]\nenabled = false\n'
         )
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(base / "notify.sock"))
-        env = {k: v for k, v in os.environ.items() if k not in {"JOURNAL_STREAM", "WATCHDOG_USEC"}}
-        env.update(NOTIFY_SOCKET=str(base / "notify.sock"), HOME=str(base))
         with (base / "daemon.log").open("wb") as log:
-            daemon = subprocess.Popen(
-                [str(PYTHON), "-m", "regauthd", "run", "--config", str(settings),
-                 "--docker-config", str(cfg), "--state-dir", str(base / "state")],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            daemon, notify = start_daemon(
+                base,
+                ["--config", str(settings), "--docker-config", str(cfg),
+                 "--state-dir", str(base / "state")],
+                log,
             )  # fmt: skip
         bare = subprocess.Popen(
             [sys.executable, "-c", f"import time; time.sleep({args.seconds + 30})"]
         )
         try:
-            deadline = time.monotonic() + 30
-            ready = False
-            while not ready:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise SystemExit("daemon did not become ready")
-                if select.select([notify], [], [], 1)[0]:
-                    ready = b"READY=1" in notify.recv(4096).split(b"\n")
+            wait_ready(notify, daemon, 30)
             # Settle: the metrics file and the last STATUS= go out one second after start-up.
             time.sleep(2.0)
             before = {"daemon": sample(daemon.pid), "bare": sample(bare.pid)}

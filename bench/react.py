@@ -18,127 +18,28 @@ Usage: ``.venv/bin/python bench/react.py [--writes N] [--quick]``
 from __future__ import annotations
 
 import argparse
-import base64
-import ctypes
 import json
-import os
-import select
 import signal
-import socket
-import statistics
-import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-TEMP_PREFIX = ".regauthd-tmp-"
-HUB = "https://index.docker.io/v1/"
-
-IN_MOVED_FROM = 0x40
-IN_MOVED_TO = 0x80
-_EVENT = struct.Struct("iIII")
-
-
-class MoveReader(threading.Thread):
-    """Blocking inotify reader on one directory: records when each rename onto NAME is seen."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        super().__init__(daemon=True)
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = libc.inotify_init1(os.O_CLOEXEC)
-        if libc.inotify_add_watch(self.fd, os.fsencode(directory), IN_MOVED_FROM | IN_MOVED_TO) < 0:
-            raise OSError(ctypes.get_errno(), "inotify_add_watch")
-        self.target = name.encode()
-        self.stop_r, self.stop_w = os.pipe()
-        self.lock = threading.Condition()
-        self.writer_seen: list[int] = []
-        self.daemon_seen: list[int] = []
-
-    def run(self) -> None:
-        sources: dict[int, bytes] = {}
-        while True:
-            ready, _, _ = select.select([self.fd, self.stop_r], [], [])
-            if self.stop_r in ready:
-                return
-            buf = os.read(self.fd, 65536)
-            now = time.monotonic_ns()
-            offset = 0
-            while offset < len(buf):
-                _wd, mask, cookie, length = _EVENT.unpack_from(buf, offset)
-                name = buf[offset + 16 : offset + 16 + length].rstrip(b"\0")
-                offset += 16 + length
-                if mask & IN_MOVED_FROM:
-                    sources[cookie] = name
-                elif mask & IN_MOVED_TO and name == self.target:
-                    source = sources.pop(cookie, b"")
-                    with self.lock:
-                        if source.startswith(TEMP_PREFIX.encode()):
-                            self.daemon_seen.append(now)
-                        else:
-                            self.writer_seen.append(now)
-                        self.lock.notify_all()
-
-    def wait_daemon(self, count: int, timeout: float) -> bool:
-        with self.lock:
-            return self.lock.wait_for(lambda: len(self.daemon_seen) >= count, timeout)
-
-    def close(self) -> None:
-        os.write(self.stop_w, b"x")
-        self.join()
-        os.close(self.fd)
-
-
-def docker_style_write(directory: Path, data: bytes, seq: int) -> int:
-    """Temp file + rename, as the Docker CLI saves; returns the monotonic ns before rename()."""
-    tmp = directory / f"config.json{seq:010d}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    t0 = time.monotonic_ns()
-    os.rename(tmp, directory / "config.json")
-    return t0
-
-
-def mis_keyed(i: int) -> bytes:
-    auth = base64.b64encode(f"ci-user:token-{i:08d}".encode()).decode()
-    return json.dumps({"auths": {"docker.io": {"auth": auth}}}, indent="\t").encode()
-
-
-def wait_ready(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited early with status {proc.returncode}")
-        ready, _, _ = select.select([sock], [], [], 0.1)
-        if ready and b"READY=1" in sock.recv(4096).split(b"\n"):
-            return
-    raise SystemExit("daemon did not send READY=1")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from _common import (
+    HUB,
+    ROOT,
+    MoveReader,
+    cpu_seconds,
+    docker_style_write,
+    latency,
+    mis_keyed,
+    start_daemon,
+    wait_ready,
+)
 
 
 def summary(name: str, values_ms: list[float]) -> dict[str, float]:
-    result = {
-        "p50_ms": round(statistics.median(values_ms), 3),
-        "p99_ms": round(percentile(values_ms, 0.99), 3),
-        "max_ms": round(max(values_ms), 3),
-    }
+    result = latency(values_ms)
     print(f"{name:>6}: " + "  ".join(f"{k}={v}" for k, v in result.items()))
     return result
 
@@ -185,21 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg_dir.mkdir()
         settings = base / "config.toml"
         settings.write_text('[daemon]\noutput = "json"\n')
-        notify_path = base / "notify.sock"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(notify_path))
-        env = {k: v for k, v in os.environ.items() if k not in {"JOURNAL_STREAM", "WATCHDOG_USEC"}}
-        env.update(NOTIFY_SOCKET=str(notify_path), HOME=str(base))
         log = (base / "daemon.log").open("wb")
-        # REGAUTHD_BENCH_PROFILE=FILE runs the daemon under cProfile (where does the time go?).
-        profile = os.environ.get("REGAUTHD_BENCH_PROFILE")
-        prefix = ["-m", "cProfile", "-o", profile] if profile else []
-        proc = subprocess.Popen(
-            [str(PYTHON), *prefix, "-m", "regauthd", "run", "--config", str(settings),
-             "--docker-config", str(cfg_dir), "--state-dir", str(base / "state")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        proc, sock = start_daemon(
+            base,
+            ["--config", str(settings), "--docker-config", str(cfg_dir),
+             "--state-dir", str(base / "state")],
+            log,
         )  # fmt: skip
-        reader = MoveReader(cfg_dir, "config.json")
+        reader = MoveReader([cfg_dir])
         reader.start()
         try:
             wait_ready(sock, proc, 20)

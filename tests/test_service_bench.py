@@ -6,11 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from tests.conftest import require_root
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(script: str, *args: str) -> dict[str, object]:
+def _run(script: str, *args: str) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args, "--json"],
         capture_output=True,
@@ -20,7 +23,7 @@ def _run(script: str, *args: str) -> dict[str, object]:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    figures: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+    figures: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
     return figures
 
 
@@ -41,3 +44,27 @@ def test_watcher_bench_delivers_every_save_on_every_backend() -> None:
         result = figures[backend]
         assert isinstance(result, dict)
         assert result["delivered"] == result["rounds"] > 0, (backend, result)
+
+
+def test_scale_quick_repairs_every_config_and_every_write() -> None:
+    require_root("bench/scale.py gives each user's home its own uid")
+    figures = _run("scale.py", "--quick")
+    assert figures["backend"] is None
+    assert set(figures["max_user_watches"]) == {"limit", "in_use", "needed", "raised_to"}
+    [run] = figures["runs"]
+    assert run["users"] == 50
+    assert run["mis_keyed_before"] == 25
+    clean = {"mis_keyed_left": 0, "wrong_owner_or_mode": 0}
+    assert run["after_ready"] == run["after_writes"] == clean
+    assert run["log"]["configs"] == 50
+    assert run["writes"] == run["rewrites"] == 200
+    assert run["lost"] == run["repaired_elsewhere"] == 0
+    for figure in ("ready_s", "rss_after_writes_mib"):
+        assert run[figure] > 0
+    assert set(run["process"]) == {"rss_mib", "hwm_mib", "threads", "fds"}
+    for latencies in (run["raw"], run["react"]):
+        assert set(latencies) == {"p50_ms", "p99_ms", "p99_9_ms", "max_ms"}
+    assert set(run["react_over_raw"]) == {"p50", "p99"}
+    assert set(run["idle"]) == {"seconds", "cpu_s", "cpu_s_per_s"}
+    assert run["stop"]["exit_status"] == 0
+    assert run["stop"]["left_processes"] == 0

@@ -1,0 +1,472 @@
+"""How `regauthd run` scales with the number of users' Docker configs it watches.
+
+For each N of ``--users`` (200, 2,000 and 10,000 by default): N homes under a temp root,
+``ROOT/home/userNNNNN/.docker/config.json``, each home, ``.docker`` and config owned by the
+user's own uid (200000 + i: root may chown to a uid with no passwd entry), modes as Docker makes
+them (0700 directory, 0600 file); every other config mis-keyed (the Hub credential under
+``docker.io``, which the daemon renames to ``https://index.docker.io/v1/``), the rest clean.
+One daemon (``regauthd run`` as a real subprocess, probes and journal off) watches
+``ROOT/home/*/.docker/config.json``. Measured, on CLOCK_MONOTONIC:
+
+- READY: from starting the process until ``READY=1`` arrives on its ``NOTIFY_SOCKET`` (every
+  watch armed, every mis-keyed config repaired). Then every config is read: none may still be
+  mis-keyed, and none may have changed owner or mode. The daemon's JSON log splits the time
+  into start-up (interpreter and imports, to ``daemon.starting``), arming the watches (to the
+  first repair) and the repair pass;
+- after READY: RSS (``VmRSS``, ``VmHWM``), threads (``/proc/PID/task``), open descriptors;
+- react: ``--writes`` Docker-style saves (temp ``config.jsonNNNN``, O_EXCL, 0600, chowned to the
+  user, renamed over ``config.json``) of a NEW Hub credential under ``docker.io`` to random users,
+  each timed from just before ``rename()`` until the daemon's repaired file lands (its own rename
+  onto ``config.json``), beside raw inotify delivery of the same rename (the floor), both seen by
+  one blocking inotify reader of this script holding a watch on every user's ``.docker``;
+- idle: the daemon's CPU time (utime + stime) over ``--idle-seconds`` after the burst;
+- stop: SIGTERM until the daemon has exited, and no process left in its session.
+
+``fs.inotify.max_user_watches`` must hold the daemon's watches and this script's (about 2N):
+when it is too small it is raised for the run (as root) and restored afterwards.
+``--backend NAME`` sets ``[watch] backend`` (a daemon without that setting refuses it: exit 2).
+
+Usage: ``.venv/bin/python bench/scale.py [--users N ...] [--writes K] [--quick] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from _common import (
+    HUB,
+    MoveReader,
+    cpu_seconds,
+    docker_style_write,
+    latency,
+    mis_keyed,
+    start_daemon,
+    status_kib,
+    wait_ready,
+)
+
+FIRST_UID = 200_000
+MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+WATCH_HEADROOM = 1024
+"""Watches left free beyond what this run needs (other programs may add some meanwhile)."""
+MIB = 1024
+
+
+class SettingsRefused(Exception):
+    """The daemon exited with status 2 before READY: it refused the settings written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    docker_dir: Path
+    uid: int
+
+
+# ---------------------------------------------------------------------------------------------
+# The users' configs
+
+
+def clean_config(i: int) -> bytes:
+    hub = {"auth": f"Y2ktdXNlcjp0b2tlbi{i:08d}"}
+    return json.dumps({"auths": {HUB: hub, "ghcr.io": {"auth": "Z2g6dG9rZW4="}}}).encode()
+
+
+def make_homes(root: Path, users: int) -> list[Home]:
+    """``root/home/userNNNNN/.docker/config.json`` for each user, owned by its own uid; even
+    users' configs mis-keyed, odd users' clean."""
+    homes = root / "home"
+    homes.mkdir(mode=0o755)
+    made = []
+    for i in range(users):
+        uid = FIRST_UID + i
+        home = homes / f"user{i:05d}"
+        docker_dir = home / ".docker"
+        for directory in (home, docker_dir):
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)  # whatever the umask
+            os.chown(directory, uid, uid)
+        fd = os.open(docker_dir / "config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchown(fd, uid, uid)
+            os.fchmod(fd, 0o600)
+            os.write(fd, mis_keyed(i) if i % 2 == 0 else clean_config(i))
+        finally:
+            os.close(fd)
+        made.append(Home(docker_dir, uid))
+    return made
+
+
+def audit_homes(homes: list[Home]) -> dict[str, int]:
+    """How many configs are still mis-keyed (a Hub credential not under HUB), and how many no
+    longer have their user's owner and mode 0600."""
+    mis_keyed_left = 0
+    wrong_owner = 0
+    for home in homes:
+        path = home.docker_dir / "config.json"
+        st = path.stat()
+        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (home.uid, home.uid, 0o600):
+            wrong_owner += 1
+        auths = json.loads(path.read_bytes()).get("auths", {})
+        if "docker.io" in auths or HUB not in auths:
+            mis_keyed_left += 1
+    return {"mis_keyed_left": mis_keyed_left, "wrong_owner_or_mode": wrong_owner}
+
+
+def settings_toml(root: Path, backend: str | None) -> str:
+    pattern = json.dumps(str(root / "home" / "*" / ".docker" / "config.json"))
+    lines = [
+        "[daemon]",
+        'output = "json"',
+        "[watch]",
+        f"paths = [{pattern}]",
+        "docker_config_dirs = []",
+    ]
+    if backend is not None:
+        lines.append(f"backend = {json.dumps(backend)}")
+    lines += ["[probe]", "enabled = false", "[journal]", "enabled = false"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine: inotify limit, processes
+
+
+def inotify_watches_in_use() -> int:
+    """Watches held by every inotify descriptor on the machine now (an upper bound for root's)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == "anon_inode:inotify":
+                        info = (proc / "fdinfo" / fd.name).read_text()
+                        total += info.count("inotify wd:")
+    return total
+
+
+@contextlib.contextmanager
+def enough_inotify_watches(needed: int) -> Iterator[dict[str, int]]:
+    """Make sure ``fs.inotify.max_user_watches`` leaves ``needed`` watches free; raise it for
+    the run if not (root only), and put the old value back afterwards."""
+    limit = int(MAX_USER_WATCHES.read_text())
+    in_use = inotify_watches_in_use()
+    wanted = in_use + needed + WATCH_HEADROOM
+    facts = {"limit": limit, "in_use": in_use, "needed": needed, "raised_to": 0}
+    line = f"fs.inotify.max_user_watches = {limit} (in use: {in_use}; this run needs {needed})"
+    if limit >= wanted:
+        print(f"{line}: enough", file=sys.stderr)
+        yield facts
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"{line}: too small, and only root can raise it")
+    print(f"{line}: too small, raised to {wanted} for the run", file=sys.stderr)
+    MAX_USER_WATCHES.write_text(f"{wanted}\n")
+    facts["raised_to"] = wanted
+    try:
+        yield facts
+    finally:
+        MAX_USER_WATCHES.write_text(f"{limit}\n")
+        print(f"fs.inotify.max_user_watches restored to {limit}", file=sys.stderr)
+
+
+def session_processes(session: int) -> list[int]:
+    """Processes whose session id is ``session`` (the daemon is started as its leader)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == session:
+                    found.append(int(proc.name))
+    return found
+
+
+def log_phases(log: Path, started_wall: float) -> dict[str, float | int]:
+    """Start-up phases from the daemon's JSON log: seconds from process start to
+    ``daemon.starting`` (imports), to the first repair (watches armed), to ``daemon.ready``."""
+    stamps: dict[str, float] = {}
+    found: dict[str, float | int] = {}
+    for raw in log.read_bytes().splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        event = line.get("event", "")
+        if "timestamp" not in line:
+            continue
+        when = datetime.fromisoformat(line["timestamp"]).timestamp() - started_wall
+        if event == "daemon.starting":
+            stamps.setdefault("imports_s", when)
+        elif event.startswith("config.") and "first_repair_s" not in stamps:
+            stamps["first_repair_s"] = when
+        elif event == "daemon.ready":
+            stamps["ready_logged_s"] = when
+            found["watched_dirs"] = int(line.get("watched_dirs", -1))
+            found["configs"] = int(line.get("configs", -1))
+    found.update({k: round(v, 3) for k, v in stamps.items()})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+def run_once(users: int, args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-"))
+    try:
+        return measure(root, users, args)
+    finally:
+        t0 = time.monotonic()
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"N={users}: temp tree removed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+
+def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.monotonic()
+    homes = make_homes(root, users)
+    print(f"N={users}: {users} homes made in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    settings = root / "config.toml"
+    settings.write_text(settings_toml(root, args.backend))
+    log_path = root / "daemon.log"
+    daemon_args = ["--config", str(settings), "--state-dir", str(root / "state")]
+    with log_path.open("wb") as log:
+        started_wall = time.time()
+        started = time.monotonic()
+        proc, sock = start_daemon(root, daemon_args, log, new_session=True)
+    figures: dict[str, Any] = {"users": users, "mis_keyed_before": (users + 1) // 2}
+    reader: MoveReader | None = None
+    try:
+        try:
+            wait_ready(sock, proc, args.ready_timeout)
+        except SystemExit:
+            if proc.returncode == 2:
+                raise SettingsRefused(log_path.read_text(errors="replace").strip()) from None
+            raise
+        figures["ready_s"] = round(time.monotonic() - started, 3)
+        figures["after_ready"] = audit_homes(homes)
+        figures["process"] = sample_process(proc.pid)
+        print(f"N={users}: READY after {figures['ready_s']} s", file=sys.stderr)
+
+        reader = MoveReader([h.docker_dir for h in homes])
+        reader.start()
+        figures.update(burst(homes, reader, args))
+        figures["after_writes"] = audit_homes(homes)
+        figures["rss_after_writes_mib"] = round(status_kib(proc.pid, "VmRSS") / MIB, 1)
+
+        time.sleep(0.5)  # settle: the last deferred cleanup, metrics and STATUS= go out
+        cpu_before = cpu_seconds(proc.pid)
+        time.sleep(args.idle_seconds)
+        idle_cpu = cpu_seconds(proc.pid) - cpu_before
+        figures["idle"] = {
+            "seconds": args.idle_seconds,
+            "cpu_s": round(idle_cpu, 3),
+            "cpu_s_per_s": round(idle_cpu / args.idle_seconds, 4),
+        }
+        figures["stop"] = stop(proc)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if reader is not None:
+            reader.close()
+        sock.close()
+    figures["log"] = log_phases(log_path, started_wall)
+    return figures
+
+
+def sample_process(pid: int) -> dict[str, float | int]:
+    return {
+        "rss_mib": round(status_kib(pid, "VmRSS") / MIB, 1),
+        "hwm_mib": round(status_kib(pid, "VmHWM") / MIB, 1),
+        "threads": len(os.listdir(f"/proc/{pid}/task")),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    }
+
+
+def burst(homes: list[Home], reader: MoveReader, args: argparse.Namespace) -> dict[str, Any]:
+    """``args.writes`` Docker-style saves to random users, one at a time, each waited for."""
+    rng = random.Random(args.seed)
+    starts: list[int] = []
+    targets: list[int] = []
+    lost = 0
+    for k in range(args.writes):
+        i = rng.randrange(len(homes))
+        home = homes[i]
+        starts.append(
+            docker_style_write(home.docker_dir, mis_keyed(len(homes) + k), k, (home.uid, home.uid))
+        )
+        targets.append(i)
+        if not reader.wait_daemon(k + 1 - lost, 2.0):
+            lost += 1
+            print(f"write {k} (user {i}): not repaired within 2 s", file=sys.stderr)
+    time.sleep(0.2)  # a late repair of the last write still counts as a rewrite
+    rewrites = len(reader.daemon_seen)
+    wrong_dir = sum(1 for t, d in zip(targets, reader.daemon_in, strict=False) if t != d)
+    raw = latency([(w - s) / 1e6 for s, w in zip(starts, reader.writer_seen, strict=False)])
+    react = latency([(d - s) / 1e6 for s, d in zip(starts, reader.daemon_seen, strict=False)])
+    ratio = {
+        q: round(react[f"{q}_ms"] / raw[f"{q}_ms"], 1) if raw.get(f"{q}_ms") else None
+        for q in ("p50", "p99")
+    }
+    return {
+        "writes": args.writes,
+        "rewrites": rewrites,
+        "lost": lost,
+        "repaired_elsewhere": wrong_dir,
+        "raw": raw,
+        "react": react,
+        "react_over_raw": ratio,
+    }
+
+
+def stop(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """SIGTERM; the time until the daemon has exited; what is left in its session."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        print("the daemon did not exit within 120 s of SIGTERM", file=sys.stderr)
+        return {"sigterm_to_exit_s": None, "exit_status": None, "left_processes": None}
+    return {
+        "sigterm_to_exit_s": round(time.monotonic() - t0, 3),
+        "exit_status": proc.returncode,
+        "left_processes": len(session_processes(proc.pid)),
+    }
+
+
+def passed(run: dict[str, Any]) -> bool:
+    """Behaviour, not timing: everything repaired, nothing lost or left behind."""
+    return bool(
+        run["after_ready"] == run["after_writes"] == {"mis_keyed_left": 0, "wrong_owner_or_mode": 0}
+        and run["lost"] == run["repaired_elsewhere"] == 0
+        and run["rewrites"] == run["writes"]
+        and run["stop"]["exit_status"] == 0
+        and run["stop"]["left_processes"] == 0
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _q(figures: dict[str, float]) -> str:
+    keys = ("p50_ms", "p99_ms", "p99_9_ms", "max_ms")
+    return " / ".join(f"{figures[k]:.2f}" for k in keys) if figures else "-"
+
+
+def _phases(log: dict[str, float]) -> str:
+    keys = ("imports_s", "first_repair_s", "ready_logged_s")
+    return " / ".join(f"{log[k]:.2f}" if k in log else "-" for k in keys)
+
+
+ROWS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
+    ("users", lambda r: f"{r['users']:,}", "target at 10,000"),
+    ("READY (s)", lambda r: f"{r['ready_s']:.2f}", "< 15"),
+    ("  imports / armed / repaired (s)", lambda r: _phases(r["log"]), ""),
+    ("mis-keyed before", lambda r: r["mis_keyed_before"], ""),
+    ("mis-keyed after READY", lambda r: r["after_ready"]["mis_keyed_left"], "0"),
+    ("owner/mode changed", lambda r: r["after_ready"]["wrong_owner_or_mode"], "0"),
+    ("watched dirs", lambda r: r["log"].get("watched_dirs", "-"), ""),
+    ("RSS after READY (MiB)", lambda r: r["process"]["rss_mib"], "< 100"),
+    ("VmHWM (MiB)", lambda r: r["process"]["hwm_mib"], ""),
+    ("threads", lambda r: r["process"]["threads"], "<= 6"),
+    ("open fds", lambda r: r["process"]["fds"], ""),
+    ("react p50/p99/p99.9/max (ms)", lambda r: _q(r["react"]), "p99 < 5"),
+    ("raw p50/p99/p99.9/max (ms)", lambda r: _q(r["raw"]), ""),
+    ("react/raw at p50, p99", lambda r: "{p50} x, {p99} x".format(**r["react_over_raw"]), ""),
+    ("writes / rewrites / lost", lambda r: "{writes} / {rewrites} / {lost}".format(**r), ""),
+    ("mis-keyed after writes", lambda r: r["after_writes"]["mis_keyed_left"], "0"),
+    ("RSS after writes (MiB)", lambda r: r["rss_after_writes_mib"], ""),
+    ("idle CPU (s per s)", lambda r: r["idle"]["cpu_s_per_s"], ""),
+    ("SIGTERM to exit (s)", lambda r: r["stop"]["sigterm_to_exit_s"], ""),
+    ("processes left", lambda r: r["stop"]["left_processes"], "0"),
+]
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    """One row per figure, one column per N, the issue's target at 10,000 users last."""
+    cells = [[str(cell(r)) for r in runs] for _, cell, _ in ROWS]
+    first = max(len(name) for name, _, _ in ROWS)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(runs))]
+    lines = []
+    for (name, _, target), row in zip(ROWS, cells, strict=True):
+        body = "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
+        lines.append(f"{name.ljust(first)}  {body}  {target}".rstrip())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--users",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="N",
+        help="numbers of users, one daemon run each (repeatable; default 200 2000 10000)",
+    )
+    parser.add_argument("--writes", type=int, help="writes to random users (default 2000)")
+    parser.add_argument(
+        "--idle-seconds", type=float, help="idle CPU sampled over this long (default 10)"
+    )
+    parser.add_argument("--backend", help='write [watch] backend = "NAME" into the settings')
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--seed", type=int, default=8, help="which users the writes go to")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 50 users, 200 writes, 1 s idle"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    args = parser.parse_args(argv)
+    users = args.users or ([50] if args.quick else [200, 2000, 10_000])
+    args.writes = args.writes if args.writes is not None else (200 if args.quick else 2000)
+    if args.idle_seconds is None:
+        args.idle_seconds = 1.0 if args.quick else 10.0
+    if os.geteuid() != 0:
+        print("bench/scale.py runs as root: it gives each home its own uid", file=sys.stderr)
+        return 2
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)  # clean up (daemon, sysctl, temp tree) as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    runs: list[dict[str, Any]] = []
+    with enough_inotify_watches(2 * max(users) + 2) as watches:
+        for n in users:
+            try:
+                runs.append(run_once(n, args))
+            except SettingsRefused as exc:
+                print(
+                    f"regauthd run refused the settings (exit 2) with backend = "
+                    f"{args.backend!r}: {exc}",
+                    file=sys.stderr,
+                )
+                return 2
+    print(table(runs), file=sys.stderr)
+    if args.json:
+        figures = {"backend": args.backend, "max_user_watches": watches, "runs": runs}
+        print(json.dumps(figures))
+    return 0 if all(passed(r) for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
