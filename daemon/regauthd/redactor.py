@@ -6,8 +6,10 @@ remembers what helpers return while the loop thread logs) and applies them to st
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,42 +18,74 @@ from regauthd.redact import REDACTED, is_sensitive_key, redact_text, secret_valu
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
 
-_MAX_REMEMBERED: Final = 256
+_MAX_REMEMBERED: Final = 100_000
+"""Secrets kept: every credential of a host with thousands of users (a few MiB)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern_for(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    return secrets_pattern(secrets)
 
 
 class Redactor:
     """Keeps secrets out of every sink: known secrets (:meth:`remember`) and secrets by place
-    are replaced in text (exception messages included), fields under sensitive keys whole."""
+    are replaced in text (exception messages included), fields under sensitive keys whole.
 
-    def __init__(self) -> None:
-        self._secrets: dict[str, None] = {}
+    Built for a daemon over thousands of configs: remembering is O(1) and never recompiles
+    anything; a text is first searched for the :data:`PREFIX` characters that start a known
+    secret (one dict look-up per position, whatever the number of secrets), and only the secrets
+    found there go into a (cached) pattern.
+    """
+
+    PREFIX: Final = 6
+
+    def __init__(self, *, limit: int = _MAX_REMEMBERED) -> None:
+        self._limit = limit
+        self._secrets: OrderedDict[str, None] = OrderedDict()
+        self._by_prefix: dict[str, set[str]] = {}
+        self._short: set[str] = set()
         self._lock = threading.Lock()
-        self._pattern: re.Pattern[str] | None = None
 
     def remember(self, secrets: Iterable[str]) -> None:
-        """Add secrets to mask (the most recent ones are kept). Cheap: called on the hot path;
-        the pattern is rebuilt lazily, when something is logged."""
+        """Add secrets to mask; past the limit the least recently seen are forgotten."""
         with self._lock:
             for secret in secrets:
                 if not secret:
                     continue
                 if secret in self._secrets:
-                    self._secrets.pop(secret)
-                else:
-                    self._pattern = None
+                    self._secrets.move_to_end(secret)
+                    continue
                 self._secrets[secret] = None
-            while len(self._secrets) > _MAX_REMEMBERED:
-                del self._secrets[next(iter(self._secrets))]
-                self._pattern = None
+                if len(secret) < self.PREFIX:
+                    self._short.add(secret)
+                else:
+                    self._by_prefix.setdefault(secret[: self.PREFIX], set()).add(secret)
+            while len(self._secrets) > self._limit:
+                self._forget(self._secrets.popitem(last=False)[0])
 
-    def _compiled(self) -> re.Pattern[str] | None:
+    def _forget(self, secret: str) -> None:
+        if len(secret) < self.PREFIX:
+            self._short.discard(secret)
+            return
+        bucket = self._by_prefix.get(secret[: self.PREFIX])
+        if bucket is not None:
+            bucket.discard(secret)
+            if not bucket:
+                del self._by_prefix[secret[: self.PREFIX]]
+
+    def _present(self, text: str) -> frozenset[str]:
         with self._lock:
-            if self._pattern is None and self._secrets:
-                self._pattern = secrets_pattern(self._secrets)
-            return self._pattern
+            by_prefix, width = self._by_prefix, self.PREFIX
+            found = {s for s in self._short if s in text}
+            for i in range(len(text) - width + 1):
+                bucket = by_prefix.get(text[i : i + width])
+                if bucket:
+                    found.update(s for s in bucket if s in text)
+            return frozenset(found)
 
     def text(self, value: str) -> str:
-        return redact_text(value, self._compiled())
+        present = self._present(value)
+        return redact_text(value, _pattern_for(present) if present else None)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
