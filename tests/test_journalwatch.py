@@ -25,12 +25,12 @@ import pytest
 import structlog
 
 from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.catalogue import AlertKind
 from regauthd.dockerconfig.auth import encode_auth
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
-from regauthd.journal.alert import ALERT_KIND
 from regauthd.journal.backend import FollowOptions
 from regauthd.journal.component import JournalComponent
 from regauthd.journal.cursor import CURSOR_FILE
@@ -125,7 +125,7 @@ class Recorder:
     error = warning = info = _log
 
     def alerts(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == ALERT_KIND]
+        return [e for e in self.events if e["event"] == AlertKind.JOURNAL_AUTH_FAILURE]
 
 
 class ScriptedProber:

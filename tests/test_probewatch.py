@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.dockerconfig.auth import Credential
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
@@ -37,10 +37,6 @@ from regauthd.dockerconfig.report import ReportedConflict
 from regauthd.probe.component import ProbeComponent
 from regauthd.probe.result import ProbeResult, ProbeStatus
 from regauthd.probe.schedule import (
-    CONFLICT_KIND,
-    FAILING_KIND,
-    RATE_LIMITED_KIND,
-    RECOVERED_KIND,
     AlertDecision,
     Cadence,
     ProbeKey,
@@ -66,6 +62,10 @@ from tests.rigs.tokenissuer import Grant
 
 __all__ = ["registry_factory"]  # the fixture, used by name below
 
+FAILING_KIND = AlertKind.PROBE_FAILING
+RECOVERED_KIND = AlertKind.PROBE_RECOVERED
+RATE_LIMITED_KIND = AlertKind.PROBE_RATE_LIMITED
+CONFLICT_KIND = AlertKind.PROBE_CONFLICT
 ALL = list(ProbeStatus)
 FAILING = [s for s in ALL if s not in (ProbeStatus.OK, ProbeStatus.RATE_LIMITED)]
 KEY = ProbeKey("/home/a/.docker/config.json", "ghcr.io")
@@ -462,19 +462,23 @@ class Recorder:
         return record
 
 
-def test_deliver_uses_the_alerter_for_catalogued_kinds_and_logs_the_rest() -> None:
+def test_deliver_uses_the_alerter_for_every_decision() -> None:
     recorder = Recorder()
     alerter = Alerter(suppress_window=0, logger=recorder)
     failing = alerts_for(None, result(ProbeStatus.BAD_CREDENTIALS), KEY)
-    odd = AlertDecision("probe.not_catalogued", "s", (("verdict", "words"), ("path", "/p")))
-    with capture_logs() as logs:
-        deliver(alerter, [*failing, odd])
+    deliver(alerter.alert, failing)
     ((method, event, fields),) = recorder.events
     assert (method, event) == ("error", FAILING_KIND)
     assert fields["message"] == "ghcr.io: probe failed (bad_credentials): found bad_credentials"
     assert fields["message_id"] == CATALOGUE[FAILING_KIND].message_id.hex
-    (logged,) = [e for e in logs if e["event"] == "probe.not_catalogued"]
-    assert logged["message"] == "words" and logged["log_level"] == "warning"
+
+
+def test_every_probe_alert_kind_is_catalogued() -> None:
+    """A decision's kind is an :class:`AlertKind` (a typo is a mypy error, so the old fallback
+    for kinds the catalogue lacked is gone); every kind has its catalogue entry."""
+    probe_kinds = [k for k in AlertKind if k.value.startswith("probe.")]
+    assert probe_kinds == [FAILING_KIND, RECOVERED_KIND, CONFLICT_KIND, RATE_LIMITED_KIND]
+    assert set(CATALOGUE) == set(AlertKind)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,9 +40,6 @@ from operator import add
 
 from regauthd.journal.locate import locate, operation_of, registry_name
 
-EVENT = "journal.auth_failure"
-"""structlog event name for a recognized failure."""
-
 MAX_MESSAGE_CHARS = 2000
 """Longer messages are cut: an alert quotes the line, it does not archive it."""
 

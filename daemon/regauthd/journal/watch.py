@@ -42,12 +42,13 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from regauthd.alerts.catalogue import AlertKind
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
-from regauthd.journal.alert import ALERT_KIND, UNAVAILABLE_KIND, alert_fields, subject_of
+from regauthd.journal.alert import alert_fields, subject_of
 from regauthd.journal.backend import Follower, FollowOptions, JournalError
 from regauthd.journal.correlate import LOOKBACK
 from regauthd.journal.evidence import ConfigSight, Evidence, FixEvent, ProbeNote, sight
@@ -79,7 +80,7 @@ class AlertSink(Protocol):
     """Raises catalogued alerts on the loop thread: ``Daemon`` (which also schedules the
     suppression summary) or a bare :class:`regauthd.alerts.alerter.Alerter`."""
 
-    def alert(self, kind: str, subject: str, **fields: Any) -> bool: ...
+    def alert(self, kind: AlertKind, subject: str, **fields: Any) -> bool: ...
 
 
 class Prober(Protocol):
@@ -220,7 +221,7 @@ class JournalWatch:
         try:
             options = self._options_override or follow_options(self._settings.journal)
         except PatternError as exc:
-            self._alerter.alert(UNAVAILABLE_KIND, "journal", reason=str(exc))
+            self._alerter.alert(AlertKind.JOURNAL_UNAVAILABLE, "journal", reason=str(exc))
             return
         # A fresh event per thread: a thread that outlived stop()'s timeout still sees its own.
         self._stop = threading.Event()
@@ -297,7 +298,7 @@ class JournalWatch:
 
     def _unavailable(self, reason: str) -> None:
         def raise_alert() -> None:
-            self._alerter.alert(UNAVAILABLE_KIND, "journal", reason=reason)
+            self._alerter.alert(AlertKind.JOURNAL_UNAVAILABLE, "journal", reason=reason)
 
         self._post(raise_alert)
 
@@ -492,7 +493,7 @@ class JournalWatch:
 
     def _raise(self, key: _Key, failure: AuthFailure, evidence: Evidence) -> None:
         fields = alert_fields(failure, evidence, tz=self._tz)
-        emitted = self._alerter.alert(ALERT_KIND, subject_of(failure), **fields)
+        emitted = self._alerter.alert(AlertKind.JOURNAL_AUTH_FAILURE, subject_of(failure), **fields)
         if emitted:
             self.alerts_raised += 1
         window = self._settings.alerts.suppress_window

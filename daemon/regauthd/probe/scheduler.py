@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import structlog
 
-from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.alerts.alerter import RaiseAlert
+from regauthd.alerts.catalogue import AlertKind
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.client import make_client, probe
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeTarget
@@ -64,7 +65,7 @@ class AlertSink(Protocol):
     """:class:`regauthd.alerts.alerter.Alerter` or :class:`regauthd.service.daemon.Daemon`
     (loop thread only)."""
 
-    def alert(self, kind: str, subject: str, **fields: Any) -> bool: ...
+    def alert(self, kind: AlertKind, subject: str, **fields: Any) -> bool: ...
 
 
 Post = Callable[[Callable[[], None]], None]
@@ -85,15 +86,10 @@ def _config_name(path: Path | str) -> str:
     return os.path.normpath(str(path))
 
 
-def deliver(alerter: AlertSink, decisions: Iterable[AlertDecision]) -> None:
-    """Raise ``decisions`` (loop thread). A kind the catalogue lacks is logged as a warning."""
+def deliver(alert: RaiseAlert, decisions: Iterable[AlertDecision]) -> None:
+    """Raise ``decisions`` (loop thread)."""
     for decision in decisions:
-        if decision.kind in CATALOGUE:
-            alerter.alert(decision.kind, decision.subject, **decision.kwargs())
-        else:
-            fields = decision.kwargs()
-            message = fields.pop("verdict", None) or decision.kind
-            log.warning(decision.kind, subject=decision.subject, message=message, **fields)
+        alert(decision.kind, decision.subject, **decision.kwargs())
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
@@ -422,7 +418,7 @@ class ProbeScheduler:
             configs=len(keys),
         )
         # Posted even without alerts: the daemon refreshes its STATUS= line after each callback.
-        self._post(lambda: deliver(self._alerter, decisions))
+        self._post(lambda: deliver(self._alerter.alert, decisions))
         if self._wake is not None:
             self._wake.set()
 
@@ -449,7 +445,7 @@ class ProbeScheduler:
             (kept.credential, kept_result),
             (removed.credential, removed_result),
         )
-        self._post(lambda: deliver(self._alerter, [decision]))
+        self._post(lambda: deliver(self._alerter.alert, [decision]))
 
     # -- reading the configs (a worker thread) ---------------------------------------------
 

@@ -31,7 +31,7 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.metrics import Metrics
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
@@ -146,7 +146,7 @@ class Daemon:
         """Schedule ``callback`` on the loop (loop thread only; from elsewhere post first)."""
         return self.loop.call_later(delay, callback)
 
-    def alert(self, kind: str, subject: str, **fields: Any) -> bool:
+    def alert(self, kind: AlertKind, subject: str, **fields: Any) -> bool:
         """Raise a catalogued alert (loop thread only). Schedules the suppression summary."""
         emitted = self.alerter.alert(kind, subject, **fields)
         self.reporter.alerted()
@@ -238,7 +238,7 @@ class Daemon:
         try:
             new = self._reload_settings()
         except SettingsError as exc:
-            self.alert("settings.reload_failed", str(self.settings.source), reason=str(exc))
+            self.alert(AlertKind.SETTINGS_RELOAD_FAILED, str(self.settings.source), reason=str(exc))
             return
         old = self.settings
         self.settings = new
@@ -321,7 +321,7 @@ class Daemon:
                 # The daemon outlives any one file: say so loudly, keep watching the others.
                 log.exception("config.repair_failed", path=config)
                 self.alert(
-                    "config.unfixable",
+                    AlertKind.CONFIG_UNFIXABLE,
                     config,
                     path=config,
                     reason=f"regauthd failed while repairing it ({type(exc).__name__}: {exc})",
