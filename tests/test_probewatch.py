@@ -54,7 +54,7 @@ from regauthd.probe.schedule import (
     status_text,
     sync,
 )
-from regauthd.probe.scheduler import ProbeScheduler, deliver, watched_configs
+from regauthd.probe.scheduler import ProbeScheduler, deliver
 from regauthd.settings import Environment, ProbeSettings, parse_settings
 from tests.rigs.hubfake import HubFake
 from tests.rigs.registry import RegistryFactory, registry_factory
@@ -560,7 +560,9 @@ def scheduler_factory() -> Iterator[Callable[..., ProbeScheduler]]:
     def make(
         settings: ProbeSettings, configs: list[Path], inbox: Inbox, sink: Sink
     ) -> ProbeScheduler:
-        scheduler = ProbeScheduler(settings, lambda: list(configs), inbox.post, sink, min_gap=0.0)
+        scheduler = ProbeScheduler(
+            settings, lambda: list(configs), inbox.post, sink.alert, min_gap=0.0
+        )
         made.append(scheduler)
         return scheduler
 
@@ -778,7 +780,7 @@ def test_disabled_probes_start_no_thread() -> None:
     inbox, sink = Inbox(), Sink()
     before = threading.active_count()
     scheduler = ProbeScheduler(
-        ProbeSettings(enabled=False), lambda: [Path("/nonexistent")], inbox.post, sink
+        ProbeSettings(enabled=False), lambda: [Path("/nonexistent")], inbox.post, sink.alert
     )
     scheduler.start()
     scheduler.probe_now(["ghcr.io"])
@@ -800,7 +802,7 @@ def test_reload_enables_and_disables_the_thread(
     write_config(config, {reg.host: ALICE})
     inbox, sink = Inbox(), Sink()
     scheduler = ProbeScheduler(
-        ProbeSettings(enabled=False), lambda: [config], inbox.post, sink, min_gap=0.0
+        ProbeSettings(enabled=False), lambda: [config], inbox.post, sink.alert, min_gap=0.0
     )
     try:
         scheduler.start()
@@ -818,16 +820,6 @@ def test_reload_enables_and_disables_the_thread(
         assert scheduler.status_line() == "probes off"
     finally:
         assert scheduler.stop(timeout=5.0)
-
-
-def test_watched_configs_expands_globs_and_skips_missing(tmp_path: Path) -> None:
-    for user in ("ann", "ben"):
-        (tmp_path / "home" / user / ".docker").mkdir(parents=True)
-    (tmp_path / "home" / "ann" / ".docker" / "config.json").write_text("{}")
-    text = f'[watch]\npaths = ["{tmp_path}/home/*/.docker/config.json", "~/.docker/config.json"]\n'
-    env = Environment(euid=1000, home=tmp_path / "nohome", env={})
-    found = watched_configs(parse_settings(text, env), home=tmp_path / "nohome")
-    assert found == [tmp_path / "home" / "ann" / ".docker" / "config.json"]
 
 
 @pytest.mark.integration
@@ -854,9 +846,11 @@ def test_an_unreadable_config_keeps_its_registries(
 
 
 @pytest.mark.integration
-def test_component_wiring_with_the_daemon_interface(
+def test_component_wiring_as_the_composition_root_does(
     tmp_path: Path, registry_factory: RegistryFactory
 ) -> None:
+    """Wired as :func:`regauthd.service.app.build` wires it: the daemon's ``post`` and ``alert``,
+    the watched configs, the repair listener, a result subscriber."""
     reg = registry_factory(users=dict([ALICE, BOB]))
     docker_dir = tmp_path / "docker"
     docker_dir.mkdir()
@@ -866,23 +860,24 @@ def test_component_wiring_with_the_daemon_interface(
     env = Environment(euid=1000, home=tmp_path, env={})
     settings = parse_settings(text, env)
     inbox, sink = Inbox(), Sink()
-
-    class DaemonLike:
-        def post(self, callback: Callable[[], None]) -> None:
-            inbox.post(callback)
-
-        def alert(self, kind: str, subject: str, **fields: Any) -> bool:
-            return sink.alert(kind, subject, **fields)
-
-    component = ProbeComponent(settings, min_gap=0.0)
-    component.start(DaemonLike())  # type: ignore[arg-type]
+    watched = [config]  # the daemon's watch plan
+    scheduler = ProbeScheduler(
+        settings.probe, lambda: list(watched), inbox.post, sink.alert, min_gap=0.0
+    )
+    pushed: list[tuple[ProbeKey, ProbeResult]] = []
+    scheduler.subscribe(lambda key, result: pushed.append((key, result)))
+    component = ProbeComponent(scheduler, lambda: list(watched))
+    component.start()
     try:
         inbox.run()
         assert component.status() == "probes: 1 ok"
+        # Every completed result is pushed, on the loop thread (here: the test's).
+        assert pushed == [(ProbeKey(str(config), reg.host), scheduler.latest(reg.host))]
+        assert pushed[0][1] is scheduler.latest(reg.host)
         # The daemon repaired the file and reports the conflict it resolved.
         report = fix_file(config, backups=BackupStore(tmp_path / "state"))
         with capture_logs() as logs:
-            component.config_changed(config, report)
+            scheduler.on_repair(config, report)
             inbox.run()
         conflict_events = [e for e in logs if e["event"] == CONFLICT_KIND]
         conflict_events += [f for _, e, f in sink.recorder.events if e == CONFLICT_KIND]
@@ -891,13 +886,14 @@ def test_component_wiring_with_the_daemon_interface(
         assert message == (
             f"kept alice's credential for {reg.host}; it works; the removed bob credential works"
         )
-        component.auth_failure(f"https://{reg.host}/v1/")  # as a journal line names it
+        scheduler.probe_now([f"https://{reg.host}/v1/"])  # as a journal line names it
         inbox.run()
         assert component.status() == "probes: 1 ok"
         assert sink.kinds in ([], [CONFLICT_KIND])
+        assert pushed[-1] == (ProbeKey(str(config), reg.host), scheduler.latest(reg.host))
         component.reload(dataclasses.replace(settings, probe=ProbeSettings(enabled=False)))
         assert component.status() is None
-        assert component.scheduler is not None and not component.scheduler.running
+        assert not scheduler.running
     finally:
         component.stop()
 
@@ -906,10 +902,10 @@ def test_component_wiring_with_the_daemon_interface(
 def test_inside_the_real_daemon_loop(
     tmp_path: Path, registry_factory: RegistryFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The component in :class:`regauthd.service.daemon.Daemon`: alerts go through the daemon's own
-    alerter on its loop thread, the probe summary reaches ``STATUS=``, and shutdown stops the
-    probe thread."""
-    from regauthd.service.daemon import Daemon
+    """The component in :class:`regauthd.service.daemon.Daemon`, built by
+    :func:`regauthd.service.app.build`: alerts go through the daemon's own alerter on its loop
+    thread, the probe summary reaches ``STATUS=``, and shutdown stops the probe thread."""
+    from regauthd.service.app import build
 
     reg = registry_factory(users=dict([ALICE]))
     config = tmp_path / "docker" / "config.json"
@@ -927,8 +923,8 @@ def test_inside_the_real_daemon_loop(
         '[probe]\nenabled = true\ninterval = "1h"\njitter = 0\n'
     )
     settings = parse_settings(text, Environment(euid=1000, home=tmp_path, env={}))
-    component = ProbeComponent(settings, min_gap=0.0)
-    daemon = Daemon(settings, components=[component], configure_output=False)
+    app = build(settings, configure_output=False)
+    daemon = app.daemon
     status_lines: list[str] = []
 
     def watch_status() -> None:
@@ -953,7 +949,7 @@ def test_inside_the_real_daemon_loop(
             signal.signal(signum, handler)
         notify.close()
     watcher.join(timeout=5.0)
-    assert component.scheduler is not None and not component.scheduler.running
+    assert app.probes is not None and not app.probes.running
     failing = [e for e in logs if e["event"] == FAILING_KIND]
     assert len(failing) == 1
     assert failing[0]["registry"] == reg.host
