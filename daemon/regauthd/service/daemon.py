@@ -39,7 +39,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.file import TEMP_PREFIX
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.fsview import LOCAL
-from regauthd.service.loop import Loop, Timer
+from regauthd.service.loop import Loop
 from regauthd.service.repair import Repairer
 from regauthd.service.reporting import Reporter
 from regauthd.service.sdnotify import Notifier
@@ -159,10 +159,6 @@ class Daemon:
     def post(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the daemon's loop thread (safe from any thread)."""
         self.loop.post(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        """Schedule ``callback`` on the loop (loop thread only; from elsewhere post first)."""
-        return self.loop.call_later(delay, callback)
 
     def alert(self, kind: AlertKind, subject: str, **fields: Any) -> bool:
         """Raise a catalogued alert (loop thread only). Schedules the suppression summary."""
