@@ -2,10 +2,10 @@
 systemd-journald in a private mount namespace.
 
 Each test runs the watch's thread for real; the daemon's loop is reduced to what the watch needs
-(``post`` from any thread, callbacks run in the test's thread), the alerts go through the real
-:class:`regauthd.alerts.alerter.Alerter`, re-checks through the real fixer on real config files. The
-prober is a scripted object implementing our own ``Prober`` interface (the probe scheduler has
-its own tests).
+(``post`` from any thread, ``call_later``, callbacks run in the test's thread), the alerts go
+through the real :class:`regauthd.alerts.alerter.Alerter`, re-checks through the real fixer on
+real config files. The prober is a scripted object implementing our own ``Prober`` interface,
+pushing its results as the probe scheduler does (which has its own tests).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,18 +26,23 @@ import pytest
 import structlog
 
 from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.catalogue import AlertKind
 from regauthd.dockerconfig.auth import encode_auth
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
-from regauthd.journal.alert import ALERT_KIND
 from regauthd.journal.backend import FollowOptions
-from regauthd.journal.component import JournalComponent
 from regauthd.journal.cursor import CURSOR_FILE
-from regauthd.journal.watch import JournalWatch, Recheck, follow_options, recheck_files
-from regauthd.probe.component import ProbeComponent
+from regauthd.journal.recognize import AuthFailure, FailureKind
+from regauthd.journal.verdicts import Recheck, Verdicts, recheck_files
+from regauthd.journal.watch import JournalWatch, follow_options
 from regauthd.probe.result import ProbeResult, ProbeStatus
+from regauthd.probe.schedule import ProbeKey
+from regauthd.probe.scheduler import ProbeScheduler
+from regauthd.service.app import build
+from regauthd.service.fsview import LOCAL
+from regauthd.service.watchplan import configs_matching
 from regauthd.settings import Environment, Settings, parse_settings
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import JournaldNamespace, dockerd, write_journal
@@ -80,29 +86,55 @@ def push_to(registry: str, repository: str = "acme/api") -> str:
 
 
 # --- the harness --------------------------------------------------------------------------------
+class Timer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class Loop:
-    """The daemon loop as the watch sees it: ``post`` from any thread; the test's thread runs
-    the callbacks (it is the loop thread)."""
+    """The daemon loop as the watch sees it: ``post`` from any thread, ``call_later``; the
+    test's thread runs the callbacks and the due timers (it is the loop thread)."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self.thread = threading.get_ident()
+        self.timers: list[Timer] = []
 
     def post(self, callback: Callable[[], None]) -> None:
         self._queue.put(callback)
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(time.monotonic() + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        for timer in [t for t in self.timers if t.when <= now or t.cancelled]:
+            self.timers.remove(timer)
+            if not timer.cancelled:
+                timer.callback()
+
     def run_until(self, done: Callable[[], bool], *, within: float = 30.0) -> None:
-        """Run posted callbacks until ``done()``; ``within`` only bounds a broken test."""
+        """Run posted callbacks and due timers until ``done()``; ``within`` only bounds a
+        broken test."""
         deadline = time.monotonic() + within
         while not done():
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("the watch did not get there")
             try:
-                callback = self._queue.get(timeout=min(left, 0.1))
+                callback = self._queue.get(timeout=min(left, 0.05))
             except queue.Empty:
+                self._run_due_timers()
                 continue
             callback()
+            self._run_due_timers()
 
     def run_ready(self) -> None:
         while True:
@@ -125,12 +157,14 @@ class Recorder:
     error = warning = info = _log
 
     def alerts(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == ALERT_KIND]
+        return [e for e in self.events if e["event"] == AlertKind.JOURNAL_AUTH_FAILURE]
 
 
 class ScriptedProber:
-    """Implements :class:`regauthd.journal.watch.Prober`: ``probe_now`` makes the prepared answer
-    the latest result (a new object, as a real probe does), at once or on ``release()``."""
+    """Implements :class:`regauthd.journal.verdicts.Prober`: ``probe_now`` pushes the prepared
+    answer (a new object, as a real probe yields) to the watch through the loop's ``post``, as
+    the probe scheduler does, at once or on ``release()``. ``previous``: results pushed before
+    the watch starts (earlier probes)."""
 
     def __init__(
         self,
@@ -143,8 +177,20 @@ class ScriptedProber:
         self.hold = hold
         self.calls: list[list[str]] = []
         self.running = True
-        self._latest: dict[str, ProbeResult] = dict(previous or {})
+        self._previous = dict(previous or {})
         self._asked: list[str] = []
+        self._post: Callable[[Callable[[], None]], None] = lambda callback: None
+        self._push: Callable[[ProbeKey, ProbeResult], None] = lambda key, result: None
+
+    def attach(
+        self,
+        post: Callable[[Callable[[], None]], None],
+        push: Callable[[ProbeKey, ProbeResult], None],
+    ) -> None:
+        """Push to ``push`` through ``post`` (the scheduler's subscription; loop thread)."""
+        self._post, self._push = post, push
+        for registry, result in self._previous.items():
+            push(ProbeKey(CONFIG_KEY, registry), result)
 
     def probe_now(self, registries: list[str]) -> None:
         self.calls.append(list(registries))
@@ -155,11 +201,14 @@ class ScriptedProber:
     def release(self) -> None:
         for registry in self._asked:
             if registry in self.answers:
-                self._latest[registry] = dataclasses.replace(self.answers[registry])
+                result = dataclasses.replace(self.answers[registry])
+                key = ProbeKey(CONFIG_KEY, registry)
+                self._post(lambda key=key, result=result: self._push(key, result))
         self._asked = []
 
-    def latest(self, registry: str) -> ProbeResult | None:
-        return self._latest.get(registry)
+
+CONFIG_KEY = "/home/ci/.docker/config.json"
+"""The config a scripted probe result is for."""
 
 
 def settings_for(
@@ -206,15 +255,8 @@ class Rig:
         prober: ScriptedProber | None = None,
         **kwargs: Any,
     ) -> JournalWatch:
-        watch = JournalWatch(
-            self.settings,
-            self.settings.state_dir,
-            self.loop.post,
-            self.alerter,
-            recheck,
-            prober,
-            options=kwargs.pop("options", self.options),
-            **kwargs,
+        watch = make_watch(
+            self.settings, self.loop, self.alerter, recheck, prober, self.options, **kwargs
         )
         self.watches.append(watch)
         watch.start()
@@ -223,6 +265,31 @@ class Rig:
     def stop(self, watch: JournalWatch) -> None:
         watch.stop(timeout=5.0)
         assert not watch.running
+
+
+def make_watch(
+    settings: Settings,
+    loop: Loop,
+    alerter: Alerter,
+    recheck: Recheck,
+    prober: ScriptedProber | None,
+    options: FollowOptions | None,
+    **kwargs: Any,
+) -> JournalWatch:
+    """A watch wired as :mod:`regauthd.service.app` wires it, to the test's loop and prober."""
+    watch = JournalWatch(
+        settings,
+        post=loop.post,
+        call_later=loop.call_later,
+        alert=alerter.alert,
+        recheck=recheck,
+        prober=prober,
+        options=options,
+        **kwargs,
+    )
+    if prober is not None:
+        prober.attach(loop.post, watch.probe_result)
+    return watch
 
 
 @pytest.fixture(params=["systemd", "journalctl"])
@@ -343,14 +410,13 @@ def test_a_burst_is_one_alert_then_counted_into_the_summary(tmp_path: Path) -> N
         {"docker.io": ProbeResult("docker.io", ProbeStatus.BAD_CREDENTIALS, username="acme")},
         hold=True,
     )
-    watch = JournalWatch(
+    watch = make_watch(
         settings,
-        settings.state_dir,
-        loop.post,
+        loop,
         alerter,
         recheck_files([], BackupStore(tmp_path / "state")),
         prober,
-        options=options,
+        options,
         clock=lambda: now[0],
     )
     watch.start()
@@ -481,9 +547,7 @@ def test_log_file_backend(tmp_path: Path) -> None:
 def test_disabled_means_no_thread(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, enabled=False)
     before = set(threading.enumerate())
-    watch = JournalWatch(
-        settings, settings.state_dir, Loop().post, Alerter(suppress_window=0), lambda r: []
-    )
+    watch = make_watch(settings, Loop(), Alerter(suppress_window=0), lambda r: [], None, None)
     watch.start()
     assert not watch.running
     assert set(threading.enumerate()) == before
@@ -506,16 +570,16 @@ def test_unusable_journal_is_logged_and_stop_is_prompt(tmp_path: Path) -> None:
 
 def test_reload_restarts_only_when_the_journal_settings_change(rig: Rig) -> None:
     watch = rig.watch(lambda r: [])
-    thread = watch._thread
+    thread = watch._reader
     watch.reload(rig.settings)
-    assert watch._thread is thread
+    assert watch._reader is thread
     changed = dataclasses.replace(
         rig.settings, journal=dataclasses.replace(rig.settings.journal, units=("x.service",))
     )
     watch.reload(changed)
     assert watch.running
-    assert watch._thread is not thread
-    assert thread is not None and not thread.is_alive()
+    assert watch._reader is not thread
+    assert thread is not None and not thread.running
 
 
 def test_follow_options_from_settings(tmp_path: Path) -> None:
@@ -605,52 +669,48 @@ def test_probes_off_means_no_probe_and_no_wait(rig: Rig, journal_dir: Path) -> N
     assert "probe" not in rig.recorder.alerts()[0]
 
 
-# --- as a daemon component ------------------------------------------------------------------------
-class DaemonSide:
-    """What a component gets from the daemon: ``post`` and ``alert`` (loop thread)."""
-
-    def __init__(self, loop: Loop, alerter: Alerter) -> None:
-        self.post = loop.post
-        self.alert = alerter.alert
-
-
-def test_component_repairs_the_watched_configs_and_hears_of_repairs(
-    rig: Rig, journal_dir: Path
-) -> None:
+# --- as the daemon wires it ----------------------------------------------------------------------
+def test_repairs_the_watched_configs_and_hears_of_repairs(rig: Rig, journal_dir: Path) -> None:
+    """Wired as in the daemon: re-checks repair the watched configs; every repair the daemon
+    makes is handed over (``on_repair``) as it happens."""
     config = hub_alias_config(rig.tmp_path / "home")
-    component = JournalComponent(rig.settings, options=rig.options)
-    component.start(DaemonSide(rig.loop, rig.alerter))  # type: ignore[arg-type]
+    patterns = rig.settings.watch.patterns(rig.tmp_path / "home")
+    backups = BackupStore(rig.tmp_path / "state")
+
+    def recheck(registry: str | None) -> list[FixReport]:
+        return [fix_file(Path(p), backups=backups) for p in configs_matching(patterns, LOCAL)]
+
+    watch = make_watch(rig.settings, rig.loop, rig.alerter, recheck, None, rig.options)
+    watch.start()
     try:
         write_journal(journal_dir, dockerd(HUB_PUSH), boot_id=BOOT)
         rig.loop.run_until(lambda: len(rig.recorder.alerts()) == 1)
         (alert,) = rig.recorder.alerts()
         assert alert["cause"] == "misplaced_key"
         assert list(json.loads(config.read_text())["auths"]) == [HUB_CANONICAL]
-        assert component.status() == "journal: 1 auth failure(s), 1 alert(s)"
+        assert watch.status() == "journal: 1 auth failure(s), 1 alert(s)"
 
         # The daemon's own repair of another spelling, handed over as it happens.
         other = rig.tmp_path / "home" / ".docker" / "config.json"
         other.write_text(json.dumps({"auths": {"https://ghcr.io/v2/": {"auth": AUTH}}}))
-        backups = BackupStore(rig.tmp_path / "state")
-        component.config_changed(other, fix_file(other, backups=backups))
+        watch.on_repair(str(other), fix_file(other, backups=backups))
         write_journal(journal_dir, dockerd(push_to("ghcr.io")), boot_id=BOOT)
         rig.loop.run_until(lambda: len(rig.recorder.alerts()) == 2)
         assert "stored under `https://ghcr.io/v2/`" in rig.recorder.alerts()[1]["reason"]
     finally:
-        component.stop()
-    assert component.watch is not None and not component.watch.running
+        watch.stop()
+    assert not watch.running
 
 
-def test_component_uses_the_daemons_own_recheck(rig: Rig, journal_dir: Path) -> None:
+def test_uses_the_recheck_it_is_given(rig: Rig, journal_dir: Path) -> None:
     asked: list[str | None] = []
 
-    class WithRecheck(DaemonSide):
-        def recheck(self, registry: str | None) -> list[FixReport]:
-            asked.append(registry)
-            return []
+    def recheck(registry: str | None) -> list[FixReport]:
+        asked.append(registry)
+        return []
 
-    component = JournalComponent(rig.settings, options=rig.options)
-    component.start(WithRecheck(rig.loop, rig.alerter))  # type: ignore[arg-type]
+    watch = make_watch(rig.settings, rig.loop, rig.alerter, recheck, None, rig.options)
+    watch.start()
     try:
         # dockerd's two lines for one refused push are one failure...
         write_journal(journal_dir, dockerd(HUB_PUSH, DOCKERD_PUSH), boot_id=BOOT)
@@ -659,9 +719,60 @@ def test_component_uses_the_daemons_own_recheck(rig: Rig, journal_dir: Path) -> 
         write_journal(journal_dir, dockerd(DOCKERD_PUSH), boot_id=BOOT, start=later)
         rig.loop.run_until(lambda: len(rig.recorder.alerts()) == 2)
     finally:
-        component.stop()
+        watch.stop()
     assert asked == ["docker.io", None]
     assert [a["registry"] for a in rig.recorder.alerts()] == ["docker.io", "a registry"]
+
+
+def test_the_verdict_is_decided_when_the_probe_result_is_pushed() -> None:
+    """No polling: the verdict goes out inside the call that pushes the probe's result (a fake
+    clock that never moves, no thread, no sleep); the timeout's timer is then cancelled."""
+    settings = settings_for(Path("/nonexistent"))
+    recorder = Recorder()
+    alerter = Alerter(suppress_window=300.0, logger=recorder, clock=lambda: 1000.0)
+    timers: list[Timer] = []
+
+    def call_later(delay: float, callback: Callable[[], None]) -> Timer:
+        timers.append(Timer(delay, callback))
+        return timers[-1]
+
+    prober = ScriptedProber({"docker.io": ProbeResult("docker.io", ProbeStatus.OK)}, hold=True)
+    verdicts = Verdicts(
+        settings,
+        alert=alerter.alert,
+        recheck=lambda registry: [],
+        prober=prober,
+        call_later=call_later,
+        verdict_timeout=5.0,
+        clock=lambda: 1000.0,
+        wall=lambda: datetime(2025, 1, 1, 12, 0, tzinfo=UTC),
+        tz=UTC,
+    )
+    pushed: list[Callable[[], None]] = []
+    prober.attach(pushed.append, verdicts.probe_result)
+    failure = AuthFailure(
+        FailureKind.UNAUTHORIZED,
+        "docker.io",
+        "acme/api",
+        "push",
+        "docker.service",
+        datetime(2025, 1, 1, 11, 59, 59, tzinfo=UTC),
+        "unauthorized: authentication required",
+    )
+
+    verdicts.on_failure(failure)
+    assert prober.calls == [["docker.io"]]
+    assert recorder.alerts() == []  # waiting for the probe, one timer armed for the timeout
+    ((timer,),) = [timers]
+    assert timer.when == 5.0 and not timer.cancelled
+
+    prober.release()  # the probe finished: the scheduler posts its result to the loop...
+    (deliver,) = pushed
+    deliver()  # ...and the loop hands it over: the verdict is decided right here
+    (alert,) = recorder.alerts()
+    assert (alert["probe"], alert["failures"], alert["registry"]) == ("ok", 1, "docker.io")
+    assert timer.cancelled
+    assert verdicts.alerts_raised == 1
 
 
 @pytest.mark.integration
@@ -685,20 +796,31 @@ repositories = {{ "{reg.host}" = "team/app" }}
     settings = settings_for(tmp_path, extra=probe_table)
     options = FollowOptions(units=("docker.service",), directory=journal_dir, backend="journalctl")
     loop, recorder = Loop(), Recorder()
-    daemon = DaemonSide(loop, Alerter(suppress_window=300.0, logger=recorder))
-    probes = ProbeComponent(settings, min_gap=0.0)
-    journal = JournalComponent(settings, probes=probes, options=options)
-    probes.start(daemon)  # type: ignore[arg-type]
-    journal.start(daemon)  # type: ignore[arg-type]
+    alerter = Alerter(suppress_window=300.0, logger=recorder)
+    # Wired as regauthd.service.app wires them.
+    scheduler = ProbeScheduler(
+        settings.probe, lambda: [config], loop.post, alerter.alert, min_gap=0.0
+    )
+    backups = BackupStore(tmp_path / "state")
+    journal = JournalWatch(
+        settings,
+        post=loop.post,
+        call_later=loop.call_later,
+        alert=alerter.alert,
+        recheck=recheck_files([config], backups),
+        prober=scheduler,
+        options=options,
+    )
+    scheduler.subscribe(journal.probe_result)
+    scheduler.start()
+    journal.start()
     try:
-        assert probes.scheduler is not None
-        scheduler = probes.scheduler
         loop.run_until(lambda: scheduler.latest(reg.host) is not None)  # the first round
         write_journal(journal_dir, dockerd(push_to(reg.host, "team/app")), boot_id=BOOT)
         loop.run_until(lambda: len(recorder.alerts()) == 1)
     finally:
         journal.stop()
-        probes.stop()
+        scheduler.stop()
     (alert,) = recorder.alerts()
     assert alert["cause"] == "denied"
     assert alert["probe"] == "push_denied"
@@ -707,6 +829,75 @@ repositories = {{ "{reg.host}" = "team/app" }}
     )
     assert "Give alice write access to team/app" in alert["fix"]
     assert_no_secrets(recorder.events)
+
+
+@pytest.mark.integration
+def test_in_the_daemon_built_by_the_composition_root(
+    tmp_path: Path,
+    journal_dir: Path,
+    registry_factory: RegistryFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """:func:`regauthd.service.app.build` with probes and the journal on, run in this process:
+    the failure is re-checked through the daemon, probed by its scheduler, and the verdict goes
+    out when the scheduler pushes the result; shutdown stops the journal, then the probes."""
+    require_program("journalctl", "systemd")
+    reg = registry_factory(auth="token", grants={"alice": Grant.pull_only(PASSWORD)})
+    config = tmp_path / "home" / ".docker" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"auths": {reg.host: {"auth": encode_auth("alice", PASSWORD)}}}))
+    extra = f"""
+[probe]
+enabled = true
+interval = "1h"
+jitter = 0
+repositories = {{ "{reg.host}" = "team/app" }}
+"""
+    settings = settings_for(tmp_path, extra=extra)
+    settings = dataclasses.replace(
+        settings,
+        journal=dataclasses.replace(settings.journal, directory=journal_dir, backend="journalctl"),
+    )
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    app = build(settings, configure_output=False, probe_min_gap=0.0)
+    assert [c.name for c in app.daemon.components] == ["probes", "journal"]
+    scheduler, journal = app.probes, app.journal
+    assert scheduler is not None and journal is not None
+
+    def verdicts(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in logs if e["event"] == AlertKind.JOURNAL_AUTH_FAILURE]
+
+    def drive(logs: list[dict[str, Any]]) -> None:
+        deadline = time.monotonic() + 30
+        try:
+            while scheduler.latest(reg.host) is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first round
+            write_journal(journal_dir, dockerd(push_to(reg.host, "team/app")), boot_id=BOOT)
+            while not verdicts(logs) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            app.daemon.stop()
+
+    # Daemon.run() installs handlers for SIGTERM, SIGINT and SIGHUP: put pytest's back after.
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        with structlog.testing.capture_logs() as logs:
+            driver = threading.Thread(target=drive, args=(logs,), daemon=True)
+            driver.start()
+            assert app.run() == 0
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    driver.join(timeout=5.0)
+    (alert,) = verdicts(logs)
+    assert alert["cause"] == "denied"
+    assert alert["probe"] == "push_denied"
+    assert alert["reason"].endswith(
+        "the token for alice has no push on team/app (probe: push_denied)"
+    )
+    assert not journal.running and not scheduler.running
+    assert_no_secrets(logs)
 
 
 def test_a_config_that_cannot_be_repaired_is_named(rig: Rig, journal_dir: Path) -> None:

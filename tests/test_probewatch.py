@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.dockerconfig.auth import Credential
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
@@ -37,10 +37,6 @@ from regauthd.dockerconfig.report import ReportedConflict
 from regauthd.probe.component import ProbeComponent
 from regauthd.probe.result import ProbeResult, ProbeStatus
 from regauthd.probe.schedule import (
-    CONFLICT_KIND,
-    FAILING_KIND,
-    RATE_LIMITED_KIND,
-    RECOVERED_KIND,
     AlertDecision,
     Cadence,
     ProbeKey,
@@ -58,7 +54,7 @@ from regauthd.probe.schedule import (
     status_text,
     sync,
 )
-from regauthd.probe.scheduler import ProbeScheduler, deliver, watched_configs
+from regauthd.probe.scheduler import ProbeScheduler, deliver
 from regauthd.settings import Environment, ProbeSettings, parse_settings
 from tests.rigs.hubfake import HubFake
 from tests.rigs.registry import RegistryFactory, registry_factory
@@ -66,6 +62,10 @@ from tests.rigs.tokenissuer import Grant
 
 __all__ = ["registry_factory"]  # the fixture, used by name below
 
+FAILING_KIND = AlertKind.PROBE_FAILING
+RECOVERED_KIND = AlertKind.PROBE_RECOVERED
+RATE_LIMITED_KIND = AlertKind.PROBE_RATE_LIMITED
+CONFLICT_KIND = AlertKind.PROBE_CONFLICT
 ALL = list(ProbeStatus)
 FAILING = [s for s in ALL if s not in (ProbeStatus.OK, ProbeStatus.RATE_LIMITED)]
 KEY = ProbeKey("/home/a/.docker/config.json", "ghcr.io")
@@ -462,19 +462,23 @@ class Recorder:
         return record
 
 
-def test_deliver_uses_the_alerter_for_catalogued_kinds_and_logs_the_rest() -> None:
+def test_deliver_uses_the_alerter_for_every_decision() -> None:
     recorder = Recorder()
     alerter = Alerter(suppress_window=0, logger=recorder)
     failing = alerts_for(None, result(ProbeStatus.BAD_CREDENTIALS), KEY)
-    odd = AlertDecision("probe.not_catalogued", "s", (("verdict", "words"), ("path", "/p")))
-    with capture_logs() as logs:
-        deliver(alerter, [*failing, odd])
+    deliver(alerter.alert, failing)
     ((method, event, fields),) = recorder.events
     assert (method, event) == ("error", FAILING_KIND)
     assert fields["message"] == "ghcr.io: probe failed (bad_credentials): found bad_credentials"
     assert fields["message_id"] == CATALOGUE[FAILING_KIND].message_id.hex
-    (logged,) = [e for e in logs if e["event"] == "probe.not_catalogued"]
-    assert logged["message"] == "words" and logged["log_level"] == "warning"
+
+
+def test_every_probe_alert_kind_is_catalogued() -> None:
+    """A decision's kind is an :class:`AlertKind` (a typo is a mypy error, so the old fallback
+    for kinds the catalogue lacked is gone); every kind has its catalogue entry."""
+    probe_kinds = [k for k in AlertKind if k.value.startswith("probe.")]
+    assert probe_kinds == [FAILING_KIND, RECOVERED_KIND, CONFLICT_KIND, RATE_LIMITED_KIND]
+    assert set(CATALOGUE) == set(AlertKind)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,7 +560,9 @@ def scheduler_factory() -> Iterator[Callable[..., ProbeScheduler]]:
     def make(
         settings: ProbeSettings, configs: list[Path], inbox: Inbox, sink: Sink
     ) -> ProbeScheduler:
-        scheduler = ProbeScheduler(settings, lambda: list(configs), inbox.post, sink, min_gap=0.0)
+        scheduler = ProbeScheduler(
+            settings, lambda: list(configs), inbox.post, sink.alert, min_gap=0.0
+        )
         made.append(scheduler)
         return scheduler
 
@@ -774,7 +780,7 @@ def test_disabled_probes_start_no_thread() -> None:
     inbox, sink = Inbox(), Sink()
     before = threading.active_count()
     scheduler = ProbeScheduler(
-        ProbeSettings(enabled=False), lambda: [Path("/nonexistent")], inbox.post, sink
+        ProbeSettings(enabled=False), lambda: [Path("/nonexistent")], inbox.post, sink.alert
     )
     scheduler.start()
     scheduler.probe_now(["ghcr.io"])
@@ -796,7 +802,7 @@ def test_reload_enables_and_disables_the_thread(
     write_config(config, {reg.host: ALICE})
     inbox, sink = Inbox(), Sink()
     scheduler = ProbeScheduler(
-        ProbeSettings(enabled=False), lambda: [config], inbox.post, sink, min_gap=0.0
+        ProbeSettings(enabled=False), lambda: [config], inbox.post, sink.alert, min_gap=0.0
     )
     try:
         scheduler.start()
@@ -814,16 +820,6 @@ def test_reload_enables_and_disables_the_thread(
         assert scheduler.status_line() == "probes off"
     finally:
         assert scheduler.stop(timeout=5.0)
-
-
-def test_watched_configs_expands_globs_and_skips_missing(tmp_path: Path) -> None:
-    for user in ("ann", "ben"):
-        (tmp_path / "home" / user / ".docker").mkdir(parents=True)
-    (tmp_path / "home" / "ann" / ".docker" / "config.json").write_text("{}")
-    text = f'[watch]\npaths = ["{tmp_path}/home/*/.docker/config.json", "~/.docker/config.json"]\n'
-    env = Environment(euid=1000, home=tmp_path / "nohome", env={})
-    found = watched_configs(parse_settings(text, env), home=tmp_path / "nohome")
-    assert found == [tmp_path / "home" / "ann" / ".docker" / "config.json"]
 
 
 @pytest.mark.integration
@@ -850,9 +846,11 @@ def test_an_unreadable_config_keeps_its_registries(
 
 
 @pytest.mark.integration
-def test_component_wiring_with_the_daemon_interface(
+def test_component_wiring_as_the_composition_root_does(
     tmp_path: Path, registry_factory: RegistryFactory
 ) -> None:
+    """Wired as :func:`regauthd.service.app.build` wires it: the daemon's ``post`` and ``alert``,
+    the watched configs, the repair listener, a result subscriber."""
     reg = registry_factory(users=dict([ALICE, BOB]))
     docker_dir = tmp_path / "docker"
     docker_dir.mkdir()
@@ -862,23 +860,24 @@ def test_component_wiring_with_the_daemon_interface(
     env = Environment(euid=1000, home=tmp_path, env={})
     settings = parse_settings(text, env)
     inbox, sink = Inbox(), Sink()
-
-    class DaemonLike:
-        def post(self, callback: Callable[[], None]) -> None:
-            inbox.post(callback)
-
-        def alert(self, kind: str, subject: str, **fields: Any) -> bool:
-            return sink.alert(kind, subject, **fields)
-
-    component = ProbeComponent(settings, min_gap=0.0)
-    component.start(DaemonLike())  # type: ignore[arg-type]
+    watched = [config]  # the daemon's watch plan
+    scheduler = ProbeScheduler(
+        settings.probe, lambda: list(watched), inbox.post, sink.alert, min_gap=0.0
+    )
+    pushed: list[tuple[ProbeKey, ProbeResult]] = []
+    scheduler.subscribe(lambda key, result: pushed.append((key, result)))
+    component = ProbeComponent(scheduler, lambda: list(watched))
+    component.start()
     try:
         inbox.run()
         assert component.status() == "probes: 1 ok"
+        # Every completed result is pushed, on the loop thread (here: the test's).
+        assert pushed == [(ProbeKey(str(config), reg.host), scheduler.latest(reg.host))]
+        assert pushed[0][1] is scheduler.latest(reg.host)
         # The daemon repaired the file and reports the conflict it resolved.
         report = fix_file(config, backups=BackupStore(tmp_path / "state"))
         with capture_logs() as logs:
-            component.config_changed(config, report)
+            scheduler.on_repair(config, report)
             inbox.run()
         conflict_events = [e for e in logs if e["event"] == CONFLICT_KIND]
         conflict_events += [f for _, e, f in sink.recorder.events if e == CONFLICT_KIND]
@@ -887,13 +886,14 @@ def test_component_wiring_with_the_daemon_interface(
         assert message == (
             f"kept alice's credential for {reg.host}; it works; the removed bob credential works"
         )
-        component.auth_failure(f"https://{reg.host}/v1/")  # as a journal line names it
+        scheduler.probe_now([f"https://{reg.host}/v1/"])  # as a journal line names it
         inbox.run()
         assert component.status() == "probes: 1 ok"
         assert sink.kinds in ([], [CONFLICT_KIND])
+        assert pushed[-1] == (ProbeKey(str(config), reg.host), scheduler.latest(reg.host))
         component.reload(dataclasses.replace(settings, probe=ProbeSettings(enabled=False)))
         assert component.status() is None
-        assert component.scheduler is not None and not component.scheduler.running
+        assert not scheduler.running
     finally:
         component.stop()
 
@@ -902,10 +902,10 @@ def test_component_wiring_with_the_daemon_interface(
 def test_inside_the_real_daemon_loop(
     tmp_path: Path, registry_factory: RegistryFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The component in :class:`regauthd.service.daemon.Daemon`: alerts go through the daemon's own
-    alerter on its loop thread, the probe summary reaches ``STATUS=``, and shutdown stops the
-    probe thread."""
-    from regauthd.service.daemon import Daemon
+    """The component in :class:`regauthd.service.daemon.Daemon`, built by
+    :func:`regauthd.service.app.build`: alerts go through the daemon's own alerter on its loop
+    thread, the probe summary reaches ``STATUS=``, and shutdown stops the probe thread."""
+    from regauthd.service.app import build
 
     reg = registry_factory(users=dict([ALICE]))
     config = tmp_path / "docker" / "config.json"
@@ -923,8 +923,8 @@ def test_inside_the_real_daemon_loop(
         '[probe]\nenabled = true\ninterval = "1h"\njitter = 0\n'
     )
     settings = parse_settings(text, Environment(euid=1000, home=tmp_path, env={}))
-    component = ProbeComponent(settings, min_gap=0.0)
-    daemon = Daemon(settings, components=[component], configure_output=False)
+    app = build(settings, configure_output=False)
+    daemon = app.daemon
     status_lines: list[str] = []
 
     def watch_status() -> None:
@@ -949,7 +949,7 @@ def test_inside_the_real_daemon_loop(
             signal.signal(signum, handler)
         notify.close()
     watcher.join(timeout=5.0)
-    assert component.scheduler is not None and not component.scheduler.running
+    assert app.probes is not None and not app.probes.running
     failing = [e for e in logs if e["event"] == FAILING_KIND]
     assert len(failing) == 1
     assert failing[0]["registry"] == reg.host

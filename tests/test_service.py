@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +14,11 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 
 from regauthd.dockerconfig.report import FixReport
+from regauthd.service.app import build
 from regauthd.service.daemon import Daemon
 from regauthd.service.flapping import FlapTracker, FlapVerdict, newest_hub_keys
 from regauthd.service.fsview import LOCAL
@@ -27,12 +30,13 @@ from regauthd.service.legacy_inotify import (
 )
 from regauthd.service.loop import Loop
 from regauthd.service.sdnotify import Notifier
-from regauthd.service.watchplan import DirWatch, WatchPlan, plan_watches
+from regauthd.service.watchplan import DirWatch, WatchPlan, configs_matching, plan_watches
 from regauthd.settings import (
     Environment,
     FlappingSettings,
     Settings,
     default_settings,
+    parse_settings,
     with_overrides,
 )
 
@@ -126,6 +130,11 @@ class FakeFileSystem:
     def isdir(self, path: str) -> bool:
         return self.realpath(path) in self.dirs
 
+    def isfile(self, path: str) -> bool:
+        real = self.realpath(path)
+        parent, _, name = real.rpartition("/")
+        return real not in self.dirs and name in self.dirs.get(parent or "/", [])
+
     def islink(self, path: str) -> bool:
         return path in self.links
 
@@ -159,6 +168,18 @@ def test_planning_reads_only_the_view_it_is_given() -> None:
         },
         (alice,),
     )
+    assert plan.existing_configs(fs) == [alice]  # a symlinked config is a file too
+
+
+def test_configs_matching_expands_globs_and_skips_missing(tmp_path: Path) -> None:
+    for user in ("ann", "ben"):
+        (tmp_path / "home" / user / ".docker").mkdir(parents=True)
+    (tmp_path / "home" / "ann" / ".docker" / "config.json").write_text("{}")
+    text = f'[watch]\npaths = ["{tmp_path}/home/*/.docker/config.json", "~/.docker/config.json"]\n'
+    env = Environment(euid=1000, home=tmp_path / "nohome", env={})
+    patterns = parse_settings(text, env).watch.patterns(tmp_path / "nohome")
+    found = configs_matching(patterns, LOCAL)
+    assert found == [str(tmp_path / "home" / "ann" / ".docker" / "config.json")]
 
 
 # -- FlapTracker -------------------------------------------------------------------------------
@@ -384,41 +405,65 @@ def test_immediate_observer_delivers_renames_and_no_read_events(tmp_path: Path) 
 
 
 class RecordingComponent:
-    """A component as the probe scheduler and journal follower plug in (records the calls)."""
+    """A component as the probe scheduler and journal watch plug in (records the calls, in a
+    list it may share with others)."""
 
-    name = "recorder"
+    def __init__(self, name: str = "recorder", calls: list[object] | None = None) -> None:
+        self.name = name
+        self.calls: list[object] = [] if calls is None else calls
 
-    def __init__(self) -> None:
-        self.calls: list[object] = []
-        self.daemon: Daemon | None = None
-
-    def start(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.calls.append("start")
+    def start(self) -> None:
+        self.calls.append("start" if self.name == "recorder" else ("start", self.name))
 
     def reload(self, settings: Settings) -> None:
         self.calls.append("reload")
 
     def stop(self) -> None:
-        self.calls.append("stop")
+        self.calls.append("stop" if self.name == "recorder" else ("stop", self.name))
 
     def status(self) -> str | None:
-        return "recorder ok"
+        return f"{self.name} ok"
 
-    def config_changed(self, path: str, report: FixReport) -> None:
+    def on_repair(self, path: str, report: FixReport) -> None:
         self.calls.append(("changed", path, report.written))
 
 
-def test_components_are_started_told_of_repairs_and_stopped(tmp_path: Path) -> None:
+def daemon_settings(tmp_path: Path) -> tuple[Settings, Path]:
     cfg = tmp_path / "cfg"
     cfg.mkdir()
-    config = cfg / "config.json"
     env = Environment(euid=1000, home=tmp_path, env={})
     settings = with_overrides(
         default_settings(env), docker_configs=(str(cfg),), state_dir=tmp_path / "state"
     )
+    return settings, cfg / "config.json"
+
+
+def run_briefly(daemon: Daemon, started: Callable[[], bool]) -> int:
+    """Run ``daemon`` in this thread until ``started()``, then stop it as SIGTERM does."""
+
+    def drive() -> None:
+        deadline = time.monotonic() + 20
+        while not started() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        daemon.stop()
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        return daemon.run()
+    finally:
+        driver.join()
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def test_components_are_started_told_of_repairs_and_stopped(tmp_path: Path) -> None:
+    settings, config = daemon_settings(tmp_path)
     component = RecordingComponent()
-    daemon = Daemon(settings, components=[component], configure_output=False)
+    daemon = build(settings, configure_output=False).daemon
+    daemon.host(component)
+    daemon.on_repair(component.name, component.on_repair)
     rechecked: list[list[FixReport]] = []
 
     def drive() -> None:
@@ -446,3 +491,50 @@ def test_components_are_started_told_of_repairs_and_stopped(tmp_path: Path) -> N
     ((report,),) = rechecked
     assert report.path == config and not report.written and report.error is None
     assert json.loads(config.read_text())["auths"].keys() == {HUB}
+
+
+def test_components_stop_in_reverse_order_of_start(tmp_path: Path) -> None:
+    settings, _ = daemon_settings(tmp_path)
+    calls: list[object] = []
+    daemon = build(settings, configure_output=False).daemon
+    for name in ("probes", "journal"):
+        daemon.host(RecordingComponent(name, calls))
+    assert run_briefly(daemon, lambda: len(calls) == 2) == 0
+    assert calls == [
+        ("start", "probes"),
+        ("start", "journal"),
+        ("stop", "journal"),
+        ("stop", "probes"),
+    ]
+
+
+class FailingStop(RecordingComponent):
+    def stop(self) -> None:
+        super().stop()
+        raise RuntimeError("stuck")
+
+
+def test_a_failing_stop_does_not_skip_the_others(tmp_path: Path) -> None:
+    settings, _ = daemon_settings(tmp_path)
+    calls: list[object] = []
+    before = set(threading.enumerate())
+    app = build(settings, configure_output=False)
+    app.daemon.host(RecordingComponent("probes", calls))
+    app.daemon.host(FailingStop("journal", calls))
+    with capture_logs() as logs:
+        assert run_briefly(app.daemon, lambda: len(calls) == 2) == 0
+    assert calls[2:] == [("stop", "journal"), ("stop", "probes")]
+    (failed,) = [e for e in logs if e["event"] == "daemon.component_stop_failed"]
+    assert failed["component"] == "journal"
+    # The watcher was stopped too: its threads end (a generous deadline, no fixed wait).
+    deadline = time.monotonic() + 10
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_disabled_probes_and_journal_build_nothing_beside_the_watcher(tmp_path: Path) -> None:
+    settings, _ = daemon_settings(tmp_path)
+    app = build(settings, configure_output=False)
+    assert (app.probes, app.journal) == (None, None)
+    assert app.daemon.components == []

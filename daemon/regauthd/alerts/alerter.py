@@ -2,7 +2,8 @@
 
 :class:`Alerter` raises alerts of the kinds in :data:`regauthd.alerts.catalogue.CATALOGUE`;
 its :class:`Suppressor` lets the same alert (kind, subject) out at most once per window and
-summarizes the rest when the window ends.
+summarizes the rest when the window ends. :class:`RaiseAlert` is how the rest of the daemon
+raises one (the daemon's :meth:`~regauthd.service.daemon.Daemon.alert`, or an alerter's own).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -21,6 +22,7 @@ from regauthd.alerts.catalogue import (
     PRIORITY_NOTICE,
     PRIORITY_WARNING,
     AlertKind,
+    CatalogueEntry,
     alert_event,
 )
 from regauthd.alerts.metrics import Metrics
@@ -32,6 +34,12 @@ _PRIORITY_METHOD = {
     PRIORITY_NOTICE: "info",
     PRIORITY_INFO: "info",
 }
+
+
+class RaiseAlert(Protocol):
+    """Raise one alert of a catalogued kind (loop thread only); False when it was suppressed."""
+
+    def __call__(self, kind: AlertKind, subject: str, **fields: Any) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -49,9 +57,9 @@ class Suppressor:
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._open: dict[tuple[str, str], _Window] = {}
+        self._open: dict[tuple[AlertKind, str], _Window] = {}
 
-    def admit(self, kind: str, subject: str, fields: Mapping[str, Any], now: float) -> bool:
+    def admit(self, kind: AlertKind, subject: str, fields: Mapping[str, Any], now: float) -> bool:
         """True: emit this alert now. False: counted for the window's summary."""
         key = (kind, subject)
         current = self._open.get(key)
@@ -63,7 +71,7 @@ class Suppressor:
             self._open[key] = _Window(now + self.window, 0, fields)
         return True
 
-    def due(self, now: float) -> list[tuple[str, str, int, Mapping[str, Any]]]:
+    def due(self, now: float) -> list[tuple[AlertKind, str, int, Mapping[str, Any]]]:
         """Close the windows that ended: (kind, subject, suppressed, last fields) for each that
         suppressed something."""
         summaries = []
@@ -109,28 +117,28 @@ class Alerter:
     def logger(self) -> Any:
         return self._logger if self._logger is not None else structlog.get_logger()
 
-    def alert(self, kind: str, subject: str, **fields: Any) -> bool:
+    def alert(self, kind: AlertKind, subject: str, **fields: Any) -> bool:
         """Raise one alert of a catalogued kind; False when suppressed (it is still counted)."""
-        alert_kind = CATALOGUE[kind]
+        entry = CATALOGUE[kind]
         self.metrics.count("alerts", kind)
         now = self._clock()
         if not self.suppressor.admit(kind, subject, fields, now):
             self.metrics.count("alerts_suppressed", kind)
             return False
-        self._emit(alert_kind, alert_event(alert_kind, subject, fields))
+        self._emit(entry, alert_event(entry, subject, fields))
         return True
 
     def flush_due(self) -> None:
         """Emit the summaries of the windows that have ended."""
         now = self._clock()
         for kind, subject, suppressed, fields in self.suppressor.due(now):
-            alert_kind = CATALOGUE[kind]
-            self._emit(alert_kind, alert_event(alert_kind, subject, fields, suppressed=suppressed))
+            entry = CATALOGUE[kind]
+            self._emit(entry, alert_event(entry, subject, fields, suppressed=suppressed))
         self.suppressor.prune(now)
 
     def next_deadline(self) -> float | None:
         return self.suppressor.next_deadline()
 
-    def _emit(self, kind: AlertKind, event: dict[str, Any]) -> None:
+    def _emit(self, entry: CatalogueEntry, event: dict[str, Any]) -> None:
         name = event.pop("event")
-        getattr(self.logger, _PRIORITY_METHOD[kind.priority])(name, **event)
+        getattr(self.logger, _PRIORITY_METHOD[entry.priority])(name, **event)

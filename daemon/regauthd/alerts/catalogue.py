@@ -2,11 +2,14 @@
 
 Each kind has a stable journald ``MESSAGE_ID`` (the same IDs are in ``systemd/regauthd.catalog``,
 so ``journalctl -x`` explains the alert and its fix), a syslog priority, a message template and
-the fix. :func:`alert_event` turns one alert into the flat event dict every sink gets.
+the fix. :class:`AlertKind` names the kinds (a typo is a type error, not a ``KeyError`` at the
+moment an alert should go out); :func:`alert_event` turns one alert into the flat event dict
+every sink gets.
 """
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,12 +30,29 @@ _SEVERITY = {
 }
 
 
+class AlertKind(enum.StrEnum):
+    """Every kind of alert regauthd raises. The values are the namespaced event names people
+    and log-based alerting see (``config.normalized``): never change one."""
+
+    CONFIG_NORMALIZED = "config.normalized"
+    CONFIG_CONFLICT = "config.conflict"
+    CONFIG_UNFIXABLE = "config.unfixable"
+    CONFIG_FLAPPING = "config.flapping"
+    SETTINGS_RELOAD_FAILED = "settings.reload_failed"
+    PROBE_FAILING = "probe.failing"
+    PROBE_RECOVERED = "probe.recovered"
+    PROBE_CONFLICT = "probe.conflict"
+    PROBE_RATE_LIMITED = "probe.rate_limited"
+    JOURNAL_AUTH_FAILURE = "journal.auth_failure"
+    JOURNAL_UNAVAILABLE = "journal.unavailable"
+
+
 @dataclass(frozen=True, slots=True)
-class AlertKind:
+class CatalogueEntry:
     """One kind of alert, as people and log-based alerting see it."""
 
-    name: str
-    """Namespaced event name (``config.normalized``)."""
+    name: AlertKind
+    """The kind; its value is the namespaced event name (``config.normalized``)."""
     message_id: uuid.UUID
     """Stable journald MESSAGE_ID: never change it, alerting rules match on it."""
     priority: int
@@ -51,23 +71,23 @@ class AlertKind:
         return _SEVERITY[self.priority]
 
 
-def _kind(
-    name: str,
+def _entry(
+    name: AlertKind,
     message_id: str,
     priority: int,
     title: str,
     template: str,
     fix: str,
     fields: tuple[str, ...],
-) -> AlertKind:
-    return AlertKind(name, uuid.UUID(message_id), priority, title, template, fix, fields)
+) -> CatalogueEntry:
+    return CatalogueEntry(name, uuid.UUID(message_id), priority, title, template, fix, fields)
 
 
-CATALOGUE: Final[Mapping[str, AlertKind]] = {
+CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
     k.name: k
     for k in (
-        _kind(
-            "config.normalized",
+        _entry(
+            AlertKind.CONFIG_NORMALIZED,
             "8fb9ffe68f95460caebf1095f6a057ab",
             PRIORITY_NOTICE,
             "A Docker config was repaired",
@@ -76,8 +96,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "with `docker login` (no argument) instead of `docker login docker.io`.",
             ("path", "changes"),
         ),
-        _kind(
-            "config.conflict",
+        _entry(
+            AlertKind.CONFIG_CONFLICT,
             "bd77fba0b802472c984a312b2da10fdf",
             PRIORITY_WARNING,
             "Two spellings of one registry held different credentials",
@@ -87,8 +107,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "log in again; the other one can be restored from the backup.",
             ("path", "canonical", "winner", "loser", "backup"),
         ),
-        _kind(
-            "config.unfixable",
+        _entry(
+            AlertKind.CONFIG_UNFIXABLE,
             "30ce21089d064f31a9fb02dbbbccde57",
             PRIORITY_ERR,
             "A Docker config cannot be repaired",
@@ -97,8 +117,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "(or log in again to have it rewritten), then regauthd repairs it by itself.",
             ("path", "reason"),
         ),
-        _kind(
-            "config.flapping",
+        _entry(
+            AlertKind.CONFIG_FLAPPING,
             "91a97ed8f59d4c18b9e385bf0cadcd57",
             PRIORITY_WARNING,
             "Another program keeps undoing the repair of a Docker config",
@@ -109,8 +129,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "or stop it. regauthd tries again after the pause.",
             ("path", "undos", "window", "backoff"),
         ),
-        _kind(
-            "settings.reload_failed",
+        _entry(
+            AlertKind.SETTINGS_RELOAD_FAILED,
             "e1d288d5a93b4ddf871438868fcf706e",
             PRIORITY_ERR,
             "New regauthd settings were rejected; the previous ones stay in force",
@@ -119,8 +139,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "again with `systemctl reload regauthd` (SIGHUP).",
             ("reason",),
         ),
-        _kind(
-            "probe.failing",
+        _entry(
+            AlertKind.PROBE_FAILING,
             "15adec7240c14fb487313812a9067002",
             PRIORITY_ERR,
             "A registry probe with the stored credential fails",
@@ -130,8 +150,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "name and `[probe] ca_file`. `regauthd probe REGISTRY` shows the details.",
             ("registry", "status", "reason"),
         ),
-        _kind(
-            "probe.recovered",
+        _entry(
+            AlertKind.PROBE_RECOVERED,
             "24362ed9636d4f5888df64de114582ff",
             PRIORITY_NOTICE,
             "A registry accepts the stored credential again",
@@ -139,8 +159,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "Nothing to do.",
             ("registry",),
         ),
-        _kind(
-            "probe.conflict",
+        _entry(
+            AlertKind.PROBE_CONFLICT,
             "4903823f81eb478696864e13246628f0",
             PRIORITY_WARNING,
             "A probe checked both credentials of a repaired conflict",
@@ -150,8 +170,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "log in again (`docker login REGISTRY`); otherwise nothing to do.",
             ("path", "canonical", "verdict", "backup"),
         ),
-        _kind(
-            "probe.rate_limited",
+        _entry(
+            AlertKind.PROBE_RATE_LIMITED,
             "9058a30c181446778e40914dcf40878e",
             PRIORITY_WARNING,
             "A registry is rate-limiting this host",
@@ -160,8 +180,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "mirror, or spread the pulls out.",
             ("registry", "remaining", "limit"),
         ),
-        _kind(
-            "journal.auth_failure",
+        _entry(
+            AlertKind.JOURNAL_AUTH_FAILURE,
             "25dbf2da990f44b7a3467891ca4105de",
             PRIORITY_ERR,
             "A container engine logged a registry authentication failure",
@@ -170,8 +190,8 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             "again for the user the engine runs as (root's ~/.docker for dockerd).",
             ("unit", "reason"),
         ),
-        _kind(
-            "journal.unavailable",
+        _entry(
+            AlertKind.JOURNAL_UNAVAILABLE,
             "57e637542dc446859c2130d4283a7b82",
             PRIORITY_ERR,
             "regauthd cannot follow the journal",
@@ -190,20 +210,20 @@ class _Missing(dict[str, Any]):
         return "?"
 
 
-def format_message(kind: AlertKind, fields: Mapping[str, Any]) -> str:
+def format_message(kind: CatalogueEntry, fields: Mapping[str, Any]) -> str:
     """The human message of an alert; a missing field shows as ``?`` rather than failing."""
     return kind.template.format_map(_Missing(fields))
 
 
 def alert_event(
-    kind: AlertKind, subject: str, fields: Mapping[str, Any], *, suppressed: int = 0
+    kind: CatalogueEntry, subject: str, fields: Mapping[str, Any], *, suppressed: int = 0
 ) -> dict[str, Any]:
     """The flat event dict logged for an alert (or, with ``suppressed``, its window's summary)."""
     message = format_message(kind, fields)
     if suppressed:
-        message = f"{kind.name} for {subject}: suppressed {suppressed} more (last: {message})"
+        message = f"{kind.name.value} for {subject}: suppressed {suppressed} more (last: {message})"
     event: dict[str, Any] = {
-        "event": kind.name,
+        "event": kind.name.value,
         "message": message,
         "message_id": kind.message_id.hex,
         "priority": kind.priority,

@@ -1,4 +1,5 @@
-"""``regauthd run``: the daemon (see :mod:`regauthd.service.daemon`).
+"""``regauthd run``: the daemon (built by :mod:`regauthd.service.app`, see
+:mod:`regauthd.service.daemon`).
 
 Settings come from ``--config FILE``, else the standard location (``/etc/regauthd/config.toml``
 for root, ``$XDG_CONFIG_HOME/regauthd/config.toml`` otherwise), else the defaults. Invalid
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from regauthd.commands import EXIT_USAGE
-from regauthd.service.daemon import Component, run_daemon
+from regauthd.service.app import run_daemon
 from regauthd.settings import Settings, SettingsError, load_settings, with_overrides
 
 
@@ -49,33 +50,10 @@ def _loader(args: argparse.Namespace) -> Settings:
     return with_overrides(settings, docker_configs=docker_configs, state_dir=state_dir)
 
 
-def components(settings: Settings) -> list[Component]:
-    """The components run beside the watcher: the probe scheduler and the journal follower.
-
-    Imported only when enabled: an idle daemon without them stays small (their imports, httpx
-    among them, cost ~5 MiB). Enabling one in the settings therefore needs a restart, not just
-    a reload.
-    """
-    found: list[Component] = []
-    probes = None
-    if settings.probe.enabled:
-        from regauthd.probe.component import ProbeComponent  # noqa: PLC0415 - see docstring
-
-        probes = ProbeComponent(settings)
-        found.append(probes)
-    if settings.journal.enabled:
-        from regauthd.journal.component import JournalComponent  # noqa: PLC0415 - see docstring
-
-        found.append(JournalComponent(settings, probes=probes))
-    return found
-
-
 def command(args: argparse.Namespace) -> int:
     try:
         settings = _loader(args)
     except SettingsError as exc:
         print(f"regauthd run: settings error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return run_daemon(
-        settings, reload_settings=lambda: _loader(args), components=components(settings)
-    )
+    return run_daemon(settings, reload_settings=lambda: _loader(args))

@@ -1,21 +1,17 @@
-"""The journal's alerts: their kinds, the subject a failure is alerted under, its fields. Pure.
+"""The journal's alerts: the subject a failure is alerted under, and its fields. Pure.
 
 One ``journal.auth_failure`` alert per failure (or burst of them) carries the verdict of
 :func:`regauthd.journal.correlate.correlate`; ``journal.unavailable`` says the journal cannot be
-read.
+read (their kinds: :class:`regauthd.alerts.catalogue.AlertKind`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, tzinfo
-from typing import Final
 
 from regauthd.journal.correlate import correlate
 from regauthd.journal.evidence import Evidence
 from regauthd.journal.recognize import AuthFailure
-
-ALERT_KIND: Final = "journal.auth_failure"
-UNAVAILABLE_KIND: Final = "journal.unavailable"
 
 
 def subject_of(failure: AuthFailure) -> str:
@@ -48,4 +44,4 @@ def alert_fields(
     return fields
 
 
-__all__ = ["ALERT_KIND", "UNAVAILABLE_KIND", "alert_fields", "subject_of"]
+__all__ = ["alert_fields", "subject_of"]

@@ -42,9 +42,6 @@ from regauthd.dockerconfig.keys import registry_name
 from regauthd.journal.locate import locate, operation_of
 from regauthd.redact import redact_text
 
-EVENT = "journal.auth_failure"
-"""structlog event name for a recognized failure."""
-
 MAX_MESSAGE_CHARS = 2000
 """Longer messages are cut: an alert quotes the line, it does not archive it."""
 

@@ -33,6 +33,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from regauthd.alerts.catalogue import AlertKind
 from regauthd.dockerconfig.auth import Credential
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.result import ProbeResult, ProbeStatus
@@ -40,11 +41,6 @@ from regauthd.probe.result import ProbeResult, ProbeStatus
 if TYPE_CHECKING:
     from regauthd.dockerconfig.report import ReportedConflict
     from regauthd.settings import ProbeSettings
-
-FAILING_KIND: Final = "probe.failing"
-RECOVERED_KIND: Final = "probe.recovered"
-RATE_LIMITED_KIND: Final = "probe.rate_limited"
-CONFLICT_KIND: Final = "probe.conflict"
 
 DEFAULT_MAX_BACKOFF_S: Final = 6 * 3600.0
 DEFAULT_MIN_GAP_S: Final = 10.0
@@ -105,7 +101,7 @@ class Watched:
 class AlertDecision:
     """One alert to raise: a catalogued kind, its subject and its fields (no secret in any)."""
 
-    kind: str
+    kind: AlertKind
     subject: str
     fields: tuple[tuple[str, Any], ...]
 
@@ -113,7 +109,7 @@ class AlertDecision:
         return dict(self.fields)
 
 
-def _decision(kind: str, subject: str, **fields: Any) -> AlertDecision:
+def _decision(kind: AlertKind, subject: str, **fields: Any) -> AlertDecision:
     return AlertDecision(kind, subject, tuple(fields.items()))
 
 
@@ -134,7 +130,7 @@ def alerts_for(
             return ()
         return (
             _decision(
-                RECOVERED_KIND,
+                AlertKind.PROBE_RECOVERED,
                 key.subject,
                 registry=key.registry,
                 path=key.config,
@@ -145,7 +141,7 @@ def alerts_for(
     if status is ProbeStatus.RATE_LIMITED:
         return (
             _decision(
-                RATE_LIMITED_KIND,
+                AlertKind.PROBE_RATE_LIMITED,
                 key.subject,
                 registry=key.registry,
                 remaining=_figure(result.rate_limit_remaining),
@@ -157,7 +153,7 @@ def alerts_for(
         )
     return (
         _decision(
-            FAILING_KIND,
+            AlertKind.PROBE_FAILING,
             key.subject,
             registry=key.registry,
             reason=result.detail,
@@ -405,7 +401,7 @@ def conflict_alert(
     backup = str(conflict.backup) if conflict.backup else "none"
     verdict, act = conflict_verdict(conflict.canonical, kept, removed, backup=backup)
     return _decision(
-        CONFLICT_KIND,
+        AlertKind.PROBE_CONFLICT,
         f"{path}#{conflict.canonical}",
         path=path,
         canonical=conflict.canonical,

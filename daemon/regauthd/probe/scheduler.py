@@ -2,10 +2,11 @@
 
 :class:`ProbeScheduler` runs one asyncio loop in one background thread with one shared ``httpx``
 client, re-reads the watched configs (credential helpers run in worker threads), probes what is
-due with a shared concurrency bound, and hands the alerts to the daemon's loop thread through
-``post``. :class:`~regauthd.probe.component.ProbeComponent` plugs it into
-:class:`regauthd.service.daemon.Daemon`. With probes disabled no thread starts and nothing ever
-wakes up.
+due with a shared concurrency bound, and hands the alerts and every completed result to the
+daemon's loop thread through ``post``: every subscriber (:meth:`~ProbeScheduler.subscribe`) gets
+each result there (the journal watch waits for them). :mod:`regauthd.service.app` builds and
+wires it; :class:`~regauthd.probe.component.ProbeComponent` runs it beside the daemon. With
+probes disabled no thread starts and nothing ever wakes up.
 
 When the fixer resolved a conflict (one registry under two spellings with different
 credentials), :meth:`ProbeScheduler.probe_conflict` probes both credentials, read from the backup
@@ -16,9 +17,7 @@ of the original file, and one alert says which works
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import glob
 import os
 import random
 import secrets
@@ -26,14 +25,16 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
 
-from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.alerts.alerter import RaiseAlert
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.client import make_client, probe
+from regauthd.probe.latest import LatestResults
+from regauthd.probe.requests import ProbeRequests
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeTarget
 from regauthd.probe.schedule import (
     DEFAULT_MIN_GAP_S,
@@ -51,49 +52,34 @@ from regauthd.probe.schedule import (
     status_text,
     sync,
 )
-from regauthd.probe.targets import config_targets, conflict_targets, target_fingerprint
-from regauthd.settings import ProbeSettings, Settings
+from regauthd.probe.targets import conflict_targets, target_fingerprint, watched_targets
+from regauthd.probe.thread import ProbeThread
+from regauthd.settings import ProbeSettings
 
 if TYPE_CHECKING:
-    from regauthd.dockerconfig.report import ReportedConflict
+    from regauthd.dockerconfig.report import FixReport, ReportedConflict
 
 log = structlog.get_logger("regauthd.probewatch")
 
 
-class AlertSink(Protocol):
-    """:class:`regauthd.alerts.alerter.Alerter` or :class:`regauthd.service.daemon.Daemon`
-    (loop thread only)."""
-
-    def alert(self, kind: str, subject: str, **fields: Any) -> bool: ...
-
-
 Post = Callable[[Callable[[], None]], None]
+"""Run a callback on the daemon's loop thread (safe from any thread)."""
 
+WatchedConfigs = Callable[[], Iterable[Path]]
+"""The config files watched now (the daemon's current watch plan; called from a worker thread)."""
 
-def watched_configs(settings: Settings, home: Path | None = None) -> list[Path]:
-    """Every existing config file the settings watch (globs expanded, symlinks kept)."""
-    found: list[Path] = []
-    for pattern in settings.watch.patterns(home or Path.home()):
-        for match in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
-            path = Path(match)
-            if path.is_file() and path not in found:
-                found.append(path)
-    return found
+ProbeListener = Callable[[ProbeKey, ProbeResult], None]
+"""Gets every completed result of a registry in a config, on the loop thread."""
 
 
 def _config_name(path: Path | str) -> str:
     return os.path.normpath(str(path))
 
 
-def deliver(alerter: AlertSink, decisions: Iterable[AlertDecision]) -> None:
-    """Raise ``decisions`` (loop thread). A kind the catalogue lacks is logged as a warning."""
+def deliver(alert: RaiseAlert, decisions: Iterable[AlertDecision]) -> None:
+    """Raise ``decisions`` (loop thread)."""
     for decision in decisions:
-        if decision.kind in CATALOGUE:
-            alerter.alert(decision.kind, decision.subject, **decision.kwargs())
-        else:
-            fields = decision.kwargs()
-            message = fields.pop("verdict", None) or decision.kind
-            log.warning(decision.kind, subject=decision.subject, message=message, **fields)
+        alert(decision.kind, decision.subject, **decision.kwargs())
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
@@ -107,16 +93,18 @@ class ProbeScheduler:
     """Periodic probes of every registry in the watched configs, in one background thread.
 
     Thread-safe API: :meth:`start`, :meth:`stop`, :meth:`reload`, :meth:`probe_now`,
-    :meth:`config_changed`, :meth:`probe_conflict`, :meth:`latest`, :meth:`status_line`.
-    Alerts reach ``alerter`` only through ``post`` (so on the daemon's loop thread).
+    :meth:`config_changed`, :meth:`probe_conflict`, :meth:`on_repair`, :meth:`latest`,
+    :meth:`status_line`. Alerts reach ``alert``, and results the subscribers (call
+    :meth:`subscribe` before :meth:`start`), only through ``post`` (so on the daemon's loop
+    thread).
     """
 
     def __init__(
         self,
         settings: ProbeSettings,
-        config_paths: Callable[[], Iterable[Path]],
+        watched_configs: WatchedConfigs,
         post: Post,
-        alerter: AlertSink,
+        alert: RaiseAlert,
         *,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -125,9 +113,10 @@ class ProbeScheduler:
         min_gap: float = DEFAULT_MIN_GAP_S,
     ) -> None:
         self._settings = settings
-        self._config_paths = config_paths
+        self._watched_configs = watched_configs
         self._post = post
-        self._alerter = alerter
+        self._alert = alert
+        self._listeners: list[ProbeListener] = []
         self._clock = clock
         self._rand = rand
         self._helper_env = helper_env
@@ -140,19 +129,12 @@ class ProbeScheduler:
         self._book: dict[ProbeKey, Watched] = {}
         self._targets: dict[ProbeKey, ProbeTarget] = {}
         """Owned by the probe thread."""
-        self._latest: dict[ProbeKey, ProbeResult] = {}
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._latest = LatestResults()
+        self._thread = ProbeThread()
         self._wake: asyncio.Event | None = None
-        self._stop_requested = False
         self._started = False
         """The configs have been read once (for the status line)."""
-        # Work handed over by other threads, taken by the probe thread under the lock.
-        self._refresh_all = True
-        self._refresh_paths: set[str] = set()
-        self._expedite: set[str] | None = set()
-        self._conflicts: list[tuple[str, ReportedConflict]] = []
+        self._requests = ProbeRequests()
 
     # -- life (any thread) -------------------------------------------------------------------
 
@@ -162,88 +144,67 @@ class ProbeScheduler:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.running
 
     def start(self) -> None:
         """Start the probe thread (no-op when probes are disabled or it already runs)."""
-        if not self._settings.enabled or self._thread is not None:
+        if not self._settings.enabled or self._thread.started:
             return
-        self._stop_requested = False
-        with self._lock:
-            self._refresh_all = True
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(loop,), name="regauthd-probes", daemon=True
-        )
-        self._thread.start()
+        self._requests.read_all()
+        self._thread.start(self._main)
 
     def stop(self, timeout: float = 0.5) -> bool:
         """Cancel in-flight probes and end the thread; True when it ended within ``timeout``."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return True
-        self._stop_requested = True
-        # RuntimeError: the loop already closed, the thread is on its way out.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._cancel)
-        thread.join(timeout)
-        ended = not thread.is_alive()
-        if ended:
-            self._thread = None
-            self._loop = None
-        else:
-            log.warning("probe.stop_slow", timeout_s=timeout)
-        return ended
+        return self._thread.stop(timeout)
 
     def reload(self, settings: ProbeSettings) -> None:
         """New settings: restart the thread (and the client) when they changed. The book (last
         statuses) is kept, so a reload raises no alert by itself."""
         if settings == self._settings:
             return
-        was_running = self._thread is not None
-        if was_running:
+        if self._thread.started:
             self.stop()
         self._settings = settings
         self.start()
+
+    def subscribe(self, listener: ProbeListener) -> None:
+        """Have ``listener`` get every completed result, on the loop thread (before start)."""
+        self._listeners.append(listener)
 
     # -- requests (any thread) ---------------------------------------------------------------
 
     def probe_now(self, registries: Iterable[str] | None = None) -> None:
         """Probe these registries (any spelling; None: all) as soon as allowed."""
         names = None if registries is None else {registry_name(r) for r in registries}
-        with self._lock:
-            if names is None or self._expedite is None:
-                self._expedite = None
-            else:
-                self._expedite |= names
+        self._requests.expedite(names)
         self._wakeup()
 
     def config_changed(self, paths: Iterable[Path | str]) -> None:
         """A watched config was written: registries whose credential changed are probed now."""
-        with self._lock:
-            self._refresh_paths.update(_config_name(p) for p in paths)
+        self._requests.read(_config_name(p) for p in paths)
         self._wakeup()
+
+    def on_repair(self, path: Path | str, report: FixReport) -> None:
+        """The daemon looked at a write to ``path`` (``report``: what the fixer did): read the
+        config again, and probe both credentials of each conflict it resolved."""
+        self.config_changed([path])
+        for conflict in report.conflicts:
+            self.probe_conflict(path, conflict)
 
     def probe_conflict(self, path: Path | str, conflict: ReportedConflict) -> None:
         """Probe both credentials of a conflict the fixer resolved; one alert says which works."""
         if not self.running:
             return
-        with self._lock:
-            self._conflicts.append((_config_name(path), conflict))
+        self._requests.check_conflict(_config_name(path), conflict)
         self._wakeup()
 
     # -- what is known (any thread) ----------------------------------------------------------
 
     def latest(self, registry: str, config: Path | str | None = None) -> ProbeResult | None:
         """The last result for ``registry`` (in ``config``, or in the first config holding it)."""
-        name = registry_name(registry)
         wanted = None if config is None else _config_name(config)
         with self._lock:
-            for key in sorted(self._latest):
-                if key.registry == name and (wanted is None or key.config == wanted):
-                    return self._latest[key]
-        return None
+            return self._latest.get(registry, wanted)
 
     def status_line(self) -> str:
         with self._lock:
@@ -253,35 +214,18 @@ class ProbeScheduler:
     # -- the probe thread --------------------------------------------------------------------
 
     def _wakeup(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None:
-            return
-        with contextlib.suppress(RuntimeError):  # closed: stopping
-            loop.call_soon_threadsafe(wake.set)
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            self._task = loop.create_task(self._main())
-            with contextlib.suppress(asyncio.CancelledError):
-                loop.run_until_complete(self._task)
-        except Exception:
-            log.exception("probe.scheduler_crashed")
-        finally:
-            self._task = None
-            self._wake = None
-            # Worker threads (a credential helper) are not waited for: their subprocess has
-            # its own timeout, and stop() must return at once.
-            loop.close()
+        wake = self._wake
+        if wake is not None:
+            self._thread.call_soon(wake.set)
 
     async def _main(self) -> None:
         self._wake = asyncio.Event()
-        if self._stop_requested:
-            return
+        try:
+            await self._probe_forever(self._wake)
+        finally:
+            self._wake = None
+
+    async def _probe_forever(self, wake: asyncio.Event) -> None:
         settings = self._settings
         cadence = dataclasses.replace(Cadence.from_settings(settings), min_gap=self._min_gap)
         policy = ProbePolicy(
@@ -301,7 +245,7 @@ class ProbeScheduler:
         ) as client:
             try:
                 while True:
-                    self._wake.clear()
+                    wake.clear()
                     try:
                         await self._round(client, gate, cadence, policy, tasks)
                     except Exception as exc:
@@ -315,7 +259,7 @@ class ProbeScheduler:
                     timeout = None if wakeup is None else max(0.0, wakeup - self._clock())
                     try:
                         async with asyncio.timeout(timeout):
-                            await self._wake.wait()
+                            await wake.wait()
                     except TimeoutError:
                         pass
             finally:
@@ -331,14 +275,9 @@ class ProbeScheduler:
         policy: ProbePolicy,
         tasks: set[asyncio.Task[None]],
     ) -> None:
+        asked = self._requests.take()
+        full, paths, urgent = asked.read_all, set(asked.paths), asked.urgent
         with self._lock:
-            full = self._refresh_all
-            paths = set(self._refresh_paths)
-            self._refresh_all = False
-            self._refresh_paths.clear()
-            urgent = self._expedite
-            self._expedite = set()
-            conflicts, self._conflicts = self._conflicts, []
             now = self._clock()
             if urgent is None or urgent:
                 for key, state in list(self._book.items()):
@@ -357,7 +296,7 @@ class ProbeScheduler:
                 self._book = sync(self._book, seen, now=self._clock(), keep=keep)
                 for key in [k for k in self._targets if k not in self._book]:
                     del self._targets[key]
-        for path, conflict in conflicts:
+        for path, conflict in asked.conflicts:
             self._spawn(tasks, self._check_conflict(client, gate, policy, path, conflict))
         now = self._clock()
         with self._lock:
@@ -397,6 +336,7 @@ class ProbeScheduler:
             result = await probe(client, target, policy)
         now = self._clock()
         decisions: list[AlertDecision] = []
+        updated: list[ProbeKey] = []
         with self._lock:
             for key in keys:
                 state = self._book.get(key)
@@ -412,7 +352,8 @@ class ProbeScheduler:
                     probed_fingerprint=fingerprint,
                 )
                 if state.fingerprint == fingerprint:
-                    self._latest[key] = result
+                    self._latest.record(key, result)
+                    updated.append(key)
                 self._book[key] = step.state
                 decisions.extend(step.alerts)
         log.debug(
@@ -422,7 +363,7 @@ class ProbeScheduler:
             configs=len(keys),
         )
         # Posted even without alerts: the daemon refreshes its STATUS= line after each callback.
-        self._post(lambda: deliver(self._alerter, decisions))
+        self._post(lambda: self._deliver(decisions, updated, result))
         if self._wake is not None:
             self._wake.set()
 
@@ -449,28 +390,32 @@ class ProbeScheduler:
             (kept.credential, kept_result),
             (removed.credential, removed_result),
         )
-        self._post(lambda: deliver(self._alerter, [decision]))
+        self._post(lambda: deliver(self._alert, [decision]))
+
+    def _deliver(
+        self, decisions: list[AlertDecision], keys: list[ProbeKey], result: ProbeResult
+    ) -> None:
+        """On the loop thread: raise the alerts, then hand the result to every subscriber."""
+        deliver(self._alert, decisions)
+        for key in keys:
+            for listener in self._listeners:
+                try:
+                    listener(key, result)
+                except Exception:
+                    # A subscriber's bug must not cost the others their result, nor the loop.
+                    log.exception("probe.listener_failed", registry=key.registry)
 
     # -- reading the configs (a worker thread) ---------------------------------------------
 
     def _read_targets(
         self, paths: Collection[str] | None
     ) -> tuple[dict[ProbeKey, ProbeTarget], set[str]]:
-        """Read the watched configs: all (``paths`` None), or ``paths`` plus watched configs not
-        known yet (a user's first login). Returns the targets found and the configs they fully
-        describe: those read, and those no longer watched or gone. A config that cannot be read
-        is not among them, so its keys stay (a half-written file raises no false alert).
-
-        Blocking: runs credential helpers.
-        """
+        """:func:`~regauthd.probe.targets.watched_targets` (blocking: a worker thread)."""
         with self._lock:
             known = {k.config for k in self._book}
         try:
-            watched = [_config_name(p) for p in self._config_paths()]
+            watched = [_config_name(p) for p in self._watched_configs()]
         except OSError as exc:
             log.warning("probe.configs_unlisted", reason=exc.strerror or str(exc))
             return {}, set()
-        wanted = [p for p in watched if paths is None or p in paths or p not in known]
-        fresh = (known | set(paths or ())) - set(watched)
-        targets, read = config_targets(wanted, self._settings, env=self._helper_env)
-        return targets, fresh | read
+        return watched_targets(watched, known, paths, self._settings, env=self._helper_env)

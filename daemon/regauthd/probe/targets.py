@@ -1,16 +1,17 @@
 """Which credential a probe uses: the one Docker would, read from the config and its stores.
 
 :func:`target_for` and :func:`targets_from_config` for one config (the ``probe`` command);
-:func:`config_targets` for the daemon's watched configs and :func:`conflict_targets` for both
-sides of a conflict the fixer resolved (read from its backup). All run credential helpers:
-blocking, so from async code call them through ``asyncio.to_thread``.
+:func:`config_targets` and :func:`watched_targets` for the daemon's watched configs and
+:func:`conflict_targets` for both sides of a conflict the fixer resolved (read from its backup).
+All run credential helpers: blocking, so from async code call them through
+``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -146,6 +147,27 @@ def config_targets(
                 REDACTOR.remember([target.credential.secret])
             targets[ProbeKey(name, target.registry)] = target
     return targets, read
+
+
+def watched_targets(
+    watched: Sequence[str],
+    known: Collection[str],
+    asked: Collection[str] | None,
+    settings: ProbeSettings,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> tuple[dict[ProbeKey, ProbeTarget], set[str]]:
+    """Read the ``watched`` configs: all (``asked`` None), or those ``asked`` for plus those not
+    ``known`` yet (a user's first login). Returns the targets found and the configs they fully
+    describe: those read, and those no longer watched or gone. A config that cannot be read is
+    not among them, so its keys stay (a half-written file raises no false alert).
+
+    Blocking: runs credential helpers.
+    """
+    wanted = [p for p in watched if asked is None or p in asked or p not in known]
+    fresh = (set(known) | set(asked or ())) - set(watched)
+    targets, read = config_targets(wanted, settings, env=env)
+    return targets, fresh | read
 
 
 def conflict_targets(

@@ -4,7 +4,7 @@ Its life in four steps (as uvicorn's ``server.py`` reads): install signal handle
 (every watch in place, one repair pass, ``READY=1``) -> main loop -> shut down (``STOPPING=1``).
 
 Flow runs one way. Sources (inotify events through watchdog, timers, the probe scheduler and the
-journal follower once wired) produce observations; the main loop, the only thread that owns
+journal follower) produce observations; the main loop, the only thread that owns
 state, turns them into actions (:class:`regauthd.service.repair.Repairer`, alerts); the sinks
 carry them out. Other threads only :meth:`Daemon.post` to the loop.
 
@@ -15,14 +15,16 @@ Its parts live beside it: :mod:`~regauthd.service.watchplan` (which directories 
 :mod:`~regauthd.service.watchset` (the watches in place, through
 :mod:`~regauthd.service.legacy_inotify`), :mod:`~regauthd.service.loop` and
 :mod:`~regauthd.service.sdnotify`. This module owns the daemon's life, hands watch events to
-the loop and decides what they mean (replan, repair), and hosts the components.
+the loop and decides what they mean (replan, repair), and hosts the components (the probe
+scheduler, the journal watch) that :mod:`regauthd.service.app` builds and wires: it starts them
+in order, stops them in reverse, and tells repair listeners what each repair did.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -31,14 +33,13 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.alerts.catalogue import CATALOGUE
-from regauthd.alerts.metrics import Metrics
+from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.file import TEMP_PREFIX
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.fsview import LOCAL
-from regauthd.service.loop import Loop, Timer
+from regauthd.service.loop import Loop
 from regauthd.service.repair import Repairer
 from regauthd.service.reporting import Reporter
 from regauthd.service.sdnotify import Notifier
@@ -52,20 +53,19 @@ _MAX_REPLAN_ROUNDS = 5
 
 
 class Component(Protocol):
-    """Something the daemon runs beside the watcher (the probe scheduler, the journal follower).
+    """Something the daemon runs beside the watcher (the probe scheduler, the journal watch).
 
-    ``start`` runs on the loop thread before ``READY=1``; a component that needs a thread starts
-    its own and hands results back with ``daemon.post(...)``. ``reload`` gets new settings after
-    a successful SIGHUP; ``stop`` must return promptly (the whole shutdown has well under 1 s).
-
-    Optional: ``config_changed(path, report)`` is called on the loop thread after the daemon
-    looked at a new write to a watched config (``report``: what the fixer did with it).
-    The daemon offers ``post``, ``call_later``, ``alert`` and ``recheck`` to components.
+    Built and wired before the daemon runs (:func:`regauthd.service.app.build`). ``start`` runs
+    on the loop thread before ``READY=1``, in the order the components were hosted; a component
+    that needs a thread starts its own and hands results to the loop with the ``post`` it was
+    given. ``reload`` gets new settings after a successful SIGHUP (the watch plan is already
+    new). ``stop`` runs in reverse order and must return promptly (the whole shutdown has well
+    under 1 s). ``name`` names it in logs.
     """
 
     name: str
 
-    def start(self, daemon: Daemon) -> None: ...
+    def start(self) -> None: ...
 
     def reload(self, settings: Settings) -> None: ...
 
@@ -92,6 +92,10 @@ class _EventHandler(FileSystemEventHandler):
 
 SettingsLoader = Callable[[], Settings]
 
+RepairListener = Callable[[str, FixReport], None]
+"""Told on the loop thread what the fixer did with a watched config (its path as configured)
+each time the daemon looked at it: after a write, at start-up, on a re-check."""
+
 
 class Daemon:
     """``regauthd run``: see the module docstring. Construct, then :meth:`run` (blocks)."""
@@ -100,20 +104,20 @@ class Daemon:
         self,
         settings: Settings,
         *,
+        loop: Loop,
+        alerter: Alerter,
         reload_settings: SettingsLoader | None = None,
-        components: Iterable[Component] = (),
         configure_output: bool = True,
     ) -> None:
         self.settings = settings
         self._reload_settings = reload_settings
         self._configure_output = configure_output
-        self.components: list[Component] = list(components)
-        self.loop = Loop()
+        self.components: list[Component] = []
+        self._repair_listeners: list[tuple[str, RepairListener]] = []
+        self.loop = loop
         self.notifier = Notifier()
-        self.metrics = Metrics()
-        self.alerter = Alerter(
-            suppress_window=settings.alerts.suppress_window, metrics=self.metrics
-        )
+        self.alerter = alerter
+        self.metrics = alerter.metrics
         self._watches = WatchSet(_EventHandler(self))
         self._plan = WatchPlan({}, ())
         self._dirty: dict[str, None] = {}
@@ -138,15 +142,25 @@ class Daemon:
 
     # -- hook points ---------------------------------------------------------------------------
 
+    def host(self, component: Component) -> None:
+        """Run ``component`` beside the watcher (before :meth:`run`): started after the ones
+        hosted before it, stopped before them."""
+        self.components.append(component)
+
+    def on_repair(self, name: str, listener: RepairListener) -> None:
+        """Tell ``listener`` (``name``: for logs) what each repair did (before :meth:`run`)."""
+        self._repair_listeners.append((name, listener))
+
+    def watched_configs(self) -> list[Path]:
+        """The watched config files that exist now, from the current watch plan (any thread:
+        the plan is replaced whole, never changed in place)."""
+        return [Path(config) for config in self._plan.existing_configs(LOCAL)]
+
     def post(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the daemon's loop thread (safe from any thread)."""
         self.loop.post(callback)
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        """Schedule ``callback`` on the loop (loop thread only; from elsewhere post first)."""
-        return self.loop.call_later(delay, callback)
-
-    def alert(self, kind: str, subject: str, **fields: Any) -> bool:
+    def alert(self, kind: AlertKind, subject: str, **fields: Any) -> bool:
         """Raise a catalogued alert (loop thread only). Schedules the suppression summary."""
         emitted = self.alerter.alert(kind, subject, **fields)
         self.reporter.alerted()
@@ -196,7 +210,7 @@ class Daemon:
         self._watches.start(self.loop)
         self._replan()
         for component in self.components:
-            component.start(self)
+            component.start()
         self._work()
         # The start-up pass is finished (displaced files gone, directories fsync'd) before
         # READY=1. Later, finishing runs beside the next repair: a displaced file lives ~1 ms.
@@ -213,12 +227,16 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.notify("STOPPING=1", "STATUS=stopping")
         log.info("daemon.stopping", repairs=self.repairer.repairs)
-        for component in self.components:
+        # Reverse order of start: what was started last may use what was started before it.
+        for component in reversed(self.components):
             try:
                 component.stop()
             except Exception:
                 log.exception("daemon.component_stop_failed", component=component.name)
-        self._watches.stop(self.loop)
+        try:
+            self._watches.stop(self.loop)
+        except Exception:
+            log.exception("daemon.component_stop_failed", component="watcher")
         dockerconfig.flush_cleanup(timeout=0.5)
         self.reporter.write_pending_metrics()
         self.notifier.close()
@@ -238,7 +256,7 @@ class Daemon:
         try:
             new = self._reload_settings()
         except SettingsError as exc:
-            self.alert("settings.reload_failed", str(self.settings.source), reason=str(exc))
+            self.alert(AlertKind.SETTINGS_RELOAD_FAILED, str(self.settings.source), reason=str(exc))
             return
         old = self.settings
         self.settings = new
@@ -321,7 +339,7 @@ class Daemon:
                 # The daemon outlives any one file: say so loudly, keep watching the others.
                 log.exception("config.repair_failed", path=config)
                 self.alert(
-                    "config.unfixable",
+                    AlertKind.CONFIG_UNFIXABLE,
                     config,
                     path=config,
                     reason=f"regauthd failed while repairing it ({type(exc).__name__}: {exc})",
@@ -349,7 +367,7 @@ class Daemon:
     def recheck(self, registry: str | None = None) -> list[FixReport]:
         """Look at every watched config again now, even if unchanged (loop thread only).
 
-        The journal follower calls this when an engine failed to authenticate (``registry``
+        The journal watch calls this when an engine failed to authenticate (``registry``
         says to which; every config is checked either way). Files in a flapping pause stay
         paused. Returns what the fixer did with each file it ran on.
         """
@@ -364,18 +382,15 @@ class Daemon:
     def _repair(self, config: str) -> FixReport | None:
         report = self.repairer.repair(config)
         if report is not None:
-            self._tell_components(config, report)
+            self._tell_repair_listeners(config, report)
         return report
 
-    def _tell_components(self, config: str, report: FixReport) -> None:
-        for component in self.components:
-            changed = getattr(component, "config_changed", None)
-            if changed is None:
-                continue
+    def _tell_repair_listeners(self, config: str, report: FixReport) -> None:
+        for name, listener in self._repair_listeners:
             try:
-                changed(config, report)
+                listener(config, report)
             except Exception:
-                log.exception("daemon.component_failed", component=component.name)
+                log.exception("daemon.component_failed", component=name)
 
     def _look_at(self, config: str) -> None:
         """Repair ``config`` in the coming :meth:`_work` (once, however often it is asked)."""
@@ -399,24 +414,9 @@ class Daemon:
         return "STATUS=" + "; ".join(parts)
 
 
-def run_daemon(
-    settings: Settings,
-    *,
-    reload_settings: SettingsLoader | None = None,
-    components: Iterable[Component] = (),
-) -> int:
-    """Configure output, then run the daemon until it is stopped. Returns the exit status."""
-    configure_logging(settings.output, settings.log_level)
-    daemon = Daemon(settings, reload_settings=reload_settings, components=components)
-    try:
-        return daemon.run()
-    except KeyboardInterrupt:
-        return 130
-
-
 __all__ = [
     "Component",
     "Daemon",
+    "RepairListener",
     "SettingsLoader",
-    "run_daemon",
 ]

@@ -15,6 +15,9 @@ class LocalFileSystem:
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
 
+    def isfile(self, path: str) -> bool:
+        return os.path.isfile(path)
+
     def islink(self, path: str) -> bool:
         return os.path.islink(path)
 

@@ -12,10 +12,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
+from regauthd.alerts.alerter import RaiseAlert
+from regauthd.alerts.catalogue import AlertKind
 from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
@@ -28,12 +30,6 @@ from regauthd.service.loop import Loop, Timer
 from regauthd.settings import Settings
 
 log = structlog.get_logger("regauthd")
-
-
-class RaiseAlert(Protocol):
-    """Raise a catalogued alert (:meth:`regauthd.service.daemon.Daemon.alert`)."""
-
-    def __call__(self, kind: str, subject: str, **fields: Any) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -118,7 +114,7 @@ class Repairer:
             return None
         if verdict.action == "pause":
             self._alert(
-                "config.flapping",
+                AlertKind.CONFIG_FLAPPING,
                 config,
                 path=config,
                 undos=verdict.undos,
@@ -149,7 +145,7 @@ class Repairer:
         now: float,
     ) -> None:
         if report.error is not None:
-            self._alert("config.unfixable", config, path=config, reason=report.error.reason)
+            self._alert(AlertKind.CONFIG_UNFIXABLE, config, path=config, reason=report.error.reason)
             state.last_config = current
             return
         if report.written and report.after is not None:
@@ -159,10 +155,12 @@ class Repairer:
                 self.flaps.replaced(real, digest(report.before), now)
             self.repairs += 1
             self._metrics.count("repairs")
-            self._alert("config.normalized", config, path=config, changes=describe_changes(report))
+            self._alert(
+                AlertKind.CONFIG_NORMALIZED, config, path=config, changes=describe_changes(report)
+            )
             for conflict in report.conflicts:
                 self._alert(
-                    "config.conflict",
+                    AlertKind.CONFIG_CONFLICT,
                     f"{config}#{conflict.canonical}",
                     path=config,
                     canonical=conflict.canonical,

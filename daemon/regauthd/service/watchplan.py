@@ -4,6 +4,8 @@
 a :class:`WatchPlan`: one :class:`DirWatch` per real directory. It reads the file system only
 through the :class:`FileSystemView` it is given (the daemon passes
 :data:`regauthd.service.fsview.LOCAL`), so the rules here touch no disk themselves.
+:meth:`WatchPlan.existing_configs` and :func:`configs_matching` are the one expansion of the
+patterns into the config files that exist (the probe scheduler reads those).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class FileSystemView(Protocol):
 
     def isdir(self, path: str) -> bool:
         """True for a directory (symlinks followed)."""
+        ...
+
+    def isfile(self, path: str) -> bool:
+        """True for a regular file (symlinks followed)."""
         ...
 
     def islink(self, path: str) -> bool:
@@ -59,6 +65,10 @@ class WatchPlan:
 
     def config_count(self) -> int:
         return len({p for d in self.dirs.values() for ps in d.files.values() for p in ps})
+
+    def existing_configs(self, fs: FileSystemView) -> list[str]:
+        """The planned config paths that are files now (as configured, symlinks kept)."""
+        return [config for config in self.configs if fs.isfile(config)]
 
 
 def _is_glob(component: str) -> bool:
@@ -123,6 +133,12 @@ def plan_watches(patterns: Iterable[str], fs: FileSystemView) -> WatchPlan:
             continue
         _expand(builder, "/", parts[1:])
     return builder.build()
+
+
+def configs_matching(patterns: Iterable[str], fs: FileSystemView) -> list[str]:
+    """Every existing config file ``patterns`` match, expanded as :func:`plan_watches` does
+    (for a one-shot command; the daemon asks its current plan)."""
+    return plan_watches(patterns, fs).existing_configs(fs)
 
 
 def _expand(builder: _PlanBuilder, directory: str, rest: tuple[str, ...]) -> None:

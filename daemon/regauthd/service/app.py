@@ -1,0 +1,124 @@
+"""The composition root: the one place that builds the daemon and wires its parts together.
+
+:func:`build` constructs, in this order:
+
+1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its metrics);
+2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports);
+3. the probe scheduler, when ``[probe] enabled``: it reads the configs of the daemon's current
+   watch plan (``daemon.watched_configs``), re-reads a config the daemon repaired and probes the
+   conflicts the repair resolved (a repair listener), and raises alerts through the daemon;
+4. the journal watch, when ``[journal] enabled``: it re-checks through the daemon
+   (``daemon.recheck``), records every repair (a repair listener), asks the scheduler for probes
+   (``probe_now``) and gets every probe result the scheduler pushes to the loop thread, which
+   decides the verdict that waited for it at once.
+
+Every callback is a typed callable or Protocol; no part looks another up by name or holds
+another component. The daemon starts the components in that order and stops them in reverse
+(journal, probes, then the watcher). Probes and the journal are imported only when enabled: an
+idle daemon stays small (their imports, httpx among them, cost ~5 MiB), so enabling one in the
+settings needs a restart, not just a reload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from regauthd.alerts.alerter import Alerter
+from regauthd.alerts.metrics import Metrics
+from regauthd.alerts.output import configure_logging
+from regauthd.service.daemon import Daemon, SettingsLoader
+from regauthd.service.loop import Loop
+from regauthd.settings import Settings
+
+if TYPE_CHECKING:
+    from regauthd.journal.watch import JournalWatch
+    from regauthd.probe.scheduler import ProbeScheduler
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """The built daemon: run it with :meth:`run`. ``probes`` and ``journal`` are None when
+    disabled (tests look at them)."""
+
+    daemon: Daemon
+    probes: ProbeScheduler | None = None
+    journal: JournalWatch | None = None
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (blocks); the exit status."""
+        return self.daemon.run()
+
+
+def build(
+    settings: Settings,
+    *,
+    reload_settings: SettingsLoader | None = None,
+    configure_output: bool = True,
+    probe_min_gap: float | None = None,
+) -> App:
+    """Build the daemon and its enabled components, wired (see the module docstring).
+
+    ``probe_min_gap`` replaces the scheduler's least time between two on-demand probes of one
+    registry (tests: 0, so a journal failure right after a probe is probed again).
+    """
+    loop = Loop()
+    alerter = Alerter(suppress_window=settings.alerts.suppress_window, metrics=Metrics())
+    daemon = Daemon(
+        settings,
+        loop=loop,
+        alerter=alerter,
+        reload_settings=reload_settings,
+        configure_output=configure_output,
+    )
+    probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
+    journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
+    return App(daemon, probes, journal)
+
+
+def _probes(settings: Settings, daemon: Daemon, min_gap: float | None) -> ProbeScheduler:
+    from regauthd.probe.component import ProbeComponent  # noqa: PLC0415 - see module docstring
+    from regauthd.probe.schedule import DEFAULT_MIN_GAP_S  # noqa: PLC0415 - see module docstring
+    from regauthd.probe.scheduler import ProbeScheduler  # noqa: PLC0415 - see module docstring
+
+    scheduler = ProbeScheduler(
+        settings.probe,
+        daemon.watched_configs,
+        daemon.loop.post,
+        daemon.alert,
+        min_gap=DEFAULT_MIN_GAP_S if min_gap is None else min_gap,
+    )
+    daemon.on_repair("probes", scheduler.on_repair)
+    daemon.host(ProbeComponent(scheduler, daemon.watched_configs))
+    return scheduler
+
+
+def _journal(settings: Settings, daemon: Daemon, probes: ProbeScheduler | None) -> JournalWatch:
+    from regauthd.journal.watch import JournalWatch  # noqa: PLC0415 - see module docstring
+
+    watch = JournalWatch(
+        settings,
+        post=daemon.loop.post,
+        call_later=daemon.loop.call_later,
+        alert=daemon.alert,
+        recheck=daemon.recheck,
+        prober=probes,
+    )
+    daemon.on_repair("journal", watch.on_repair)
+    if probes is not None:
+        probes.subscribe(watch.probe_result)
+    daemon.host(watch)
+    return watch
+
+
+def run_daemon(settings: Settings, *, reload_settings: SettingsLoader | None = None) -> int:
+    """Configure output, then build and run the daemon until it is stopped; the exit status."""
+    configure_logging(settings.output, settings.log_level)
+    app = build(settings, reload_settings=reload_settings)
+    try:
+        return app.run()
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["App", "build", "run_daemon"]
