@@ -12,6 +12,15 @@ from pathlib import Path
 
 import pytest
 
+# The shared rigs, as plugins: their fixtures (registry_factory, pass_helper, hub_fake,
+# start_daemon) are available to every test without importing them.
+pytest_plugins = [
+    "tests.rigs.registry",
+    "tests.rigs.passhelper",
+    "tests.rigs.hubfake",
+    "tests.rigs.daemon",
+]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.conftest import require_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(script: str, *args: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ assertions: tests wait for events, with generous deadlines only to avoid hanging
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import itertools
 import json
@@ -56,11 +55,10 @@ from regauthd.probe.schedule import (
 )
 from regauthd.probe.scheduler import ProbeScheduler, deliver
 from regauthd.settings import Environment, ProbeSettings, parse_settings
+from tests.rigs.configs import auth
 from tests.rigs.hubfake import HubFake
-from tests.rigs.registry import RegistryFactory, registry_factory
+from tests.rigs.registry import RegistryFactory
 from tests.rigs.tokenissuer import Grant
-
-__all__ = ["registry_factory"]  # the fixture, used by name below
 
 FAILING_KIND = AlertKind.PROBE_FAILING
 RECOVERED_KIND = AlertKind.PROBE_RECOVERED
@@ -525,10 +523,7 @@ class Sink:
 
 
 def write_config(path: Path, auths: dict[str, tuple[str, str]]) -> None:
-    entries = {
-        key: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()}
-        for key, (u, p) in auths.items()
-    }
+    entries = {key: {"auth": auth(u, p)} for key, (u, p) in auths.items()}
     tmp = path.with_name(".config.json.tmp")
     tmp.write_text(json.dumps({"auths": entries}, indent="\t"))
     tmp.replace(path)  # as docker does: a rename
@@ -537,7 +532,7 @@ def write_config(path: Path, auths: dict[str, tuple[str, str]]) -> None:
 def secrets_of(*pairs: tuple[str, str]) -> list[str]:
     out: list[str] = []
     for user, password in pairs:
-        out += [password, base64.b64encode(f"{user}:{password}".encode()).decode()]
+        out += [password, auth(user, password)]
     return out
 
 

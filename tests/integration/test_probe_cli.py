@@ -5,7 +5,6 @@ Every run's stdout and stderr are checked for the secrets involved.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from regauthd.commands.probe import UsageError, split_endpoints, split_repositories
 from tests.conftest import require_program
+from tests.rigs.configs import auth
 from tests.rigs.hubfake import HubFake
 from tests.rigs.registry import RunningRegistry, start_registry_or_skip
 from tests.rigs.tokenissuer import Grant
@@ -28,10 +28,6 @@ ALICE = ("alice", "alice-cli-pw-9Rt")
 BOB = ("bob", "bob-cli-pw-2Wq")
 CAROL = ("carol", "carol-cli-pw-4Hn")
 REPO = "team/app"
-
-
-def auth(user: str, secret: str) -> str:
-    return base64.b64encode(f"{user}:{secret}".encode()).decode()
 
 
 ALL_SECRETS = [s for _, s in (ALICE, BOB, CAROL)] + [auth(*p) for p in (ALICE, BOB, CAROL)]

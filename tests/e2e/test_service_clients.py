@@ -18,18 +18,9 @@ from tests.rigs.clients import (
     podman_get_login,
     podman_login,
 )
-from tests.rigs.registry import RegistryFactory, push_tiny_image, registry_factory
-from tests.test_service_daemon import (
-    HUB,
-    Daemon,
-    auths_keys,
-    docker_style_write,
-    mis_keyed,
-    start_daemon,
-    wait_until,
-)
-
-__all__ = ["registry_factory", "start_daemon"]  # fixtures, imported for pytest
+from tests.rigs.configs import HUB, auths_keys, docker_style_write, mis_keyed, wait_until
+from tests.rigs.daemon import Daemon
+from tests.rigs.registry import RegistryFactory, push_tiny_image
 
 USER, PASSWORD = "alice", "alice-registry-pw"
 

@@ -13,10 +13,11 @@ from regauthd.dockerconfig.auth import decode_auth
 from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyKind, classify
 from regauthd.dockerconfig.normalize import plan
 from regauthd.dockerconfig.validate import validate
+from tests.rigs.configs import auth as b64auth
 
 
 def auth(user: str, password: str) -> dict[str, str]:
-    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {"auth": b64auth(user, password)}
 
 
 # ---------------------------------------------------------------- tables

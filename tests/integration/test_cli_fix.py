@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -12,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from regauthd.dockerconfig.keys import HUB_CANONICAL
+from tests.rigs.configs import auth
 
 PASSWORD = "Pa55w0rd-do-not-leak"
 TOKEN = "identity-token-do-not-leak"
-AUTH = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+AUTH = auth("alice", PASSWORD)
 SECRETS = (PASSWORD, AUTH, TOKEN)
 
 
@@ -202,7 +202,7 @@ def test_credentials_only_in_roots_config_are_reported(cfg: Path, tmp_path: Path
 def test_conflicting_spellings_keep_canonical_and_back_up_the_other(
     cfg: Path, tmp_path: Path
 ) -> None:
-    other = base64.b64encode(f"bob:{PASSWORD}x".encode()).decode()
+    other = auth("bob", f"{PASSWORD}x")
     write(cfg, {"auths": {HUB_CANONICAL: {"auth": AUTH}, "docker.io": {"auth": other}}})
     proc = run("fix", "--json", "--state-dir", str(tmp_path / "s"))
     assert proc.returncode == 0

@@ -15,7 +15,7 @@ from regauthd.commands.scan_journal import SinceError, parse_since
 from tests.conftest import require_program
 from tests.rigs.journald import write_export, write_journal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "journal"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "journal"
 SINCE = ["--since", "2026-01-01T00:00:00Z"]
 SECRET = "hunter2-Sup3r-S3cret-t0ken"
 

@@ -33,9 +33,8 @@ from regauthd.dockerconfig.stores import (
 )
 from tests.conftest import require_program
 from tests.rigs.clients import Sandbox, docker_hub_banner_user, docker_login_banner_user
-from tests.rigs.passhelper import PassHelper, pass_helper, start_pass
-
-__all__ = ["pass_helper"]  # the fixture, used by name below
+from tests.rigs.configs import auth
+from tests.rigs.passhelper import PassHelper, start_pass
 
 SECRET = "Sup3r-s3cret-Pa55word"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.identity-refresh-token-value"
@@ -53,10 +52,6 @@ def _script_helper(directory: Path, name: str, body: str) -> dict[str, str]:
     script.write_text("#!/bin/sh\n" + body)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return {"PATH": f"{directory}:/usr/bin:/bin", "HOME": str(directory)}
-
-
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,11 +230,11 @@ def test_decode_auth_splits_at_the_first_colon_and_trims_nul_bytes() -> None:
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ({"auth": _auth("alice", SECRET)}, Credential("alice", SECRET)),
+        ({"auth": auth("alice", SECRET)}, Credential("alice", SECRET)),
         ({"username": "bob", "password": SECRET}, Credential("bob", SECRET)),
         ({"identitytoken": TOKEN}, Credential(IDENTITY_TOKEN_USERNAME, TOKEN)),
         (
-            {"auth": _auth("carol", ""), "identitytoken": TOKEN},
+            {"auth": auth("carol", ""), "identitytoken": TOKEN},
             Credential("carol", TOKEN, identity_token=True),
         ),
         ({}, None),
@@ -252,7 +247,7 @@ def test_credential_from_entry(entry: dict[str, Any], expected: Credential | Non
 
 
 def test_file_store_get_store_erase_list() -> None:
-    config: dict[str, Any] = {"auths": {"ghcr.io": {"auth": _auth("alice", SECRET), "email": "x"}}}
+    config: dict[str, Any] = {"auths": {"ghcr.io": {"auth": auth("alice", SECRET), "email": "x"}}}
     store = FileStore(config)
 
     assert store.get("ghcr.io") == Credential("alice", SECRET)
@@ -260,7 +255,7 @@ def test_file_store_get_store_erase_list() -> None:
     store.store("quay.io", Credential("bob", SECRET))
     store.store(HUB_CANONICAL, Credential(IDENTITY_TOKEN_USERNAME, TOKEN))
 
-    assert config["auths"]["quay.io"] == {"auth": _auth("bob", SECRET)}
+    assert config["auths"]["quay.io"] == {"auth": auth("bob", SECRET)}
     assert config["auths"][HUB_CANONICAL] == {"identitytoken": TOKEN}
     assert store.list() == {"ghcr.io": "alice", "quay.io": "bob", HUB_CANONICAL: "<token>"}
 
@@ -318,7 +313,7 @@ HUB_KEYS = [
 def test_resolve_finds_hub_credentials_exactly_where_docker_does(
     key: str, tmp_path: Path, docker_sandbox: Sandbox
 ) -> None:
-    config = {"auths": {key: {"auth": _auth("hubuser", SECRET)}}}
+    config = {"auths": {key: {"auth": auth("hubuser", SECRET)}}}
     cfg = _write_config(tmp_path / "cfg", config)
 
     found = resolve(config, "docker.io")
@@ -343,7 +338,7 @@ LEGACY_KEYS = [
 def test_resolve_follows_dockers_legacy_host_loop(
     key: str, tmp_path: Path, docker_sandbox: Sandbox
 ) -> None:
-    config = {"auths": {key: {"auth": _auth("reguser", SECRET)}}}
+    config = {"auths": {key: {"auth": auth("reguser", SECRET)}}}
     cfg = _write_config(tmp_path / "cfg", config)
 
     found = resolve(config, "127.0.0.1:5000")
@@ -357,8 +352,8 @@ def test_resolve_follows_dockers_legacy_host_loop(
 def test_resolve_prefers_the_exact_key(tmp_path: Path) -> None:
     config = {
         "auths": {
-            "https://127.0.0.1:5000/v1/": {"auth": _auth("legacy", SECRET)},
-            "127.0.0.1:5000": {"auth": _auth("exact", SECRET)},
+            "https://127.0.0.1:5000/v1/": {"auth": auth("legacy", SECRET)},
+            "127.0.0.1:5000": {"auth": auth("exact", SECRET)},
         }
     }
     assert resolve(config, "127.0.0.1:5000") == ("127.0.0.1:5000", Credential("exact", SECRET))
@@ -390,7 +385,7 @@ def test_resolve_reads_the_helper_under_the_exact_key_only(
 def test_resolve_uses_cred_helpers_before_the_file(tmp_path: Path, pass_helper: PassHelper) -> None:
     pass_helper.store("ghcr.io", "from-pass", SECRET)
     config: dict[str, Any] = {
-        "auths": {"ghcr.io": {"auth": _auth("from-file", SECRET)}},
+        "auths": {"ghcr.io": {"auth": auth("from-file", SECRET)}},
         "credHelpers": {"ghcr.io": "pass"},
     }
     assert resolve(config, "ghcr.io", env=pass_helper.env) == (

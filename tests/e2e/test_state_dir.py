@@ -20,10 +20,10 @@ import pytest
 
 from regauthd.settings import Environment, resolve_state_dir
 from tests.conftest import require_root
+from tests.rigs.configs import HUB, mis_keyed
 from tests.rigs.notify import NotifySocket
-from tests.test_service_daemon import HUB, mis_keyed
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
 

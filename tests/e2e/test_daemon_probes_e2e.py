@@ -9,7 +9,6 @@ deadline), never for fixed times.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,10 @@ import pytest
 from regauthd.alerts.catalogue import CATALOGUE
 from tests.conftest import require_program
 from tests.rigs.clients import docker_login
+from tests.rigs.configs import auth, wait_until
+from tests.rigs.daemon import Daemon
 from tests.rigs.registry import RunningRegistry, start_registry
 from tests.rigs.tokenissuer import Grant
-from tests.test_service_daemon import Daemon, wait_until
 
 USER = "alice"
 OLD_PASSWORD = "probe-e2e-old-pw-4Kd"
@@ -30,12 +30,8 @@ NEW_PASSWORD = "probe-e2e-new-pw-9Zt"
 REPOSITORY = "team/app"
 
 
-def encode(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def write_config(cfg: Path, host: str, user: str, password: str) -> None:
-    data = {"auths": {host: {"auth": encode(user, password)}}}
+    data = {"auths": {host: {"auth": auth(user, password)}}}
     (cfg / "config.json").write_text(json.dumps(data, indent="\t"))
 
 
@@ -130,7 +126,7 @@ def test_password_change_alerts_once_and_a_new_login_recovers_at_once(
     assert len(daemon.named("probe.recovered")) == 1
 
     stored = json.loads((cfg / "config.json").read_text())["auths"][reg.host]
-    secrets = [OLD_PASSWORD, NEW_PASSWORD, encode(USER, OLD_PASSWORD), encode(USER, NEW_PASSWORD)]
+    secrets = [OLD_PASSWORD, NEW_PASSWORD, auth(USER, OLD_PASSWORD), auth(USER, NEW_PASSWORD)]
     secrets += [v for k, v in stored.items() if k in {"auth", "identitytoken"} and v]
     daemon.stop()
     output = everything(daemon)
@@ -162,4 +158,4 @@ def test_ca_file_setting_is_used_for_registry_tls(tmp_path: Path, rig: list[Any]
     for daemon in (without, with_ca):
         output = everything(daemon)
         assert OLD_PASSWORD not in output
-        assert encode(USER, OLD_PASSWORD) not in output
+        assert auth(USER, OLD_PASSWORD) not in output

@@ -7,156 +7,26 @@ Waits are for conditions (with generous limits), never for fixed times.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from regauthd.alerts.catalogue import CATALOGUE
-from tests.rigs.notify import NotifySocket
-
-ROOT = Path(__file__).resolve().parent.parent
-HUB = "https://index.docker.io/v1/"
-WAIT_S = 20.0
-
-
-def auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def mis_keyed(user: str = "ci", password: str = "pw-1", key: str = "docker.io") -> bytes:  # noqa: S107
-    return json.dumps({"auths": {key: {"auth": auth(user, password)}}}, indent="\t").encode()
-
-
-def docker_style_write(directory: Path, data: bytes, seq: int = 0) -> None:
-    """Temp file in the same directory, then rename over config.json (as the Docker CLI saves)."""
-    tmp = directory / f"config.json{os.getpid()}{seq:06d}"
-    tmp.write_bytes(data)
-    tmp.chmod(0o600)
-    tmp.rename(directory / "config.json")
-
-
-def auths_keys(path: Path) -> list[str]:
-    try:
-        return sorted(json.loads(path.read_bytes()).get("auths", {}))
-    except (OSError, ValueError):
-        return []
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class Daemon:
-    """A running ``regauthd run``; stopped by PID in :meth:`stop`."""
-
-    def __init__(
-        self,
-        tmp_path: Path,
-        *,
-        settings: str,
-        docker_configs: list[Path] | None = None,
-        env: dict[str, str] | None = None,
-        watchdog_usec: int | None = None,
-    ) -> None:
-        self.dir = tmp_path / "daemon"
-        self.dir.mkdir(exist_ok=True)
-        self.home = tmp_path / "home"
-        self.home.mkdir(exist_ok=True)
-        self.state = tmp_path / "state"
-        self.settings_file = self.dir / "config.toml"
-        self.settings_file.write_text(settings)
-        self.notify = NotifySocket(self.dir / "notify.sock")
-        self.out = self.dir / "stdout.jsonl"
-        self.err = self.dir / "stderr.txt"
-        argv = [
-            sys.executable, "-m", "regauthd", "run", "--config", str(self.settings_file),
-            "--state-dir", str(self.state),
-        ]  # fmt: skip
-        for d in docker_configs or []:
-            argv += ["--docker-config", str(d)]
-        environ = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
-            and not k.startswith("DOCKER_")
-        }
-        environ.update(HOME=str(self.home), **self.notify.env(watchdog_usec=watchdog_usec))
-        environ.update(env or {})
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=err, env=environ, cwd=ROOT)
-
-    def wait_ready(self) -> None:
-        try:
-            self.notify.wait_for("READY=1", WAIT_S)
-        except TimeoutError:
-            raise AssertionError(f"no READY=1; stderr: {self.err.read_text()}") from None
-
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.out.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.endswith("}")]
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [e for e in self.events() if e["event"] == event]
-
-    def wait_event(self, event: str, count: int = 1) -> list[dict[str, Any]]:
-        return wait_until(
-            lambda: len(self.named(event)) >= count and self.named(event),
-            f"{count} x {event} in {self.out.read_text()[-3000:]}",
-        )
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.notify.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    started: list[Daemon] = []
-
-    def start(settings: str = "", **kwargs: Any) -> Daemon:
-        base = '[daemon]\noutput = "json"\nlog_level = "debug"\n[alerts]\nsuppress_window = 0\n'
-        daemon = Daemon(tmp_path, settings=base + settings, **kwargs)
-        started.append(daemon)
-        daemon.wait_ready()
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-
-
-def watch_settings(*patterns: Path) -> str:
-    return "[watch]\npaths = [" + ", ".join(f'"{p}"' for p in patterns) + "]\n"
-
-
-# -- life ----------------------------------------------------------------------------------------
+from tests.rigs.configs import (
+    HUB,
+    WAIT_S,
+    auth,
+    auths_keys,
+    docker_style_write,
+    mis_keyed,
+    wait_until,
+)
+from tests.rigs.daemon import Daemon, watch_settings
 
 
 def test_ready_status_watchdog_and_clean_sigterm(

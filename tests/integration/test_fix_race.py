@@ -13,7 +13,6 @@ canonical key, and every login's entry, with the user of that round, must be pre
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ import regauthd
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from tests.conftest import require_program
 from tests.rigs.clients import Sandbox, docker_login, regauthd_fix
+from tests.rigs.configs import auth
 from tests.rigs.registry import RunningRegistry, start_registry
 
 pytestmark = pytest.mark.integration
@@ -37,10 +37,6 @@ ROUNDS = 4
 PASSES = 3
 """Times each round logs in to every host (and drops in a legacy key after each login)."""
 PASSWORD = "Race-s3cret-Pa55"
-
-
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +68,7 @@ def _hosts(registries: list[RunningRegistry]) -> list[str]:
 def _drop_in_legacy_key(config_file: Path, key: str, user: str) -> None:
     """Add one entry the way Docker saves: whole file to a temp file, then rename, no lock."""
     data = json.loads(config_file.read_text())
-    data.setdefault("auths", {})[key] = {"auth": _auth(user, PASSWORD)}
+    data.setdefault("auths", {})[key] = {"auth": auth(user, PASSWORD)}
     tmp = config_file.with_name(f"config.json.dropin{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -201,9 +197,9 @@ def test_no_login_is_lost_while_fix_loops(
     cfg_dir.mkdir()
     config_file = cfg_dir / "config.json"
     # Start from a config fix must rewrite, holding an older user for every host.
-    stale = {host: {"auth": _auth("stale", "old")} for host in _hosts(registries)}
-    hub = {"docker.io": {"auth": _auth("hub", "x")}}
-    others = {f"reg{n}.example:5000": {"auth": _auth(f"u{n}", "p")} for n in range(padding)}
+    stale = {host: {"auth": auth("stale", "old")} for host in _hosts(registries)}
+    hub = {"docker.io": {"auth": auth("hub", "x")}}
+    others = {f"reg{n}.example:5000": {"auth": auth(f"u{n}", "p")} for n in range(padding)}
     config_file.write_text(json.dumps({"auths": {**hub, **stale, **others}}))
     config_file.chmod(0o600)
 
@@ -226,8 +222,8 @@ def test_no_login_is_lost_while_fix_loops(
         f"race; final keys: {sorted(k for k in auths if not k.startswith('reg'))}"
     )
     for host in _hosts(registries):
-        assert auths.get(host) == {"auth": _auth(user, PASSWORD)}, (host, story)
+        assert auths.get(host) == {"auth": auth(user, PASSWORD)}, (host, story)
     for made_up, owner in legacy.items():
-        assert auths.get(made_up) == {"auth": _auth(owner, PASSWORD)}, (made_up, story)
-    assert auths.get(HUB_CANONICAL) == {"auth": _auth("hub", "x")}, story
+        assert auths.get(made_up) == {"auth": auth(owner, PASSWORD)}, (made_up, story)
+    assert auths.get(HUB_CANONICAL) == {"auth": auth("hub", "x")}, story
     assert not [key for key in auths if "://" in key and key != HUB_CANONICAL], story

@@ -27,7 +27,7 @@ from regauthd.journal.systemd import SystemdFollower
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import read_export, write_export, write_journal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "journal"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "journal"
 FIXTURE_TIME = datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
 ALL_UNITS = ("docker.service", "containerd.service", "gitlab-runner.service", "actions.runner.*")
 BOOT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -324,7 +324,7 @@ def test_parallel_scan_finds_the_same_in_the_same_order(fixture_dir: Path) -> No
 def test_bench_smoke(tmp_path: Path) -> None:
     require_program("systemd-journal-remote", "systemd-journal-remote")
     require_program("journalctl", "systemd")
-    bench = Path(__file__).parent.parent / "bench" / "journal.py"
+    bench = Path(__file__).parents[2] / "bench" / "journal.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--quick", "--results", str(tmp_path)],
         capture_output=True,

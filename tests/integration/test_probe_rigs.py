@@ -6,7 +6,6 @@ resolves a credential the registry accepts.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -15,17 +14,16 @@ import jwt
 import pytest
 
 from tests.conftest import require_program
-from tests.rigs.registry import RegistryFactory, push_tiny_image, registry_factory
+from tests.rigs.configs import auth
+from tests.rigs.registry import RegistryFactory, push_tiny_image
 from tests.rigs.tokenissuer import Grant
-
-__all__ = ["registry_factory"]  # the fixture, imported for this module's tests
 
 pytestmark = pytest.mark.integration
 
 
 def write_login(cfg: Path, host: str, user: str, password: str) -> None:
     cfg.mkdir(parents=True, exist_ok=True)
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    token = auth(user, password)
     (cfg / "config.json").write_text(json.dumps({"auths": {host: {"auth": token}}}))
 
 
@@ -113,7 +111,7 @@ def test_probe_benchmark_quick_mode_runs() -> None:
     import subprocess
     import sys
 
-    bench = Path(__file__).resolve().parent.parent / "bench" / "probe.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "probe.py"
     proc = subprocess.run(
         [sys.executable, str(bench), "--quick"],
         capture_output=True,

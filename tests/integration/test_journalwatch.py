@@ -46,10 +46,8 @@ from regauthd.service.watchplan import configs_matching
 from regauthd.settings import Environment, Settings, parse_settings
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import JournaldNamespace, dockerd, write_journal
-from tests.rigs.registry import RegistryFactory, registry_factory
+from tests.rigs.registry import RegistryFactory
 from tests.rigs.tokenissuer import Grant
-
-__all__ = ["registry_factory"]  # the fixture, used by name below
 
 PASSWORD = "s3cret-Pw-0f-acme"
 AUTH = encode_auth("acme", PASSWORD)

@@ -35,7 +35,7 @@ from regauthd.redactor import Redactor, remember_config_secrets
 from regauthd.settings import OutputMode
 from tests.conftest import require_program
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CATALOG_FILE = ROOT / "systemd" / "regauthd.catalog"
 SECRET = "hunter2-very-secret"
 AUTH = "YWxpY2U6aHVudGVyMi12ZXJ5LXNlY3JldA=="  # alice:hunter2-very-secret

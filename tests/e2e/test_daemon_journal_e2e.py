@@ -9,7 +9,6 @@ Waits are for expected lines (with a deadline), never for fixed times.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from collections.abc import Iterator
@@ -20,11 +19,12 @@ import pytest
 from regauthd.alerts.catalogue import CATALOGUE
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from tests.conftest import require_journal_backend
+from tests.rigs.configs import auth, wait_until
+from tests.rigs.daemon import Daemon
 from tests.rigs.journald import dockerd, write_journal
-from tests.test_service_daemon import Daemon, wait_until
 
 PASSWORD = "journal-e2e-pw-7Qx"
-AUTH = base64.b64encode(f"acme:{PASSWORD}".encode()).decode()
+AUTH = auth("acme", PASSWORD)
 BOOT = "5e2c0f4a9b8d47e1a3c6d9f0b1e2a3c4"
 """One boot for every write: journalctl --follow does not see a new boot's entries appended."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import require_program
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "regauthd.service"
 
 

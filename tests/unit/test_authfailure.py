@@ -29,7 +29,7 @@ from regauthd.journal.recognize import (
 from regauthd.redact import redact_text as redact
 from tests.rigs.journald import read_export
 
-FIXTURES = Path(__file__).parent / "fixtures" / "journal"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "journal"
 WHEN = datetime(2026, 11, 30, 12, 3, 1, tzinfo=UTC)
 
 

@@ -23,7 +23,7 @@ from regauthd.settings import (
     with_overrides,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 USER = Environment(euid=1000, home=Path("/home/ci"), env={})
 ROOT_ENV = Environment(euid=0, home=Path("/root"), env={})
 

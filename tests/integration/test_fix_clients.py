@@ -11,7 +11,6 @@ fail, then runs ``regauthd fix`` as a subprocess and asks the real programs agai
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,10 +33,9 @@ from tests.rigs.clients import (
     regauthd_fix,
     skopeo_get_login,
 )
-from tests.rigs.passhelper import PassHelper, pass_helper
+from tests.rigs.configs import auth
+from tests.rigs.passhelper import PassHelper
 from tests.rigs.registry import RunningRegistry, push_tiny_image, start_registry
-
-__all__ = ["pass_helper"]  # the fixture, used by name below
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +44,6 @@ REG_SECRET = "Reg-s3cret-Pa55"
 HUB_USER = "hubuser"
 HUB_SECRET = "Hub-s3cret-Pa55"
 IMAGE = "team/app:v1"
-
-
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _require_clients() -> None:
@@ -103,7 +97,7 @@ def _assert_no_secret(text: str) -> None:
     for secret in (REG_SECRET, HUB_SECRET):
         assert secret not in text
     for user, secret in ((REG_USER, REG_SECRET), (HUB_USER, HUB_SECRET)):
-        assert _auth(user, secret) not in text
+        assert auth(user, secret) not in text
 
 
 @pytest.fixture
@@ -145,8 +139,8 @@ HUB_ALIASES = [
 
 @pytest.mark.parametrize("alias", HUB_ALIASES)
 def test_docker_finds_the_hub_user_after_fix(alias: str, setup: Setup) -> None:
-    other = {"ghcr.io": {"auth": _auth("ghuser", "gh-password"), "email": "a@example.com"}}
-    setup.write({"auths": {alias: {"auth": _auth(HUB_USER, HUB_SECRET)}, **other}})
+    other = {"ghcr.io": {"auth": auth("ghuser", "gh-password"), "email": "a@example.com"}}
+    setup.write({"auths": {alias: {"auth": auth(HUB_USER, HUB_SECRET)}, **other}})
     assert docker_hub_banner_user(setup.cfg_dir, sandbox=setup.sandbox) is None
 
     _assert_fixed(setup.fix(), setup)
@@ -161,7 +155,7 @@ def test_docker_finds_the_hub_user_after_fix(alias: str, setup: Setup) -> None:
 
 @pytest.mark.parametrize("key", ["registry-1.docker.io", "https://registry-1.docker.io/v2/"])
 def test_registry_1_docker_io_is_copied_and_kept(key: str, setup: Setup) -> None:
-    setup.write({"auths": {key: {"auth": _auth(HUB_USER, HUB_SECRET)}}})
+    setup.write({"auths": {key: {"auth": auth(HUB_USER, HUB_SECRET)}}})
     assert docker_hub_banner_user(setup.cfg_dir, sandbox=setup.sandbox) is None
 
     _assert_fixed(setup.fix(), setup)
@@ -172,7 +166,7 @@ def test_registry_1_docker_io_is_copied_and_kept(key: str, setup: Setup) -> None
 
 
 def test_hub_website_key_is_copied_with_a_finding(setup: Setup) -> None:
-    setup.write({"auths": {"hub.docker.com": {"auth": _auth(HUB_USER, HUB_SECRET)}}})
+    setup.write({"auths": {"hub.docker.com": {"auth": auth(HUB_USER, HUB_SECRET)}}})
     assert docker_hub_banner_user(setup.cfg_dir, sandbox=setup.sandbox) is None
     assert podman_get_login(setup.cfg_dir, "docker.io", sandbox=setup.sandbox) is None
 
@@ -187,7 +181,7 @@ def test_hub_website_key_is_copied_with_a_finding(setup: Setup) -> None:
 
 def test_fix_twice_changes_nothing_and_clients_still_agree(setup: Setup) -> None:
     setup.write(
-        {"auths": {"index.docker.io": {"auth": _auth(HUB_USER, HUB_SECRET)}}, "psFormat": "x"}
+        {"auths": {"index.docker.io": {"auth": auth(HUB_USER, HUB_SECRET)}}, "psFormat": "x"}
     )
     _assert_fixed(setup.fix(), setup)
     first = setup.config_file.read_bytes()
@@ -253,14 +247,14 @@ def test_legacy_keys_everyone_finds_keep_working(
 
 def test_a_wrong_password_stays_wrong(setup: Setup, registry: RunningRegistry) -> None:
     # The oracle itself: a resolved but refused credential is not "works".
-    setup.write({"auths": {f"  {registry.host}": {"auth": _auth(REG_USER, "wrong")}}})
+    setup.write({"auths": {f"  {registry.host}": {"auth": auth(REG_USER, "wrong")}}})
     setup.fix()
     assert docker_login_banner_user(setup.cfg_dir, registry.host, sandbox=setup.sandbox) == REG_USER
     assert not docker_manifest_inspect_ok(setup.cfg_dir, _ref(registry), sandbox=setup.sandbox)
 
 
 def test_a_login_after_fix_is_kept_by_the_next_fix(setup: Setup, registry: RunningRegistry) -> None:
-    setup.write({"auths": {"docker.io": {"auth": _auth(HUB_USER, HUB_SECRET)}}})
+    setup.write({"auths": {"docker.io": {"auth": auth(HUB_USER, HUB_SECRET)}}})
     _assert_fixed(setup.fix(), setup)
     docker_login(setup.cfg_dir, registry.host, REG_USER, REG_SECRET, sandbox=setup.sandbox)
 
@@ -273,7 +267,7 @@ def test_a_login_after_fix_is_kept_by_the_next_fix(setup: Setup, registry: Runni
 
 
 def _write_registry_key(setup: Setup, key: str) -> None:
-    setup.write({"auths": {key: {"auth": _auth(REG_USER, REG_SECRET)}}})
+    setup.write({"auths": {key: {"auth": auth(REG_USER, REG_SECRET)}}})
 
 
 def _assert_fixed_to_host(setup: Setup, registry: RunningRegistry) -> None:
@@ -409,7 +403,7 @@ def test_rig_docker_sees_no_helper_and_errors_hide_the_password(
     config = setup.read()
     # With a helper on PATH, Docker would have chosen it by itself for an empty config.
     assert "credsStore" not in config
-    assert config["auths"] == {registry.host: {"auth": _auth(REG_USER, REG_SECRET)}}
+    assert config["auths"] == {registry.host: {"auth": auth(REG_USER, REG_SECRET)}}
 
     wrong = "wrong-" + REG_SECRET
     with pytest.raises(ClientError) as info:

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from regauthd.alerts.catalogue import CATALOGUE
+from tests.rigs.configs import HUB, auth, auths_keys, docker_style_write, wait_until
 from tests.rigs.journald import JournaldNamespace
-from tests.test_service_daemon import HUB, auth, auths_keys, docker_style_write, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "journal-secret-pw-77"
 
 

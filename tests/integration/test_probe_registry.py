@@ -8,7 +8,6 @@ a registry that never answers. Every result and every log event is checked for s
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import socket
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from regauthd.probe.client import make_client, probe, probe_many
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
 from regauthd.probe.targets import targets_from_config
 from tests.conftest import require_program
+from tests.rigs.configs import auth
 from tests.rigs.registry import RunningRegistry, start_registry, start_registry_or_skip
 from tests.rigs.tokenissuer import Grant
 
@@ -36,7 +36,7 @@ REPO = "team/app"
 def secrets_of(*pairs: tuple[str, str]) -> list[str]:
     out = []
     for user, secret in pairs:
-        out += [secret, base64.b64encode(f"{user}:{secret}".encode()).decode()]
+        out += [secret, auth(user, secret)]
     return out
 
 
