@@ -137,6 +137,7 @@ def summary(name: str, values_ms: list[float]) -> dict[str, float]:
     result = {
         "p50_ms": round(statistics.median(values_ms), 3),
         "p99_ms": round(percentile(values_ms, 0.99), 3),
+        "p99.9_ms": round(percentile(values_ms, 0.999), 3),
         "max_ms": round(max(values_ms), 3),
     }
     print(f"{name:>6}: " + "  ".join(f"{k}={v}" for k, v in result.items()))
