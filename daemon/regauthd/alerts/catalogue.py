@@ -110,6 +110,31 @@ CATALOGUE: Final[Mapping[str, AlertKind]] = {
             ("path", "undos", "window", "backoff"),
         ),
         _kind(
+            "watch.overflow",
+            "c7b3703054064c04af73bbd6ba842ecb",
+            PRIORITY_WARNING,
+            "File events were lost; every watched Docker config was checked again",
+            "the {backend} watcher lost file events (its queue overflowed); every watched "
+            "config ({configs}) was checked again",
+            "Nothing to do when it is rare: no change goes unrepaired. If it repeats, raise "
+            "the kernel's queue (`sysctl -w fs.inotify.max_queued_events=65536`, and in "
+            "/etc/sysctl.d/ to keep it) or find the program flooding the watched directories.",
+            ("backend", "configs"),
+        ),
+        _kind(
+            "watch.limit",
+            "83ca1b49fd904891b7a58acbc5c3787c",
+            PRIORITY_ERR,
+            "The kernel's watch limit is reached: some Docker configs are not watched",
+            "{count} director(ies) not watched, the kernel's limit {sysctl} (now {limit}) is "
+            "reached: {directories}; their configs are repaired only when regauthd retries "
+            "(next in {retry})",
+            "Raise the limit named in the alert (`sysctl -w fs.inotify.max_user_watches=524288`, "
+            "and the same line in /etc/sysctl.d/ to keep it). regauthd retries by itself and "
+            "watches those directories as soon as the kernel lets it.",
+            ("count", "directories", "sysctl", "limit", "retry"),
+        ),
+        _kind(
             "settings.reload_failed",
             "e1d288d5a93b4ddf871438868fcf706e",
             PRIORITY_ERR,
