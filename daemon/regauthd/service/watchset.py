@@ -80,7 +80,9 @@ class WatchSet:
     def open(self, loop: Loop, settings: WatchSettings) -> bool:
         """Open the watcher ``settings`` name and have ``loop`` read it (a no-op when it is open
         with these settings already). True when it was (re)opened: nothing is watched yet."""
-        wanted = (settings.backend, settings.poll_interval)
+        # The interval matters to the poller only: changing it alone reopens nothing else.
+        interval = settings.poll_interval if settings.backend == "polling" else 0.0
+        wanted = (settings.backend, interval)
         if self._opened_with == wanted:
             return False
         self.close(loop)
