@@ -84,6 +84,12 @@ class WatchSettings:
     """Config file paths; ``~`` and shell globs (``/home/*/.docker/config.json``) allowed."""
     docker_config_dirs: tuple[str, ...] = ()
     """Extra ``DOCKER_CONFIG`` directories; their ``config.json`` is watched."""
+    backend: str = "auto"
+    """How directories are watched (:mod:`regauthd.service.watcher`): ``inotify`` (Linux),
+    ``native`` (watchdog: FSEvents on macOS, kqueue on BSD), ``polling`` (NFS homes, where
+    inotify never sees another client's write), or ``auto`` (inotify on Linux, else native)."""
+    poll_interval: float = 2.0
+    """Seconds between two looks at every watched directory, for ``backend = "polling"``."""
 
     def patterns(self, home: Path) -> tuple[str, ...]:
         """Every watched config path, ``~`` expanded, duplicates removed, order kept."""
@@ -189,11 +195,14 @@ class Settings:
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 JOURNAL_BACKENDS = ("auto", "systemd", "journalctl", "files")
+WATCH_BACKENDS = ("auto", "inotify", "native", "polling")
+"""The same names as :data:`regauthd.service.watcher.BACKENDS` (settings import no watcher)."""
 # Default instances: a slotted dataclass's class attributes are slot descriptors, not defaults.
 _ALERTS = AlertSettings()
 _FLAP = FlappingSettings()
 _PROBE = ProbeSettings()
 _JOURNAL = JournalSettings()
+_WATCH = WatchSettings(paths=())
 
 
 def default_settings_file(environment: Environment) -> Path:
@@ -372,8 +381,13 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
     for d in dirs:
         if not d.startswith(("/", "~/")):
             raise watch_table.error("docker_config_dirs", 'absolute directories ("/...")', d)
+    watch = WatchSettings(
+        paths=paths,
+        docker_config_dirs=dirs,
+        backend=watch_table.string("backend", _WATCH.backend, choices=WATCH_BACKENDS),
+        poll_interval=watch_table.duration("poll_interval", _WATCH.poll_interval, positive=True),
+    )
     watch_table.check_unknown()
-    watch = WatchSettings(paths=paths, docker_config_dirs=dirs)
 
     a = top.table("alerts")
     alerts = AlertSettings(
@@ -496,7 +510,8 @@ def with_overrides(
         files = tuple(c for c in docker_configs if c.endswith(".json"))
         dirs = tuple(c for c in docker_configs if not c.endswith(".json"))
         settings = dataclasses.replace(
-            settings, watch=WatchSettings(paths=files, docker_config_dirs=dirs)
+            settings,
+            watch=dataclasses.replace(settings.watch, paths=files, docker_config_dirs=dirs),
         )
     if state_dir is not None:
         settings = dataclasses.replace(settings, state_dir=state_dir)

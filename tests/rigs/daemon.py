@@ -35,7 +35,9 @@ class Daemon:
         docker_configs: list[Path] | None = None,
         env: dict[str, str] | None = None,
         watchdog_usec: int | None = None,
+        command_prefix: list[str] | None = None,
     ) -> None:
+        """``command_prefix`` runs the daemon under another program (``unshare ...``)."""
         self.dir = tmp_path / "daemon"
         self.dir.mkdir(exist_ok=True)
         self.home = tmp_path / "home"
@@ -47,8 +49,8 @@ class Daemon:
         self.out = self.dir / "stdout.jsonl"
         self.err = self.dir / "stderr.txt"
         argv = [
-            sys.executable, "-m", "regauthd", "run", "--config", str(self.settings_file),
-            "--state-dir", str(self.state),
+            *(command_prefix or []), sys.executable, "-m", "regauthd", "run",
+            "--config", str(self.settings_file), "--state-dir", str(self.state),
         ]  # fmt: skip
         for d in docker_configs or []:
             argv += ["--docker-config", str(d)]

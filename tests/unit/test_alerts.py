@@ -71,6 +71,8 @@ def test_catalogue_has_every_kind_with_a_unique_stable_id() -> None:
         "probe.conflict",
         "journal.auth_failure",
         "journal.unavailable",
+        "watch.overflow",
+        "watch.limit",
     }
     ids = [k.message_id for k in CATALOGUE.values()]
     assert len(set(ids)) == len(ids)

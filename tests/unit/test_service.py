@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import threading
 import time
@@ -15,19 +14,12 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
-from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.app import build
 from regauthd.service.daemon import Daemon
 from regauthd.service.flapping import FlapTracker, FlapVerdict, newest_hub_keys
 from regauthd.service.fsview import LOCAL
-from regauthd.service.legacy_inotify import (
-    EVENT_FILTER,
-    STRUCTURE_FILTER,
-    ImmediateInotifyObserver,
-    event_filter_for,
-)
 from regauthd.service.loop import Loop
 from regauthd.service.sdnotify import Notifier
 from regauthd.service.watchplan import DirWatch, WatchPlan, configs_matching, plan_watches
@@ -331,74 +323,6 @@ def test_notifier_watchdog_interval_is_half_and_only_for_us() -> None:
     assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": pid}).watchdog_interval == 2.0
     assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}).watchdog_interval is None
     assert Notifier({"WATCHDOG_USEC": "0"}).watchdog_interval is None
-
-
-# -- the watchdog layer ------------------------------------------------------------------------
-
-
-class Recorder(FileSystemEventHandler):
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str]] = []
-        self.cond = threading.Condition()
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        with self.cond:
-            dest = getattr(event, "dest_path", "") or ""
-            self.events.append(
-                (event.event_type, os.path.basename(event.src_path), os.path.basename(dest))
-            )
-            self.cond.notify_all()
-
-    def wait(self, predicate: Callable[[list[tuple[str, str, str]]], bool]) -> None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: predicate(self.events), 10), self.events
-
-
-def test_structure_only_directories_ignore_close_write() -> None:
-    assert event_filter_for(DirWatch(files={"config.json": ("/c",)})) == EVENT_FILTER
-    assert event_filter_for(DirWatch(triggers=(".docker",))) == STRUCTURE_FILTER
-    assert FileClosedEvent in EVENT_FILTER
-    assert FileClosedEvent not in STRUCTURE_FILTER
-
-
-def test_immediate_observer_delivers_renames_and_no_read_events(tmp_path: Path) -> None:
-    recorder = Recorder()
-    observer = ImmediateInotifyObserver(recorder)
-    observer.start()
-    stop = threading.Event()
-
-    def pump() -> None:  # what the daemon's loop does: read when the inotify fd is readable
-        while not stop.is_set():
-            ready, _, _ = select.select([observer.fileno()], [], [], 0.05)
-            if ready:
-                observer.read_ready()
-
-    reader = threading.Thread(target=pump)
-    reader.start()
-    try:
-        observer.schedule(recorder, str(tmp_path), event_filter=EVENT_FILTER)
-        for i in range(50):
-            tmp = tmp_path / f"config.json{i:04d}"
-            tmp.write_text("{}")
-            tmp.rename(tmp_path / "config.json")
-            # Each rename reaches the handler as a move onto config.json, paired or not.
-            recorder.wait(
-                lambda events, i=i: (
-                    sum(e[0] == "moved" and e[2] == "config.json" for e in events) == i + 1
-                )
-            )
-        (tmp_path / "config.json").read_text()  # our own reads must wake nothing
-        (tmp_path / "marker").write_text("")
-        recorder.wait(lambda events: ("closed", "marker", "") in events)
-        kinds = {e[0] for e in recorder.events}
-        assert kinds <= {"created", "closed", "moved"}
-        assert not any(e[1] == "config.json" and e[0] == "closed" for e in recorder.events)
-    finally:
-        stop.set()
-        reader.join(5)
-        observer.stop()
-        observer.join(5)
-    assert not observer.is_alive()
 
 
 # -- hook points, in process -------------------------------------------------------------------

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from regauthd.service.watcher import BACKENDS
 from regauthd.settings import (
     SYSTEM_SETTINGS_FILE,
+    WATCH_BACKENDS,
     Environment,
     OutputMode,
     SettingsError,
@@ -81,6 +83,8 @@ def test_every_option_is_read() -> None:
         [watch]
         paths = ["/ci/*/.docker/config.json", "~/.docker/config.json"]
         docker_config_dirs = ["/opt/runner/docker"]
+        backend = "polling"
+        poll_interval = "500ms"
 
         [alerts]
         suppress_window = "2m"
@@ -123,6 +127,7 @@ def test_every_option_is_read() -> None:
         "/home/ci/.docker/config.json",
         "/opt/runner/docker/config.json",
     )
+    assert (s.watch.backend, s.watch.poll_interval) == ("polling", 0.5)
     assert s.alerts.suppress_window == 120
     assert s.alerts.metrics_file == Path("/var/lib/node_exporter/regauthd.prom")
     assert s.alerts.metrics is False
@@ -154,8 +159,9 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
     keys = {f"{t}.{k}" for t, v in data.items() for k in v}
     every = {
         "daemon.state_dir", "daemon.output", "daemon.log_level", "watch.paths",
-        "watch.docker_config_dirs", "alerts.suppress_window", "alerts.metrics_file",
-        "alerts.metrics", "flapping.max_undos", "flapping.window", "flapping.backoff",
+        "watch.docker_config_dirs", "watch.backend", "watch.poll_interval",
+        "alerts.suppress_window", "alerts.metrics_file", "alerts.metrics", "flapping.max_undos",
+        "flapping.window", "flapping.backoff",
         "flapping.backoff_max", "probe.enabled", "probe.interval", "probe.jitter",
         "probe.concurrency", "probe.timeout", "probe.insecure_registries",
         "probe.trusted_realms", "probe.repositories", "probe.ca_file", "journal.enabled",
@@ -181,6 +187,9 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
         ("[watch]\npaths = 'x'", "watch.paths", "a list of non-empty strings"),
         ("[watch]\npaths = ['relative/config.json']", "watch.paths", "absolute paths"),
         ("[watch]\npaths = ['/home/u/.docker/*.json']", "watch.paths", "globs in directory"),
+        ("[watch]\nbackend = 'kqueue'", "watch.backend", 'one of "auto", "inotify", "native"'),
+        ("[watch]\npoll_interval = 0", "watch.poll_interval", "a non-zero duration"),
+        ("[watch]\npoll_interval = 'often'", "watch.poll_interval", "a duration like"),
         ("[probe]\nenabled = 'yes'", "probe.enabled", "true or false"),
         ("[probe]\nrepositories = { 'ghcr.io' = 1 }", "probe.repositories", "a table of strings"),
         ("[journal]\nextra_patterns = ['(']", "journal.extra_patterns", "valid regular exp"),
@@ -245,6 +254,16 @@ def test_command_line_overrides_replace_watch_paths() -> None:
     )
     assert s.watch.patterns(USER.home) == ("/b/config.json", "/a/docker/config.json")
     assert s.state_dir == Path("/st")
+
+
+def test_command_line_overrides_keep_the_watch_backend() -> None:
+    settings = parse_settings('[watch]\nbackend = "polling"\npoll_interval = "1s"', USER)
+    s = with_overrides(settings, docker_configs=("/a/docker",))
+    assert (s.watch.backend, s.watch.poll_interval) == ("polling", 1.0)
+
+
+def test_watch_backends_are_the_watch_layers() -> None:
+    assert WATCH_BACKENDS == BACKENDS
 
 
 def test_run_exits_2_with_one_clear_message(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ class AlertKind(enum.StrEnum):
     PROBE_RATE_LIMITED = "probe.rate_limited"
     JOURNAL_AUTH_FAILURE = "journal.auth_failure"
     JOURNAL_UNAVAILABLE = "journal.unavailable"
+    WATCH_OVERFLOW = "watch.overflow"
+    WATCH_LIMIT = "watch.limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,31 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             "a configuration-management run may too) and have it write the canonical key, "
             "or stop it. regauthd tries again after the pause.",
             ("path", "undos", "window", "backoff"),
+        ),
+        _entry(
+            AlertKind.WATCH_OVERFLOW,
+            "c7b3703054064c04af73bbd6ba842ecb",
+            PRIORITY_WARNING,
+            "File events were lost; every watched Docker config was checked again",
+            "the {backend} watcher lost file events (its queue overflowed); every watched "
+            "config ({configs}) was checked again",
+            "Nothing to do when it is rare: no change goes unrepaired. If it repeats, raise "
+            "the kernel's queue (`sysctl -w fs.inotify.max_queued_events=65536`, and in "
+            "/etc/sysctl.d/ to keep it) or find the program flooding the watched directories.",
+            ("backend", "configs"),
+        ),
+        _entry(
+            AlertKind.WATCH_LIMIT,
+            "83ca1b49fd904891b7a58acbc5c3787c",
+            PRIORITY_ERR,
+            "The kernel's watch limit is reached: some Docker configs are not watched",
+            "{count} director(ies) not watched, the kernel's limit {sysctl} (now {limit}) is "
+            "reached: {directories}; their configs are repaired only when regauthd retries "
+            "(next in {retry})",
+            "Raise the limit named in the alert (`sysctl -w fs.inotify.max_user_watches=524288`, "
+            "and the same line in /etc/sysctl.d/ to keep it). regauthd retries by itself and "
+            "watches those directories as soon as the kernel lets it.",
+            ("count", "directories", "sysctl", "limit", "retry"),
         ),
         _entry(
             AlertKind.SETTINGS_RELOAD_FAILED,

@@ -3,7 +3,7 @@
 Its life in four steps (as uvicorn's ``server.py`` reads): install signal handlers -> start up
 (every watch in place, one repair pass, ``READY=1``) -> main loop -> shut down (``STOPPING=1``).
 
-Flow runs one way. Sources (inotify events through watchdog, timers, the probe scheduler and the
+Flow runs one way. Sources (file changes from the watcher, timers, the probe scheduler and the
 journal follower) produce observations; the main loop, the only thread that owns
 state, turns them into actions (:class:`regauthd.service.repair.Repairer`, alerts); the sinks
 carry them out. Other threads only :meth:`Daemon.post` to the loop.
@@ -13,9 +13,11 @@ Its parts live beside it: :mod:`~regauthd.service.watchplan` (which directories 
 :mod:`~regauthd.service.repair` (one config after a write), :mod:`~regauthd.service.reporting`
 (alert summaries, the metrics file, ``STATUS=`` and ``WATCHDOG=`` on timers),
 :mod:`~regauthd.service.watchset` (the watches in place, through
-:mod:`~regauthd.service.legacy_inotify`), :mod:`~regauthd.service.loop` and
-:mod:`~regauthd.service.sdnotify`. This module owns the daemon's life, hands watch events to
-the loop and decides what they mean (replan, repair), and hosts the components (the probe
+:mod:`~regauthd.service.watcher`, read on the loop thread), :mod:`~regauthd.service.routing`
+(what a change means: repair, replan, rescan; pure), :mod:`~regauthd.service.watchlimit` (the
+kernel's watch limit: alert, retry), :mod:`~regauthd.service.loop` and
+:mod:`~regauthd.service.sdnotify`. This module owns the daemon's life, acts on what the watches
+report (replan, repair, rescan after lost events), and hosts the components (the probe
 scheduler, the journal watch) that :mod:`regauthd.service.app` builds and wires: it starts them
 in order, stops them in reverse, and tells repair listeners what each repair did.
 """
@@ -30,20 +32,20 @@ from types import FrameType
 from typing import Any, Protocol
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from regauthd.alerts.alerter import Alerter
 from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.file import TEMP_PREFIX
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
 from regauthd.service.repair import Repairer
 from regauthd.service.reporting import Reporter
+from regauthd.service.routing import Routing
 from regauthd.service.sdnotify import Notifier
-from regauthd.service.watchplan import WatchPlan, glob_matches, plan_watches
+from regauthd.service.watchlimit import WatchLimitRetry
+from regauthd.service.watchplan import WatchPlan, plan_watches
 from regauthd.service.watchset import WatchSet
 from regauthd.settings import Settings, SettingsError
 
@@ -76,20 +78,6 @@ class Component(Protocol):
         ...
 
 
-class _EventHandler(FileSystemEventHandler):
-    """Runs on watchdog's inotify reader thread: routes an event to the loop, owns no state."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        self._daemon.on_fs_event(event)
-
-    def wants(self, path: bytes) -> bool:
-        """Could an event on this (non-directory) path matter? Cheap, before any event object."""
-        return self._daemon.wants_path(path)
-
-
 SettingsLoader = Callable[[], Settings]
 
 RepairListener = Callable[[str, FixReport], None]
@@ -118,7 +106,7 @@ class Daemon:
         self.notifier = Notifier()
         self.alerter = alerter
         self.metrics = alerter.metrics
-        self._watches = WatchSet(_EventHandler(self))
+        self._watches = WatchSet(self._on_watch_change)
         self._plan = WatchPlan({}, ())
         self._dirty: dict[str, None] = {}
         self._replan_requested = False
@@ -138,6 +126,9 @@ class Daemon:
             alerter=self.alerter,
             metrics=self.metrics,
             status_line=self._status_line,
+        )
+        self._watch_limit = WatchLimitRetry(
+            loop=self.loop, alert=self.alert, metrics=self.metrics, retry=self._retry_watches
         )
 
     # -- hook points ---------------------------------------------------------------------------
@@ -207,7 +198,6 @@ class Daemon:
             settings=str(self.settings.source) if self.settings.source else "defaults",
             patterns=list(self.settings.watch.patterns(Path.home())),
         )
-        self._watches.start(self.loop)
         self._replan()
         for component in self.components:
             component.start()
@@ -234,7 +224,8 @@ class Daemon:
             except Exception:
                 log.exception("daemon.component_stop_failed", component=component.name)
         try:
-            self._watches.stop(self.loop)
+            self._watch_limit.close()
+            self._watches.close(self.loop)
         except Exception:
             log.exception("daemon.component_stop_failed", component="watcher")
         dockerconfig.flush_cleanup(timeout=0.5)
@@ -273,57 +264,34 @@ class Daemon:
 
     # -- watching ------------------------------------------------------------------------------
 
-    def wants_path(self, path: bytes) -> bool:
-        directory, name = os.path.split(os.fsdecode(path))
-        role = self._plan.dirs.get(directory)
-        if role is None or name.startswith(TEMP_PREFIX):
-            return False
-        return name in role.files or any(glob_matches(t, name) for t in role.triggers)
-
-    def on_fs_event(self, event: FileSystemEvent) -> None:
-        """watchdog's reader thread: decide cheaply what the event means, hand it to the loop.
-
-        Must never raise: an exception here would end the thread that reads every watch."""
-        try:
-            self._route(event)
-        except Exception:
-            log.exception("watch.event_failed", event_type=event.event_type)
-
-    def _route(self, event: FileSystemEvent) -> None:
-        plan = self._plan
-        kind = event.event_type
-        src = os.fsdecode(event.src_path)
-        dest = os.fsdecode(getattr(event, "dest_path", "") or "")
-        replan = False
-        changed: list[str] = []
-        dead = ""
-        if kind == "deleted" and event.is_directory and src in plan.dirs:
-            replan = True  # a watched directory itself went away: its watch is gone
-            dead = src
-        for path, appeared in ((dest, True), (src, kind not in {"moved", "deleted"})):
-            if not path:
-                continue
-            directory, name = os.path.split(path)
-            role = plan.dirs.get(directory)
-            if role is None or name.startswith(TEMP_PREFIX):
-                continue
-            if name in role.files:
-                if name in role.links or (kind in ("created", "moved") and os.path.islink(path)):
-                    replan = True
-                elif appeared and kind in ("closed", "moved"):
-                    changed.extend(role.files[name])
-            if kind != "closed" and any(glob_matches(t, name) for t in role.triggers):
-                replan = True
-        if changed or replan:
-            self.loop.post(lambda: self._observe(changed, replan, dead))
-
-    def _observe(self, configs: list[str], replan: bool, dead: str = "") -> None:
-        if dead:
-            self._watches.died(dead)
-        log.debug("watch.event", configs=configs, replan=replan)
-        for config in configs:
+    def _on_watch_change(self, routing: Routing) -> None:
+        """What the watches reported (loop thread, before :meth:`_work`)."""
+        for config in routing.configs:
             self._dirty[config] = None
-        self._replan_requested = self._replan_requested or replan
+        if routing.rescan:
+            self._rescan()
+        else:
+            self._replan_requested = self._replan_requested or routing.replan
+
+    def _rescan(self) -> None:
+        """Events were lost: plan again and look at every watched config, whatever changed."""
+        self._replan()
+        for config in self._plan.configs:
+            self._look_at(config)
+        self.metrics.count("watch_overflows")
+        self.alert(
+            AlertKind.WATCH_OVERFLOW,
+            self._watches.backend,
+            backend=self._watches.backend,
+            configs=len(self._plan.configs),
+        )
+
+    def _retry_watches(self) -> None:
+        """The watch-limit retry timer: watch what can be now, repair what still cannot."""
+        self._replan()
+        for config in self._watches.refused_configs():
+            self._look_at(config)
+        self._work()
 
     def _work(self) -> None:
         """Coalesced work after each batch of posted callbacks: replan, then repair."""
@@ -349,6 +317,7 @@ class Daemon:
     def _replan(self) -> None:
         patterns = self.settings.watch.patterns(Path.home())
         plan = plan_watches(patterns, LOCAL)
+        self._watches.open(self.loop, self.settings.watch)
         for _ in range(_MAX_REPLAN_ROUNDS):
             self._plan = plan
             stable = self._watches.reconcile(plan, self._look_at)
@@ -358,6 +327,7 @@ class Daemon:
             if stable and again == plan:
                 break
             plan = again
+        self._watch_limit.update(self._watches.refused)
         self.metrics.gauge("watched_directories", len(self._watches))
         self.metrics.gauge("watched_configs", plan.config_count())
         self.reporter.metrics_changed()

@@ -1,117 +1,236 @@
-"""The directory watches in place, kept matching the daemon's :class:`WatchPlan`."""
+"""The directory watches in place, kept matching the daemon's :class:`WatchPlan`.
+
+A :class:`WatchSet` owns one :class:`~regauthd.service.watcher.Watcher` (the backend the
+``[watch]`` settings name), watches each planned directory with it (for contents only where
+the directory holds configs, so a home directory's other files wake nothing), and has the
+daemon's loop read it: changes are filtered by :meth:`WatchSet.wants` before the watcher builds
+them, then turned into a :class:`~regauthd.service.routing.Routing` for the daemon, all on the
+loop thread.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import structlog
-from watchdog.events import FileSystemEventHandler
-from watchdog.observers.api import ObservedWatch
 
-from regauthd.service.legacy_inotify import ImmediateInotifyObserver, event_filter_for
+from regauthd.dockerconfig.file import TEMP_PREFIX
+from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
-from regauthd.service.watchplan import WatchPlan
+from regauthd.service.routing import Routing, route
+from regauthd.service.watcher import (
+    BackendUnavailableError,
+    Watcher,
+    WatchLimitError,
+    open_watcher,
+)
+from regauthd.service.watchplan import WatchPlan, glob_matches
+from regauthd.settings import WatchSettings
 
 log = structlog.get_logger("regauthd")
+
+_OTHER_TEMP_NAME = re.compile(
+    r"""\.tmp-config\.json   # podman's (containers/image) temp file
+      | .+\.json\d+\Z        # the Docker CLI's: os.CreateTemp(dir, "config.json")
+    """,
+    re.VERBOSE,
+)
+
+
+def is_temp_name(name: str) -> bool:
+    """Is ``name`` a temp file a config is saved through (ours, Docker's, podman's)?"""
+    return name.startswith(TEMP_PREFIX) or _OTHER_TEMP_NAME.match(name) is not None
 
 
 @dataclass(slots=True)
 class _Watched:
-    watch: ObservedWatch
     inode: tuple[int, int]
-    holds_configs: bool
+    contents: bool
 
 
 class WatchSet:
-    """One watch per planned directory; every watch's events go to ``handler``.
+    """One watch per planned directory; what they report goes to ``on_change`` (loop thread).
 
-    Its inotify descriptor is read by the daemon's loop (:meth:`start`), so an event reaches the
-    handler on the loop thread. Loop thread only.
+    :meth:`open` (again after a reload: a changed backend reopens it) and :meth:`reconcile` with
+    each new plan. Directories the kernel refused a watch for (its per-user limit) are kept in
+    :attr:`refused` and tried again at every reconcile. Loop thread only.
     """
 
-    def __init__(self, handler: FileSystemEventHandler) -> None:
-        self._handler = handler
-        self._observer: ImmediateInotifyObserver | None = None
+    def __init__(self, on_change: Callable[[Routing], None]) -> None:
+        self._on_change = on_change
+        self._watcher: Watcher | None = None
+        self._opened_with: tuple[str, float] | None = None
+        self._plan = WatchPlan({}, ())
         self._watched: dict[str, _Watched] = {}
-        self._dead: set[str] = set()
+        self._stale: set[str] = set()
+        self.refused: dict[str, WatchLimitError] = {}
+        """Planned directories left unwatched because the kernel's watch limit is reached."""
 
     def __len__(self) -> int:
         return len(self._watched)
 
-    def start(self, loop: Loop) -> None:
-        """Open the watcher and have ``loop`` read it; until then :meth:`reconcile` watches
-        nothing."""
-        self._observer = ImmediateInotifyObserver(self._handler)
-        self._observer.start()
-        loop.add_reader(self._observer.fileno(), self._observer.read_ready)
+    @property
+    def backend(self) -> str:
+        return self._watcher.backend if self._watcher is not None else "none"
 
-    def stop(self, loop: Loop) -> None:
-        if self._observer is not None:
-            loop.remove_reader(self._observer.fileno())
-            self._observer.stop()
-            self._observer.join(timeout=0.5)
+    def open(self, loop: Loop, settings: WatchSettings) -> bool:
+        """Open the watcher ``settings`` name and have ``loop`` read it (a no-op when it is open
+        with these settings already). True when it was (re)opened: nothing is watched yet."""
+        # The interval matters to the poller only: changing it alone reopens nothing else.
+        interval = settings.poll_interval if settings.backend == "polling" else 0.0
+        wanted = (settings.backend, interval)
+        if self._opened_with == wanted:
+            return False
+        self.close(loop)
+        try:
+            watcher = open_watcher(
+                settings.backend, wants=self.wants, poll_interval=settings.poll_interval
+            )
+        except BackendUnavailableError as exc:
+            # A daemon that will not start cannot repair anything: watch the way that works.
+            watcher = open_watcher("auto", wants=self.wants, poll_interval=settings.poll_interval)
+            log.error(
+                "watch.backend_unavailable",
+                requested=settings.backend,
+                reason=str(exc),
+                backend=watcher.backend,
+            )
+        self._watcher = watcher
+        self._opened_with = wanted
+        loop.add_reader(watcher.fileno(), self._read)
+        log.info(
+            "watch.opened",
+            backend=watcher.backend,
+            requested=settings.backend,
+            **({"poll_interval": settings.poll_interval} if watcher.backend == "polling" else {}),
+        )
+        return True
 
-    def died(self, directory: str) -> None:
-        """The watch of ``directory`` is gone (the directory was deleted): replace it at the next
-        :meth:`reconcile`."""
-        # Inode numbers are reused at once (rmdir; mkdir): only this says the watch died.
-        self._dead.add(directory)
+    def close(self, loop: Loop) -> None:
+        """Stop watching (the watcher's descriptor and any thread are released)."""
+        watcher, self._watcher, self._opened_with = self._watcher, None, None
+        self._watched.clear()
+        self._stale.clear()
+        self.refused.clear()
+        if watcher is not None:
+            loop.remove_reader(watcher.fileno())
+            watcher.close()
+
+    def wants(self, directory: str, name: str) -> bool:
+        """Could a change to this (non-directory) entry matter? Asked by the watcher before it
+        builds a change: temp files and names the plan does not care about are dropped."""
+        role = self._plan.dirs.get(directory)
+        if role is None:
+            return False
+        if name in role.files:
+            return True
+        # Temp files are most of the events (a `docker login` and our repair make ~10 each).
+        if not role.triggers or is_temp_name(name):
+            return False
+        return any(glob_matches(t, name) for t in role.triggers)
+
+    def _read(self) -> None:
+        if self._watcher is None:
+            return
+        changes = self._watcher.read()
+        if not changes:
+            return
+        try:
+            routing = route(self._plan, changes, LOCAL)
+        except Exception:
+            # The daemon outlives a bad event: say so, keep reading the others.
+            log.exception("watch.event_failed", changes=len(changes))
+            return
+        for directory in routing.gone:
+            self._watched.pop(directory, None)  # the watcher forgot it already
+        self._stale.update(routing.stale)
+        if routing:
+            log.debug("watch.event", configs=list(routing.configs), replan=routing.replan)
+            self._on_change(routing)
 
     def reconcile(self, plan: WatchPlan, look_at: Callable[[str], None]) -> bool:
-        """Make the scheduled watches match ``plan``; False when the file system moved under us
-        (plan again). ``look_at(config)`` for each config in a directory watched anew."""
-        observer = self._observer
-        if observer is None:
+        """Make the watches match ``plan``; False when the file system moved under us (plan
+        again). ``look_at(config)`` for each config in a directory watched anew, and in a
+        directory newly refused a watch (it is repaired now, if not at each change)."""
+        self._plan = plan
+        watcher = self._watcher
+        if watcher is None:
             return True
         for directory in list(self._watched):
             current = self._watched[directory]
-            if (
-                directory not in plan.dirs
-                or directory in self._dead
-                or _inode(directory) != current.inode
-                or bool(plan.dirs[directory].files) != current.holds_configs
-            ):
-                with contextlib.suppress(KeyError):
-                    observer.unschedule(current.watch)
+            role = plan.dirs.get(directory)
+            if role is None or directory in self._stale or _inode(directory) != current.inode:
+                watcher.unwatch(directory)
                 del self._watched[directory]
                 log.debug("watch.removed", directory=directory)
-        self._dead.clear()
+            elif bool(role.files) != current.contents:
+                del self._watched[directory]  # watched again below, for the new contents
+        self._stale.clear()
+        refused_before, self.refused = self.refused, {}
+        limit: WatchLimitError | None = None
         stable = True
         for directory, role in plan.dirs.items():
             if directory in self._watched:
                 continue
-            inode = _inode(directory)
-            try:
-                watch = observer.schedule(
-                    self._handler, directory, event_filter=event_filter_for(role)
-                )
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                    stable = False
+            if limit is None:
+                try:
+                    watched, still = self._add(watcher, directory, bool(role.files))
+                except WatchLimitError as exc:
+                    limit = exc
+                else:
+                    stable = stable and still
+                    if watched:
+                        # Anything written before the watch existed is looked at once now.
+                        _look_at_all(role.files, look_at)
                     continue
-                log.warning("watch.failed", directory=directory, reason=exc.strerror)
-                continue
-            if inode is None or _inode(directory) != inode:
-                stable = False
-            if inode is None:
-                observer.unschedule(watch)  # gone already: plan again
-                continue
-            self._watched[directory] = _Watched(watch, inode, bool(role.files))
-            log.debug("watch.added", directory=directory)
-            # Anything written before the watch existed is looked at once now.
-            for configs in role.files.values():
-                for config in configs:
-                    look_at(config)
+            # Once the kernel said no, the rest wait for the retry timer as well.
+            self.refused[directory] = limit
+            if directory not in refused_before:
+                _look_at_all(role.files, look_at)
         return stable
+
+    def _add(self, watcher: Watcher, directory: str, contents: bool) -> tuple[bool, bool]:
+        """Watch ``directory``: (watched now, the file system held still meanwhile). Raises
+        :class:`WatchLimitError`."""
+        inode = _inode(directory)
+        try:
+            watcher.watch(directory, contents=contents)
+        except WatchLimitError:
+            raise
+        except (FileNotFoundError, NotADirectoryError):
+            return False, False
+        except OSError as exc:
+            log.warning("watch.failed", directory=directory, reason=exc.strerror or str(exc))
+            return False, True
+        if inode is None:
+            watcher.unwatch(directory)  # gone already: plan again
+            return False, False
+        still = _inode(directory) == inode
+        self._watched[directory] = _Watched(inode, contents)
+        log.debug("watch.added", directory=directory)
+        return True, still
+
+    def refused_configs(self) -> Iterator[str]:
+        """The configs in directories the kernel refused a watch for."""
+        for directory in self.refused:
+            role = self._plan.dirs.get(directory)
+            if role is not None:
+                for configs in role.files.values():
+                    yield from configs
+
+
+def _look_at_all(files: Mapping[str, tuple[str, ...]], look_at: Callable[[str], None]) -> None:
+    for configs in files.values():
+        for config in configs:
+            look_at(config)
 
 
 def _inode(directory: str) -> tuple[int, int] | None:
-    try:
+    with contextlib.suppress(OSError):
         st = os.stat(directory)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+        return (st.st_dev, st.st_ino)
+    return None
