@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import regauthd
+from tests.rigs.tools import is_tool, tool_path
 
 CLIENT_TIMEOUT_S = 60.0
 _SYSTEM_BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -106,8 +107,9 @@ def _clean_bin_farm() -> Path:
 class Sandbox:
     """Private HOME, XDG_RUNTIME_DIR, XDG_CONFIG_HOME and PATH for the client programs.
 
-    ``helpers`` are names of ``docker-credential-<name>`` programs installed on the machine that
-    the clients may see (``"pass"`` also brings the ``pass`` program it calls). ``helper_dirs``
+    ``helpers`` are names of ``docker-credential-<name>`` programs the clients may see (``"pass"``
+    also brings the ``pass`` program it calls; both from the private tools folder,
+    :mod:`tests.rigs.tools`, never the host's copy). ``helper_dirs``
     are extra directories put first on PATH (a test's own helper scripts). ``env`` is added to
     every client's environment (e.g. ``GNUPGHOME`` and ``PASSWORD_STORE_DIR`` for pass).
     """
@@ -135,7 +137,8 @@ class Sandbox:
         for name in sandbox.helpers:
             programs = [f"docker-credential-{name}"] + (["pass"] if name == "pass" else [])
             for program in programs:
-                found = _find_system_program(program)
+                # Test-only helpers come from the private tools folder, never from the host.
+                found = tool_path(program) if is_tool(program) else _find_system_program(program)
                 if found is None:
                     raise ClientError(f"{program} is not installed: cannot offer it to clients")
                 link = helper_bin / program
