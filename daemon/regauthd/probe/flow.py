@@ -306,9 +306,10 @@ class ProbeFlow:
             self.figures.push_allowed = True
             location = response.headers.get("location")
             # An abandoned upload expires on the registry by itself: cancelling is a courtesy,
-            # skipped when the Location is not the registry's own address (credentials go
-            # nowhere else, never downgraded to http://), and its failure changes nothing.
-            if location and not location_refusal(base, location, carries_secret=bool(headers)):
+            # skipped when the Location is not the registry's own scheme, host and port
+            # (credentials go nowhere else, never downgraded to http://), and its failure
+            # changes nothing.
+            if location and not location_refusal(base, location):
                 with contextlib.suppress(StopProbe, PlainHTTPServer):
                     await self.send(
                         "DELETE",

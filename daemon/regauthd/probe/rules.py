@@ -171,18 +171,15 @@ def redirect_refusal(
     )
 
 
-def location_refusal(base: str, location: str, *, carries_secret: bool) -> str | None:
-    """Why a ``Location`` a registry answered (an upload to cancel) may not be requested, or None:
-    with credentials only at the registry's own scheme, host and port (never downgraded to
-    ``http://``, never another port); never at a link-local or metadata address."""
+def location_refusal(base: str, location: str) -> str | None:
+    """Why an upload ``Location`` a registry answered may not be requested (to cancel the
+    upload), or None: only the registry's own scheme, host and port, so credentials are never
+    downgraded to ``http://`` or sent to another port, and no blind request goes elsewhere."""
     target = parse_url(base).join(location)
-    refusal = address_refusal(str(target), registry_host=parse_url(base).host)
-    if refusal:
-        return refusal
-    if carries_secret and not same_origin(base, str(target)):
+    if not same_origin(base, str(target)):
         return (
             f"the registry's upload location {target.scheme}://{target.netloc} is not the "
-            "registry's own address; credentials not sent there"
+            "registry's own address; nothing sent there"
         )
     return None
 
