@@ -2,20 +2,24 @@
 
 ``pass`` and ``docker-credential-pass`` come from the private tools folder even when the host has
 them installed; ``tests/run`` installs neither (and no recommends); a process a test leaves
-behind, even one that daemonised, is found by the session-end check in ``tests/conftest.py``.
+behind, even one that daemonised, is found by the session-end check in ``tests/conftest.py``;
+rootless podman's pause process is stopped after each call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
+from tests.conftest import require_program, require_root
 from tests.rigs import host
-from tests.rigs.clients import Sandbox
+from tests.rigs.clients import Sandbox, podman_command
 from tests.rigs.passhelper import HELPER, PassHelper
 from tests.rigs.tools import PACKAGES, ROOT, TOOLS_DIR
 
@@ -70,3 +74,51 @@ def test_a_daemonised_process_is_found_as_a_leftover() -> None:
         for pid in found:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
+
+
+def test_rootless_podman_leaves_no_pause_process() -> None:
+    require_root("runs podman as an unprivileged user (nobody), as a non-root run of the suite")
+    require_program("podman", "podman")
+    setpriv = require_program("setpriv", "util-linux")
+    with tempfile.TemporaryDirectory(prefix="rgd-rootless-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        box = Sandbox.create(root / "box")
+        cfg = root / "cfg"
+        cfg.mkdir()
+        (cfg / "config.json").write_text("{}")
+        with podman_command(["login", "--get-login", "docker.io"], box) as argv:
+            state = Path(argv[argv.index("--tmpdir") + 1]).parent
+            for path in (root, state):
+                _chown_tree(path, NOBODY)
+            env = {**box.environ(cfg), "PATH": "/usr/bin:/bin"}
+            subprocess.run(
+                [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
+                env=env,
+                cwd=root,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            pause_pid = int((state / "tmp" / "pause.pid").read_text())
+            assert _alive(pause_pid), "rootless podman left no pause process to stop"
+        assert not _alive(pause_pid)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pause_pid, os.WNOHANG)  # adopted by the test process: reap it
+
+
+NOBODY = 65534
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    for directory, _, files in os.walk(root):
+        os.chown(directory, uid, uid)
+        for name in files:
+            os.chown(os.path.join(directory, name), uid, uid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in {"Z", "X"}

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,11 @@ def stop_leftover_processes() -> list[tuple[int, str]]:
         alive.append((pid, cmdline))
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        state not in {"Z", "X"} for _, state, _ in leftover_processes()
+    ):
+        time.sleep(0.01)
     _reap()
     return alive
 
