@@ -105,6 +105,33 @@ class ProbeFlow:
             refuse_longer=refuse_longer,
         )
 
+    async def send_for_token(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """A request to a token service: it carries the credential when it has headers or a
+        form, and an answer longer than :data:`TOKEN_BODY_LIMIT` ends the probe."""
+        try:
+            return await self.send(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                carries_secret=bool(headers or data),
+                body_limit=TOKEN_BODY_LIMIT,
+                refuse_longer=True,
+            )
+        except BodyTooLarge:
+            raise StopProbe(
+                ProbeStatus.ERROR,
+                f"the token service sent more than {TOKEN_BODY_LIMIT // 1024} KiB; that is not "
+                "a token response",
+            ) from None
+
     # -- the steps -------------------------------------------------------------------------
 
     async def run(self) -> ProbeResult:
@@ -240,33 +267,10 @@ class ProbeFlow:
             }
             if scopes:
                 form["scope"] = " ".join(scopes)
-            request = self.send(
-                "POST",
-                realm,
-                data=form,
-                carries_secret=True,
-                body_limit=TOKEN_BODY_LIMIT,
-                refuse_longer=True,
-            )
+            response = await self.send_for_token("POST", realm, data=form)
         else:
             url = httpx.URL(realm).copy_merge_params(_token_query(service, scopes))
-            headers = self.basic_header()
-            request = self.send(
-                "GET",
-                url,
-                headers=headers,
-                carries_secret=True,
-                body_limit=TOKEN_BODY_LIMIT,
-                refuse_longer=True,
-            )
-        try:
-            response = await request
-        except BodyTooLarge:
-            raise StopProbe(
-                ProbeStatus.ERROR,
-                f"the token service sent more than {TOKEN_BODY_LIMIT // 1024} KiB; that is not "
-                "a token response",
-            ) from None
+            response = await self.send_for_token("GET", url, headers=self.basic_header())
         if response.status_code in {401, 403}:
             raise StopProbe(ProbeStatus.BAD_CREDENTIALS, self.refused_text())
         if response.status_code == 400 and "invalid_grant" in response.text:
@@ -364,14 +368,12 @@ class ProbeFlow:
             scope = f"repository:{self.policy.rate_limit_repository}:pull"
             query = _token_query(bearer.service or "", [scope])
             realm = httpx.URL(bearer.realm).copy_merge_params(query)
-            response = await self.send(
-                "GET", realm, body_limit=TOKEN_BODY_LIMIT, refuse_longer=True
-            )
+            response = await self.send_for_token("GET", realm)
             token = response.json().get("token") if response.status_code == 200 else None
             if isinstance(token, str):
                 self.secrets.append(token)
                 await self.rate_limit(base, {"Authorization": f"Bearer {token}"})
-        except (StopProbe, PlainHTTPServer, BodyTooLarge, ValueError):
+        except (StopProbe, PlainHTTPServer, ValueError):
             return  # figures are a bonus here: the status is no_credentials either way
 
     # -- results ---------------------------------------------------------------------------
