@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.rigs import host
+
 # The shared rigs, as plugins: their fixtures (registry_factory, pass_helper, hub_fake,
 # start_daemon) are available to every test without importing them.
 pytest_plugins = [
@@ -39,6 +41,24 @@ def require_program(name: str, package: str | None = None) -> str:
             if os.access(candidate, os.X_OK):
                 return candidate
         unavailable(f"{name} not found (Debian package: {package or name})")
+        raise AssertionError("unreachable")
+    return found
+
+
+def require_tool(name: str) -> str:
+    """Path of a test-only program in the private tools folder (:mod:`tests.rigs.tools`),
+    unpacked on first use; skip/fail when it cannot be. The host's own copy is never used."""
+    from tests.rigs.tools import ToolsUnavailable, tool_path, unpack
+
+    found = tool_path(name)
+    if found is None:
+        try:
+            unpack()
+        except ToolsUnavailable as exc:
+            unavailable(str(exc))
+        found = tool_path(name)
+    if found is None:
+        unavailable(f"{name} is not among the unpacked test tools")
         raise AssertionError("unreachable")
     return found
 
@@ -85,15 +105,34 @@ HOST_STATE_DIRS = (Path("/var/lib/regauthd"), Path("/etc/regauthd"))
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_host_state_key] = {p for p in HOST_STATE_DIRS if p.exists()}
+    session.config.stash[_docker_login_key] = host.docker_login_setup()
+    # Orphans of the processes the tests start (a daemonised gpg-agent, podman's pause process)
+    # become this process's children instead of init's, so the check below can find them.
+    host.become_subreaper()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The suite must leave the host as it found it: no state or settings of the host's own."""
+    """The suite must leave the host as it found it: no state or settings of the host's own, no
+    process left running, the host's ``docker login`` unchanged."""
+    problems = []
     before = session.config.stash.get(_host_state_key, set())
     created = [str(p) for p in HOST_STATE_DIRS if p.exists() and p not in before]
     if created:
-        print(f"\ntests created host directories they must not touch: {created}")
+        problems.append(f"tests created host directories they must not touch: {created}")
+    leftovers = host.stop_leftover_processes()
+    if leftovers:
+        listing = "\n  ".join(f"{pid}: {cmdline}" for pid, cmdline in leftovers)
+        problems.append(f"tests left processes running (now killed):\n  {listing}")
+    login_before = session.config.stash.get(_docker_login_key, None)
+    login_after = host.docker_login_setup()
+    if login_before is not None and login_after != login_before:
+        problems.append(
+            f"the host's `docker login` changed: before {login_before}, after {login_after}"
+        )
+    if problems:
+        print("\n" + "\n".join(problems))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 _host_state_key = pytest.StashKey[set[Path]]()
+_docker_login_key = pytest.StashKey[host.DockerLoginSetup]()

@@ -68,3 +68,8 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
     assert set(run["idle"]) == {"seconds", "cpu_s", "cpu_s_per_s"}
     assert run["stop"]["exit_status"] == 0
     assert run["stop"]["left_processes"] == 0
+
+
+def test_hostile_bench_runs_every_case() -> None:
+    figures = _run("hostile.py", "--quick")
+    assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]

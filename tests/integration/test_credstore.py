@@ -31,7 +31,7 @@ from regauthd.dockerconfig.stores import (
     resolve,
     store_for,
 )
-from tests.conftest import require_program
+from tests.conftest import require_program, require_tool
 from tests.rigs.clients import Sandbox, docker_hub_banner_user, docker_login_banner_user
 from tests.rigs.configs import auth
 from tests.rigs.passhelper import PassHelper, start_pass
@@ -410,8 +410,8 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def test_pass_rig_stops_its_gpg_agent(tmp_path: Path) -> None:
     require_program("gpg", "gnupg")
-    require_program("pass", "pass")
-    require_program("docker-credential-pass", "golang-docker-credential-helpers")
+    require_tool("pass")
+    require_tool("docker-credential-pass")
     helper = start_pass(tmp_path / "pass")
     helper.store("ghcr.io", "alice", SECRET)
     assert helper.get("ghcr.io") == ("alice", SECRET)  # decrypting needs the agent

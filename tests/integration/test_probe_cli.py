@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from regauthd.commands.probe import UsageError, split_endpoints, split_repositories
-from tests.conftest import require_program
+from tests.conftest import require_program, require_tool
 from tests.rigs.configs import auth
 from tests.rigs.hubfake import HubFake
 from tests.rigs.registry import RunningRegistry, start_registry_or_skip
@@ -164,13 +164,10 @@ def test_per_registry_repository_and_hub_endpoint(
 
 
 def test_credentials_in_the_pass_helper(token_registry: RunningRegistry, tmp_path: Path) -> None:
-    for program, package in [
-        ("docker", "docker.io"),
-        ("pass", "pass"),
-        ("gpg", "gnupg"),
-        ("docker-credential-pass", "golang-docker-credential-helpers"),
-    ]:
+    for program, package in [("docker", "docker.io"), ("gpg", "gnupg"), ("tree", "tree")]:
         require_program(program, package)
+    require_tool("pass")
+    require_tool("docker-credential-pass")
     from tests.rigs.clients import Sandbox, docker_login
     from tests.rigs.passhelper import start_pass
 

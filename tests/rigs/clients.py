@@ -23,7 +23,8 @@ Oracles (each needs no engine and no network):
   scratch copy of the config, because that call may rewrite config.json.
 - :func:`docker_manifest_inspect_ok`: whether the CLI resolves working credentials for a
   registry (True), resolves none or wrong ones (False); anything else raises.
-- :func:`skopeo_get_login` / :func:`podman_get_login`: the user name containers/image resolves.
+- :func:`skopeo_get_login` / :func:`podman_get_login`: the user name containers/image resolves
+  (podman's rootless pause process, when not root, is stopped after each call).
 
 Secrets go to the programs on stdin only, never on a command line, and no helper here puts a
 password into an exception message.
@@ -36,9 +37,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import regauthd
+from tests.rigs.tools import is_tool, tool_path
 
 CLIENT_TIMEOUT_S = 60.0
 _SYSTEM_BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -106,8 +110,9 @@ def _clean_bin_farm() -> Path:
 class Sandbox:
     """Private HOME, XDG_RUNTIME_DIR, XDG_CONFIG_HOME and PATH for the client programs.
 
-    ``helpers`` are names of ``docker-credential-<name>`` programs installed on the machine that
-    the clients may see (``"pass"`` also brings the ``pass`` program it calls). ``helper_dirs``
+    ``helpers`` are names of ``docker-credential-<name>`` programs the clients may see (``"pass"``
+    also brings the ``pass`` program it calls; both from the private tools folder,
+    :mod:`tests.rigs.tools`, never the host's copy). ``helper_dirs``
     are extra directories put first on PATH (a test's own helper scripts). ``env`` is added to
     every client's environment (e.g. ``GNUPGHOME`` and ``PASSWORD_STORE_DIR`` for pass).
     """
@@ -135,7 +140,8 @@ class Sandbox:
         for name in sandbox.helpers:
             programs = [f"docker-credential-{name}"] + (["pass"] if name == "pass" else [])
             for program in programs:
-                found = _find_system_program(program)
+                # Test-only helpers come from the private tools folder, never from the host.
+                found = tool_path(program) if is_tool(program) else _find_system_program(program)
                 if found is None:
                     raise ClientError(f"{program} is not installed: cannot offer it to clients")
                 link = helper_bin / program
@@ -339,19 +345,61 @@ def skopeo_get_login(cfg_dir: Path, registry: str, *, sandbox: Sandbox | None = 
 
 
 @contextmanager
-def _podman(argv: Sequence[str], box: Sandbox) -> Iterator[list[str]]:
+def podman_command(argv: Sequence[str], box: Sandbox) -> Iterator[list[str]]:
+    """``podman <private state flags> ARGV`` for one call; the state is removed after it."""
     # podman refuses a runroot longer than 50 characters (pytest's tmp_path is longer) and
     # records the runroot in the storage's database, so storage and runroot go together into a
     # short private directory per call, removed after it (login needs no image storage).
+    # Run as non-root, podman keeps a pause process (catatonit) holding its user namespace, its
+    # pid in the call's tmpdir: it would outlive the call and the suite, so it is stopped here.
     with tempfile.TemporaryDirectory(prefix="rgd-podman-", dir="/tmp") as state:
-        yield ["podman", *box.podman_flags(Path(state)), *argv]
+        try:
+            yield ["podman", *box.podman_flags(Path(state)), *argv]
+        finally:
+            stop_podman_pause(Path(state))
+
+
+def stop_podman_pause(state: Path) -> int | None:
+    """Stop the rootless pause process of the podman calls that used ``state``; its pid or None.
+
+    Only the process named in ``state/tmp/pause.pid`` and only while it is still a pause process
+    (``catatonit -P`` or podman's own ``podman pause``), so a reused pid is never hit.
+    """
+    try:
+        pid = int((state / "tmp" / "pause.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    name = Path(cmdline[0].decode(errors="replace")).name
+    if not name.startswith(("catatonit", "podman")):
+        return None
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return None
+    wait_gone(pid)
+    return pid
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    """Wait until ``pid`` has exited (a zombie counts as exited); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def podman_get_login(cfg_dir: Path, registry: str, *, sandbox: Sandbox | None = None) -> str | None:
     """The user name ``podman login --get-login REGISTRY`` resolves, or None when not logged in."""
     with (
         _sandbox_or_temporary(sandbox) as box,
-        _podman(["login", "--get-login", registry], box) as argv,
+        podman_command(["login", "--get-login", registry], box) as argv,
     ):
         result = run_client(argv, cfg_dir, sandbox=box)
     return _get_login(result, f"podman login --get-login {registry}")
@@ -377,7 +425,7 @@ def podman_login(
             "--password-stdin",
             registry,
         ]
-        with _podman(argv, box) as podman_argv:
+        with podman_command(argv, box) as podman_argv:
             result = run_client(podman_argv, cfg_dir, sandbox=box, stdin=password)
     if result.returncode != 0:
         raise ClientError(

@@ -11,10 +11,11 @@ Usage::
 
 ``start_pass`` makes a private ``GNUPGHOME`` (a key without passphrase:
 ``gpg --batch --passphrase '' --quick-gen-key NAME future-default default never``), a
-``PASSWORD_STORE_DIR``, and runs ``pass init FPR``. ``env`` is a whole environment for running the
-helper: PATH without any other ``docker-credential-*``, the two variables above, HOME inside the
-rig. ``stop()`` kills the gpg-agent this rig started (``gpgconf --kill gpg-agent`` with that
-GNUPGHOME) and is safe to call twice.
+``PASSWORD_STORE_DIR``, and runs ``pass init FPR``. ``pass`` and the helper are the private
+copies in ``.tools/`` (:mod:`tests.rigs.tools`), never the host's. ``env`` is a whole environment
+for running the helper: PATH without any other ``docker-credential-*``, the two variables above,
+HOME inside the rig. ``stop()`` kills the gpg-agent this rig started (``gpgconf --kill gpg-agent``
+with that GNUPGHOME) and is safe to call twice.
 
 Pytest fixture (import it into a test module or conftest): ``pass_helper``.
 """
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.rigs.tools import tool_path
 
 HELPER = "docker-credential-pass"
 _TIMEOUT_S = 60.0
@@ -129,12 +132,12 @@ def _helper_path(root: Path) -> str:
 
 def start_pass(root: Path, *, key_name: str = "regauthd test key") -> PassHelper:
     """Generate a throwaway gpg key, initialise a pass store with it, return the rig."""
-    for program in ("gpg", "gpgconf", "pass", HELPER):
+    for program in ("gpg", "gpgconf"):
         if shutil.which(program) is None and not os.access(f"/usr/bin/{program}", os.X_OK):
-            raise PassRigError(
-                f"{program} not found (Debian packages: gnupg, pass, "
-                "golang-docker-credential-helpers)"
-            )
+            raise PassRigError(f"{program} not found (Debian package: gnupg)")
+    for program in ("pass", HELPER):
+        if tool_path(program) is None:
+            raise PassRigError(f"{program} not unpacked into .tools/ (python -m tests.rigs.tools)")
     root.mkdir(parents=True, exist_ok=True)
     # gpg-agent's socket lives in GNUPGHOME and a UNIX socket path must stay under 108 bytes:
     # pytest's tmp_path can be longer, so the home gets a short path of its own.
@@ -204,11 +207,12 @@ def start_pass(root: Path, *, key_name: str = "regauthd test key") -> PassHelper
 @pytest.fixture
 def pass_helper(tmp_path: Path) -> Iterator[PassHelper]:
     """A fresh pass store (skips, or fails under CI, when gpg/pass/the helper are missing)."""
-    from tests.conftest import require_program
+    from tests.conftest import require_program, require_tool
 
     require_program("gpg", "gnupg")
-    require_program("pass", "pass")
-    require_program(HELPER, "golang-docker-credential-helpers")
+    require_program("tree", "tree")
+    require_tool("pass")
+    require_tool(HELPER)
     helper = start_pass(tmp_path / "pass")
     try:
         yield helper

@@ -28,7 +28,9 @@ from regauthd.probe.rules import (
     credentials_refusal,
     decode_claims,
     granted_actions,
+    is_link_local_or_metadata,
     is_loopback,
+    location_refusal,
     parse_rate_limit,
     parse_retry_after,
     realm_refusal,
@@ -136,11 +138,19 @@ def test_credentials_refusal(url: str, insecure: bool, allowed: bool) -> None:
 @pytest.mark.parametrize(
     ("source", "location", "method", "carries_secret", "allowed"),
     [
-        # Without credentials anything may be followed.
+        # Without credentials any http(s) URL may be followed, except link-local or metadata
+        # addresses (issue 12: blind requests to internal URLs).
         ("https://a.io/v2/", "https://b.io/v2/", "GET", False, True),
-        # With credentials: same host and scheme only, GET only.
+        ("https://a.io/v2/", "http://169.254.169.254/latest/meta-data/", "GET", False, False),
+        ("https://a.io/v2/", "http://[fe80::1]/", "GET", False, False),
+        ("https://a.io/v2/", "http://[::ffff:169.254.169.254]/", "GET", False, False),
+        ("https://a.io/v2/", "http://metadata.google.internal/", "GET", False, False),
+        ("https://a.io/v2/", "file:///etc/passwd", "GET", False, False),
+        # With credentials: same scheme, host and port only (issue 12: not another port of the
+        # same host), GET only.
         ("https://a.io/token", "/token2", "GET", True, True),
-        ("https://a.io/token", "https://a.io:444/token", "GET", True, True),
+        ("https://a.io/token", "https://a.io:443/token", "GET", True, True),
+        ("https://a.io/token", "https://a.io:444/token", "GET", True, False),
         ("https://a.io/token", "https://b.io/token", "GET", True, False),
         ("https://a.io/token", "http://a.io/token", "GET", True, False),
         ("https://a.io/token", "/token2", "POST", True, False),
@@ -152,6 +162,58 @@ def test_redirect_refusal(
 ) -> None:
     refusal = redirect_refusal(source, location, method=method, carries_secret=carries_secret)
     assert (refusal is None) is allowed
+
+
+@pytest.mark.parametrize(
+    ("base", "location", "allowed"),
+    [
+        ("https://reg.io", "/v2/r/blobs/uploads/u1", True),
+        ("https://reg.io", "https://reg.io:443/v2/r/blobs/uploads/u1", True),
+        ("https://REG.io", "https://reg.io/v2/r/blobs/uploads/u1", True),
+        # Never downgraded, never another port, never another host (issue 12).
+        ("https://reg.io", "http://reg.io/v2/r/blobs/uploads/u1", False),
+        ("https://reg.io", "https://reg.io:8443/v2/r/blobs/uploads/u1", False),
+        ("https://reg.io", "https://other.io/v2/r/blobs/uploads/u1", False),
+        ("https://reg.io", "//other.io/v2/r/blobs/uploads/u1", False),
+        ("https://reg.io", "http://169.254.169.254/latest/", False),
+        # The registry the user named is never refused for its own address.
+        ("http://169.254.10.10:5000", "/v2/r/blobs/uploads/u1", True),
+    ],
+)
+def test_location_refusal(base: str, location: str, allowed: bool) -> None:
+    assert (location_refusal(base, location) is None) is allowed
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("169.254.169.254", True),
+        ("169.254.0.1", True),
+        ("[fe80::1]", True),
+        ("::ffff:169.254.169.254", True),
+        ("fd00:ec2::254", True),
+        ("100.100.100.200", True),
+        ("metadata.google.internal", True),
+        ("METADATA.google.internal.", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("ghcr.io", False),
+    ],
+)
+def test_link_local_or_metadata(host: str, expected: bool) -> None:
+    assert is_link_local_or_metadata(host) is expected
+
+
+def test_a_realm_at_a_metadata_address_is_refused() -> None:
+    refusal = realm_refusal(
+        "http://169.254.169.254/token",
+        "https://reg.io",
+        is_hub=False,
+        insecure=True,
+        trusted_hosts=("169.254.169.254",),
+    )
+    assert refusal is not None
+    assert "link-local or cloud metadata" in refusal
 
 
 def test_endpoints_follow_dockers_order() -> None:

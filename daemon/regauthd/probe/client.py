@@ -7,10 +7,13 @@ one shared ``httpx.AsyncClient`` made by :func:`make_client`. The steps of a pro
 Safety, enforced by the probe and not left to callers: credentials go only over TLS with
 verification, except to loopback hosts or registries marked insecure; only to the registry's own
 host, to a token realm on that host, to Hub's ``auth.docker.io`` for Hub, or to hosts the
-settings trust; redirects are followed only without credentials or within the same host; every
-request has a timeout and the whole probe a deadline. No secret (password, identity token,
-access token) is in a :class:`~regauthd.probe.result.ProbeResult`, a log event or an exception
-message leaving the probe.
+settings trust; redirects are followed only without credentials or to the same scheme, host and
+port, at most five, each checked again; nothing goes to a link-local or cloud metadata address a
+registry names; every request has a timeout, the whole probe a deadline (so a registry that
+trickles its answers holds only its own probe), and every body is read only up to a small bound.
+No secret (password, identity token, access token) is in a
+:class:`~regauthd.probe.result.ProbeResult`, a log event or an exception message leaving the
+probe.
 """
 
 from __future__ import annotations
@@ -75,7 +78,8 @@ def make_client(
         mounts=mounts,
         # Proxies from the environment are honoured (as Docker does), loopback excepted.
         trust_env=True,
-        headers={"User-Agent": f"regauthd/{__version__} (probe)"},
+        # Bodies as sent: nothing to decompress, so a bounded read stays bounded.
+        headers={"User-Agent": f"regauthd/{__version__} (probe)", "Accept-Encoding": "identity"},
     )
 
 

@@ -9,8 +9,11 @@
 3. Docker Hub: ``HEAD /v2/ratelimitpreview/test/manifests/latest`` for ``ratelimit-*`` headers.
    A 429 anywhere means ``rate_limited``.
 
-Every request goes through :func:`regauthd.probe.transport.send`; credentials go to a realm only
-when :func:`regauthd.probe.rules.realm_refusal` allows. Every secret the flow holds (password,
+Every request goes through :func:`regauthd.probe.transport.send` (bounded bodies; a token
+response over :data:`TOKEN_BODY_LIMIT` is refused); credentials go to a realm only when
+:func:`regauthd.probe.rules.realm_refusal` allows, to an upload ``Location`` only when it is the
+registry's own scheme, host and port (:func:`regauthd.probe.rules.location_refusal`), and nothing
+goes to a link-local or metadata address a registry names. Every secret the flow holds (password,
 identity token, access token) is redacted from the result's detail.
 """
 
@@ -27,18 +30,22 @@ from regauthd.probe import transport
 from regauthd.probe.challenge import Challenge, find, parse_challenges
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
 from regauthd.probe.rules import (
+    address_refusal,
     can_push,
     credentials_refusal,
     decode_claims,
     granted_actions,
+    location_refusal,
     parse_rate_limit,
     realm_refusal,
     requested_scopes,
 )
-from regauthd.probe.transport import PlainHTTPServer, StopProbe, error_text
+from regauthd.probe.transport import BodyTooLarge, PlainHTTPServer, StopProbe, error_text
 from regauthd.redact import redact_text
 
 _CLIENT_ID = "regauthd"
+# A token response is a small JSON object (Hub's: about 1.5 KiB): anything longer is refused.
+TOKEN_BODY_LIMIT = 64 * 1024
 
 
 @dataclass
@@ -75,8 +82,16 @@ class ProbeFlow:
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
         carries_secret: bool = False,
+        body_limit: int = transport.BODY_LIMIT,
+        refuse_longer: bool = False,
     ) -> httpx.Response:
-        """One request through :func:`regauthd.probe.transport.send`; a 429's figures are kept."""
+        """One request through :func:`regauthd.probe.transport.send`; a 429's figures are kept.
+
+        A URL at a link-local or cloud metadata address (other than the registry's own) is
+        refused before anything is sent (:func:`regauthd.probe.rules.address_refusal`)."""
+        refusal = address_refusal(str(url), registry_host=self.target.host)
+        if refusal:
+            raise StopProbe(ProbeStatus.ERROR, refusal)
         return await transport.send(
             self.client,
             method,
@@ -85,7 +100,37 @@ class ProbeFlow:
             data=data,
             carries_secret=carries_secret,
             on_rate_limited=self.read_rate_limit,
+            registry_host=self.target.host,
+            body_limit=body_limit,
+            refuse_longer=refuse_longer,
         )
+
+    async def send_for_token(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """A request to a token service: it carries the credential when it has headers or a
+        form, and an answer longer than :data:`TOKEN_BODY_LIMIT` ends the probe."""
+        try:
+            return await self.send(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                carries_secret=bool(headers or data),
+                body_limit=TOKEN_BODY_LIMIT,
+                refuse_longer=True,
+            )
+        except BodyTooLarge:
+            raise StopProbe(
+                ProbeStatus.ERROR,
+                f"the token service sent more than {TOKEN_BODY_LIMIT // 1024} KiB; that is not "
+                "a token response",
+            ) from None
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -222,10 +267,10 @@ class ProbeFlow:
             }
             if scopes:
                 form["scope"] = " ".join(scopes)
-            response = await self.send("POST", realm, data=form, carries_secret=True)
+            response = await self.send_for_token("POST", realm, data=form)
         else:
             url = httpx.URL(realm).copy_merge_params(_token_query(service, scopes))
-            response = await self.send("GET", url, headers=self.basic_header(), carries_secret=True)
+            response = await self.send_for_token("GET", url, headers=self.basic_header())
         if response.status_code in {401, 403}:
             raise StopProbe(ProbeStatus.BAD_CREDENTIALS, self.refused_text())
         if response.status_code == 400 and "invalid_grant" in response.text:
@@ -264,13 +309,18 @@ class ProbeFlow:
         if response.status_code == 202:
             self.figures.push_allowed = True
             location = response.headers.get("location")
-            if location:
-                cancel = httpx.URL(base).join(location)
-                if cancel.host.lower() == httpx.URL(base).host.lower():
-                    # An abandoned upload expires on the registry by itself: cancelling is a
-                    # courtesy, and its failure changes nothing about the answer.
-                    with contextlib.suppress(httpx.HTTPError):
-                        await self.client.delete(cancel, headers=headers)
+            # An abandoned upload expires on the registry by itself: cancelling is a courtesy,
+            # skipped when the Location is not the registry's own scheme, host and port
+            # (credentials go nowhere else, never downgraded to http://), and its failure
+            # changes nothing.
+            if location and not location_refusal(base, location):
+                with contextlib.suppress(StopProbe, PlainHTTPServer):
+                    await self.send(
+                        "DELETE",
+                        httpx.URL(base).join(location),
+                        headers=headers,
+                        carries_secret=bool(headers),
+                    )
         elif response.status_code in {401, 403}:
             self.figures.push_allowed = False
             self.figures.notes.append(f"opening an upload to {repository} was refused")
@@ -317,7 +367,8 @@ class ProbeFlow:
                 return
             scope = f"repository:{self.policy.rate_limit_repository}:pull"
             query = _token_query(bearer.service or "", [scope])
-            response = await self.send("GET", httpx.URL(bearer.realm).copy_merge_params(query))
+            realm = httpx.URL(bearer.realm).copy_merge_params(query)
+            response = await self.send_for_token("GET", realm)
             token = response.json().get("token") if response.status_code == 200 else None
             if isinstance(token, str):
                 self.secrets.append(token)

@@ -71,6 +71,9 @@ def realm_refusal(
         return f"the registry named a token realm that is not an http(s) URL ({url.scheme}:)"
     realm_host = url.host.lower()
     registry_host = parse_url(registry_url).host.lower()
+    refusal = address_refusal(realm, registry_host=registry_host)
+    if refusal:
+        return f"{refusal}; credentials not sent"
     trusted = {h.lower() for h in trusted_hosts}
     same_host = realm_host == registry_host
     if not (same_host or (is_hub and realm_host == HUB_AUTH_HOST) or realm_host in trusted):
@@ -87,25 +90,98 @@ def realm_refusal(
     return None
 
 
+def same_origin(first: str, second: str) -> bool:
+    """Whether two URLs name the same scheme, host and port (a default port written or not)."""
+    a, b = parse_url(first), parse_url(second)
+    return (a.scheme, a.host.lower(), a.port) == (b.scheme, b.host.lower(), b.port)
+
+
+# Cloud instance metadata services, by name and by address outside the link-local ranges.
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+)
+
+
+def is_link_local_or_metadata(hostname: str) -> bool:
+    """A link-local address (169.254.0.0/16, fe80::/10, IPv4 ones mapped into IPv6) or a cloud
+    metadata service: places a registry's answer must never send the probe to."""
+    host = hostname.strip("[]").lower().rstrip(".")
+    if host in _METADATA_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_link_local or address in _METADATA_ADDRESSES
+
+
+def address_refusal(url: str, *, registry_host: str) -> str | None:
+    """Why a URL a registry named (realm, redirect, upload ``Location``) may not be contacted at
+    all because of its address, or None. The registry's own host (``registry_host``, ``host`` or
+    ``host:port``) is always allowed: the user chose it."""
+    try:
+        parsed = parse_url(url)
+    except InvalidURL:
+        return "the registry named a URL that is not valid; not followed"
+    if parsed.scheme not in {"http", "https"}:
+        return f"the registry named a URL that is not http(s) ({parsed.scheme}:); not followed"
+    host = parsed.host.lower()
+    own = parse_url(f"http://{registry_host}").host.lower() if registry_host else ""
+    if host != own and is_link_local_or_metadata(host):
+        return (
+            f"the registry named a link-local or cloud metadata address ({parsed.netloc}); "
+            "refused without sending anything there"
+        )
+    return None
+
+
 def redirect_refusal(
-    source: str, location: str, *, method: str, carries_secret: bool
+    source: str, location: str, *, method: str, carries_secret: bool, registry_host: str = ""
 ) -> str | None:
     """Why a redirect may not be followed, or None.
 
-    A request that carries credentials (a Basic header, a token, a refresh token in a form) is
-    re-sent only to the same host over the same scheme, and only for GET (a POST body would go
-    along with a 307/308).
+    Never to a non-http(s) URL or a link-local/metadata address (:func:`address_refusal`). A
+    request that carries credentials (a Basic header, a token, a refresh token in a form) is
+    re-sent only to the same scheme, host and port, and only for GET (a POST body would go along
+    with a 307/308).
     """
-    if not carries_secret:
-        return None
     src = parse_url(source)
     nxt = src.join(location)
-    if nxt.host.lower() == src.host.lower() and nxt.scheme == src.scheme and method == "GET":
+    refusal = address_refusal(str(nxt), registry_host=registry_host or src.host)
+    if refusal:
+        return refusal
+    if not carries_secret:
+        return None
+    if same_origin(str(src), str(nxt)) and method == "GET":
         return None
     return (
         f"{src.host} redirected a {method} request that carries credentials to "
-        f"{nxt.scheme}://{nxt.host}; not followed, so the credentials were not sent there"
+        f"{nxt.scheme}://{nxt.netloc}; not followed, so the credentials were not sent there"
     )
+
+
+def location_refusal(base: str, location: str) -> str | None:
+    """Why an upload ``Location`` a registry answered may not be requested (to cancel the
+    upload), or None: only the registry's own scheme, host and port, so credentials are never
+    downgraded to ``http://`` or sent to another port, and no blind request goes elsewhere."""
+    target = parse_url(base).join(location)
+    if not same_origin(base, str(target)):
+        return (
+            f"the registry's upload location {target.scheme}://{target.netloc} is not the "
+            "registry's own address; nothing sent there"
+        )
+    return None
 
 
 def decode_claims(token: str) -> dict[str, Any] | None:

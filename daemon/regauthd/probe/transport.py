@@ -5,6 +5,12 @@
 its host, scheme and method). A timeout, a refused connection, an untrusted certificate or a
 429 ends the probe with a finished answer (:class:`StopProbe`); a TLS handshake with a server
 that speaks plain HTTP raises :class:`PlainHTTPServer`, so the caller can try the next endpoint.
+
+Bodies are streamed and read only up to a bound (:data:`BODY_LIMIT`, or the caller's): a
+registry that answers a gigabyte costs a few KiB, the rest is never read (the connection is
+closed). Bodies come as sent (the client asks for ``Accept-Encoding: identity``; nothing is
+decompressed, so a small compressed body cannot grow into a large one). A server that trickles
+its answer is cut off by the probe's total deadline (:func:`regauthd.probe.client.probe`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from regauthd.probe.result import ProbeStatus
 from regauthd.probe.rules import parse_retry_after, redirect_refusal
 
 MAX_REDIRECTS = 5
+# What the probe reads of an answer at most: error texts and /v2/ bodies are short.
+BODY_LIMIT = 8 * 1024
+# Headers of the body as it was sent that no longer describe the bounded copy kept.
+_BODY_FRAMING = ("content-encoding", "content-length", "transfer-encoding")
 
 
 class StopProbe(Exception):
@@ -31,6 +41,10 @@ class StopProbe(Exception):
         self.status = status
         self.detail = detail
         self.retry_after_s = retry_after_s
+
+
+class BodyTooLarge(Exception):
+    """The answer's body was longer than the caller allows (raised only when it asked)."""
 
 
 class PlainHTTPServer(Exception):
@@ -57,13 +71,30 @@ async def send(
     data: Mapping[str, str] | None = None,
     carries_secret: bool = False,
     on_rate_limited: Callable[[httpx.Response], object],
+    registry_host: str = "",
+    body_limit: int = BODY_LIMIT,
+    refuse_longer: bool = False,
 ) -> httpx.Response:
     """One request, following redirects only where the rules allow; 429 stops the probe
-    (``on_rate_limited`` reads the response's figures first)."""
+    (``on_rate_limited`` reads the response's figures first).
+
+    The response holds at most ``body_limit`` bytes of the body: the rest is dropped, or with
+    ``refuse_longer`` the request fails with :class:`BodyTooLarge`. ``registry_host`` is the
+    host the user named (a redirect there is never refused for its address).
+    """
     current = httpx.URL(url)
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            response = await client.request(method, current, headers=headers, data=data)
+            request = client.build_request(method, current, headers=headers, data=data)
+            response = await client.send(request, stream=True)
+            try:
+                if response.is_redirect:
+                    bounded = _bounded(response, b"")
+                else:
+                    body = await _read_bounded(response, body_limit, refuse_longer)
+                    bounded = _bounded(response, body)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise StopProbe(
                 ProbeStatus.UNREACHABLE,
@@ -91,6 +122,7 @@ async def send(
                 ProbeStatus.UNREACHABLE,
                 f"connection to {current.netloc.decode()} failed ({type(exc).__name__})",
             ) from None
+        response = bounded
         if response.status_code == 429:
             on_rate_limited(response)
             raise StopProbe(
@@ -105,12 +137,37 @@ async def send(
             return response
         location = response.headers.get("location", "")
         refusal = redirect_refusal(
-            str(current), location, method=method, carries_secret=carries_secret
+            str(current),
+            location,
+            method=method,
+            carries_secret=carries_secret,
+            registry_host=registry_host,
         )
         if refusal:
             raise StopProbe(ProbeStatus.ERROR, refusal)
         current = current.join(location)
     raise StopProbe(ProbeStatus.ERROR, f"too many redirects from {httpx.URL(url).host}")
+
+
+async def _read_bounded(response: httpx.Response, limit: int, refuse_longer: bool) -> bytes:
+    """At most ``limit`` bytes of the body as sent; the rest is never read."""
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            if refuse_longer:
+                raise BodyTooLarge(f"{response.url.host} sent more than {limit // 1024} KiB")
+            del body[limit:]
+            break
+    return bytes(body)
+
+
+def _bounded(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A finished response holding ``body`` (no longer tied to the connection)."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k not in _BODY_FRAMING]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
 
 
 def short(text: str, limit: int = 120) -> str:
