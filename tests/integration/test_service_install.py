@@ -283,6 +283,10 @@ def test_status_says_where_it_is_installed_and_what_the_daemon_reported(tmp_path
     assert status == 1, out
     assert f"regauthd service (systemd, system): {tmp_path / UNIT}" in out
     assert "running: no" in out
+    assert (
+        "configured to watch:\n    /root/.docker/config.json\n    /home/*/.docker/config.json"
+        in out
+    )
     assert "pid 4242" in out
     assert "      /home/ci/.docker/config.json" in out
     assert 'last repair: {"at": "2026-12-03T10:01:00Z"' in out
@@ -295,6 +299,23 @@ def test_status_says_where_it_is_installed_and_what_the_daemon_reported(tmp_path
     assert parsed["installed"] is True
     assert parsed["running"] is False
     assert parsed["status"] == report
+
+
+def test_a_system_install_without_root_says_to_use_sudo_or_user(tmp_path: Path) -> None:
+    as_user = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
+    proc = subprocess.run(
+        [str(REGAUTHD), "service", "install", "--system"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+        env={**os.environ, "HOME": str(tmp_path)},
+        **as_user,  # type: ignore[call-overload]
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "install --system needs root: sudo " in proc.stderr
+    assert "--user" in proc.stderr
 
 
 @pytest.mark.parametrize(

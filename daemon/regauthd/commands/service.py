@@ -28,13 +28,23 @@ from typing import Any
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.install import apply, executable
-from regauthd.install.layout import Command, Layout, Machine, Manager, commands_text, plan
+from regauthd.install.layout import (
+    Command,
+    Layout,
+    Machine,
+    Manager,
+    commands_text,
+    plan,
+    reroot,
+)
 from regauthd.install.units import Scope
 from regauthd.settings import (
-    SYSTEM_SETTINGS_FILE,
-    SYSTEM_STATE_DIR,
     Environment,
+    Settings,
     SettingsError,
+    default_settings,
+    default_settings_file,
+    default_state_dir,
     parse_settings,
 )
 
@@ -92,6 +102,11 @@ def command(args: argparse.Namespace) -> int:
             return _usage("launchd: only a user agent is supported; use --user")
         scope = Scope.USER
     root = PurePosixPath(args.root.absolute()) if args.root else None
+    if scope is Scope.SYSTEM and root is None and args.action != "status" and os.geteuid() != 0:
+        return _usage(
+            f"{args.action} --system needs root: sudo {_program()} service {args.action} "
+            "--system (or --user: a service for your own account)"
+        )
     try:
         exec_start = executable.running_command(sys.argv[0], sys.executable)
     except executable.NoExecutable as exc:
@@ -100,17 +115,18 @@ def command(args: argparse.Namespace) -> int:
         reasons = executable.writable_by_others(executable.code_paths(exec_start, sys.executable))
         if reasons:
             return _usage(executable.refusal(reasons))
-    layout = plan(manager, scope, _machine(scope, exec_start))
+    environment = _environment(scope)
+    layout = plan(manager, scope, _machine(environment, exec_start))
+    settings = _installed_settings(layout, environment, root)
+    layout = replace(layout, state_dir=PurePosixPath(settings.state_dir))
     if root is not None:
         layout = layout.rerooted(root)
-        layout = _with_state_dir(layout, root)
-    else:
-        layout = _with_state_dir(layout, None)
     if args.action == "install":
         return _install(layout, root, dry_run=args.dry_run, start=not args.no_start)
     if args.action == "uninstall":
         return _uninstall(layout, root, purge=args.purge)
-    return _status(layout, root, as_json=args.json)
+    patterns = settings.watch.patterns(environment.home)
+    return _status(layout, root, patterns, as_json=args.json)
 
 
 def _usage(message: str) -> int:
@@ -118,17 +134,28 @@ def _usage(message: str) -> int:
     return EXIT_USAGE
 
 
+def _program() -> str:
+    return os.path.abspath(sys.argv[0]) if Path(sys.argv[0]).name == "regauthd" else "regauthd"
+
+
 def _default_manager() -> Manager:
     return Manager.LAUNCHD if sys.platform == "darwin" else Manager.SYSTEMD
 
 
-def _machine(scope: Scope, exec_start: tuple[str, ...]) -> Machine:
-    env = Environment.current()
-    if scope is Scope.SYSTEM:
-        settings_file, state_dir = SYSTEM_SETTINGS_FILE, SYSTEM_STATE_DIR
-    else:
-        settings_file = env.xdg("XDG_CONFIG_HOME", ".config") / "regauthd" / "config.toml"
-        state_dir = env.xdg("XDG_STATE_HOME", ".local/state") / "regauthd"
+def _environment(scope: Scope) -> Environment:
+    """This process's environment with the defaults of ``scope`` whoever asks: root's for the
+    system service, a user's otherwise (systemd's ``$STATE_DIRECTORY`` of a caller ignored)."""
+    current = Environment.current()
+    euid = 0 if scope is Scope.SYSTEM else (current.euid or _NOT_ROOT)
+    env = {k: v for k, v in current.env.items() if k != "STATE_DIRECTORY"}
+    return Environment(euid=euid, home=current.home, env=env)
+
+
+_NOT_ROOT = 65534
+"""Any uid but 0: root installing a ``--user`` service gets a user's defaults."""
+
+
+def _machine(environment: Environment, exec_start: tuple[str, ...]) -> Machine:
     uid = os.getuid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -137,28 +164,26 @@ def _machine(scope: Scope, exec_start: tuple[str, ...]) -> Machine:
     example = importlib.resources.files("regauthd.install").joinpath("config.example.toml")
     return Machine(
         exec_start=exec_start,
-        home=PurePosixPath(env.home),
-        config_home=PurePosixPath(env.xdg("XDG_CONFIG_HOME", ".config")),
+        home=PurePosixPath(environment.home),
+        config_home=PurePosixPath(environment.xdg("XDG_CONFIG_HOME", ".config")),
         uid=uid,
         user=user,
-        settings_file=PurePosixPath(settings_file),
-        state_dir=PurePosixPath(state_dir),
+        settings_file=PurePosixPath(default_settings_file(environment)),
+        state_dir=PurePosixPath(default_state_dir(environment)),
         settings_example=example.read_bytes(),
     )
 
 
-def _with_state_dir(layout: Layout, root: PurePosixPath | None) -> Layout:
-    """The state directory the installed settings name (``[daemon] state_dir``), if they do."""
+def _installed_settings(
+    layout: Layout, environment: Environment, root: PurePosixPath | None
+) -> Settings:
+    """The settings the service will run with (the installed file's, else the defaults): they
+    name its state directory (status file, ``--purge``) and the patterns it watches."""
+    path = Path(layout.settings.path if root is None else reroot(layout.settings.path, root))
     try:
-        text = Path(layout.settings.path).read_text(encoding="utf-8")
-        configured = parse_settings(text, Environment.current()).state_dir
+        return parse_settings(path.read_text(encoding="utf-8"), environment, source=path)
     except (OSError, UnicodeDecodeError, SettingsError):
-        return layout
-    defaults = parse_settings("", Environment.current()).state_dir
-    if configured == defaults:
-        return layout
-    state = PurePosixPath(configured)
-    return replace(layout, state_dir=state if root is None else root / state.relative_to("/"))
+        return default_settings(environment)
 
 
 # -- install ---------------------------------------------------------------------------------
@@ -250,7 +275,9 @@ def _uninstall(layout: Layout, root: PurePosixPath | None, *, purge: bool) -> in
 # -- status ----------------------------------------------------------------------------------
 
 
-def _status(layout: Layout, root: PurePosixPath | None, *, as_json: bool) -> int:
+def _status(
+    layout: Layout, root: PurePosixPath | None, patterns: tuple[str, ...], *, as_json: bool
+) -> int:
     unit = layout.service_file.path
     installed = Path(unit).exists()
     running, how = _running(layout, root, installed)
@@ -261,6 +288,7 @@ def _status(layout: Layout, root: PurePosixPath | None, *, as_json: bool) -> int
         "installed": installed,
         "service_file": str(unit),
         "settings_file": str(layout.settings.path),
+        "patterns": list(patterns),
         "running": running,
         "running_reason": how,
         "status_file": str(PurePosixPath(layout.state_dir) / STATUS_FILE),
@@ -309,6 +337,9 @@ def _print_status(report: dict[str, Any]) -> None:
     print(f"regauthd service ({report['manager']}, {report['scope']}): {where}")
     print(f"  running: {'yes' if report['running'] else 'no'}: {report['running_reason']}")
     print(f"  settings: {report['settings_file']}")
+    print("  configured to watch:")
+    for pattern in report["patterns"]:
+        print(f"    {pattern}")
     status = report["status"]
     if status is None:
         print(f"  status file {report['status_file']}: {report['status_error']}")
