@@ -45,7 +45,9 @@ def code_paths(command: Iterable[str], python: str) -> list[Path]:
     if python:
         paths.append(Path(python))
     for key in ("purelib", "platlib"):
-        paths.append(Path(sysconfig.get_paths()[key]))
+        site = Path(sysconfig.get_paths()[key])
+        paths.append(site)
+        paths.extend(sorted(site.glob("*.pth")))  # run at every start of the interpreter
     package = Path(regauthd.__file__).parent
     paths.append(package)
     paths.extend(sorted(package.rglob("*.py")))
@@ -119,9 +121,10 @@ def refusal(reasons: list[str]) -> str:
         f"change:\n{shown}{more}\n"
         "Fix: install regauthd where only root can write, then install the service from there, "
         "e.g.\n"
-        "  sudo python3 -m venv /opt/regauthd && sudo /opt/regauthd/bin/pip install regauthd\n"
+        "  sudo python3 -m venv /opt/regauthd && sudo /opt/regauthd/bin/pip install .  "
+        "(in the regauthd checkout)\n"
         "  sudo /opt/regauthd/bin/regauthd service install --system\n"
-        "(or `sudo pipx install --global regauthd`); or install a service for your own account: "
+        "(or `sudo pipx install --global .`); or install a service for your own account: "
         "regauthd service install --user"
     )
 
