@@ -197,7 +197,10 @@ def _install(layout: Layout, root: PurePosixPath | None, *, dry_run: bool, start
     try:
         changes = apply.write_files(layout)
     except OSError as exc:
-        print(f"regauthd service install: cannot write {exc.filename}: {exc.strerror}")
+        print(
+            f"regauthd service install: cannot write {exc.filename}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_PROBLEMS
     print(f"regauthd service ({layout.description}):")
     for change in changes:
@@ -217,7 +220,10 @@ def _install(layout: Layout, root: PurePosixPath | None, *, dry_run: bool, start
             for outcome in done:
                 print(f"  ran: {outcome.command}")
             if failed is not None:
-                print(f"failed: {failed.command} (exit {failed.returncode}): {failed.output}")
+                print(
+                    f"failed: {failed.command} (exit {failed.returncode}): {failed.output}",
+                    file=sys.stderr,
+                )
                 return EXIT_PROBLEMS
     for note in layout.notes:
         print(f"note: {note}")
@@ -246,19 +252,22 @@ def _print_commands(commands: tuple[Command, ...]) -> None:
 
 def _uninstall(layout: Layout, root: PurePosixPath | None, *, purge: bool) -> int:
     installed = Path(layout.service_file.path).exists()
-    absent = apply.manager_absent(layout.manager, layout.scope) if root is None else "--root"
-    if installed and not absent:
-        done, _ = apply.run_commands(layout.stop)
+    ask = installed and root is None and not apply.manager_absent(layout.manager, layout.scope)
+    print(f"regauthd service ({layout.description}):")
+    if ask:
+        done, _ = apply.run_commands(layout.stop)  # stopping what is not running may fail
         for outcome in done:
             print(f"  ran: {outcome.command}")
     try:
         changes = apply.remove_files(layout, purge=purge, stop_at=root)
     except OSError as exc:
-        print(f"regauthd service uninstall: cannot remove {exc.filename}: {exc.strerror}")
+        print(
+            f"regauthd service uninstall: cannot remove {exc.filename}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_PROBLEMS
-    if installed and not absent:
+    if ask:
         apply.run_commands(layout.after_remove)
-    print(f"regauthd service ({layout.description}):")
     if not installed:
         print(f"  was not installed ({layout.service_file.path} absent)")
     for change in changes:
@@ -266,9 +275,6 @@ def _uninstall(layout: Layout, root: PurePosixPath | None, *, purge: bool) -> in
             print(f"  {change}")
     if not purge and Path(layout.settings.path).exists():
         print(f"  kept: {layout.settings.path} (settings; --purge removes them and the state)")
-    if installed and absent and root is None:
-        print(f"{absent}: if it was enabled elsewhere, also run:")
-        _print_commands(layout.stop)
     return EXIT_OK
 
 
