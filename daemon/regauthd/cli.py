@@ -19,6 +19,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("probe", "ask registries whether the stored credentials authenticate and can push"),
     "scan-journal": ("scan_journal", "list registry auth failures logged in the journal"),
     "run": ("run", "the daemon: watch configs, repair them, probe, follow the journal, alert"),
+    "service": ("service", "install, uninstall or ask about regauthd as a systemd/launchd service"),
 }
 
 

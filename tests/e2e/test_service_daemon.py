@@ -49,6 +49,10 @@ def test_ready_status_watchdog_and_clean_sigterm(
     assert "STOPPING=1" in messages
     assert [e["event"] for e in daemon.events()][-1] == "daemon.stopping"
     assert daemon.err.read_text() == ""
+    # at start, one line per watched pattern and whether probes and the journal are on
+    assert [e["pattern"] for e in daemon.named("daemon.watching")] == [str(cfg / "config.json")]
+    (components,) = daemon.named("daemon.components")
+    assert (components["probes"], components["journal"]) == ("off", "off")
 
 
 def test_existing_problem_is_repaired_before_ready(
@@ -291,6 +295,8 @@ def test_probe_component_is_wired_started_and_stopped(
     ready = daemon.notify.poll()
     status = ready[ready.index("READY=1") + 1]
     assert status.startswith("STATUS=watching 1 config(s) in 1 dir(s); 0 repair(s); 0 alert(s); ")
+    (components,) = daemon.named("daemon.components")
+    assert (components["probes"], components["journal"]) == ("on", "off")
     assert daemon.stop() == 0
     assert [e["event"] for e in daemon.events()][-1] == "daemon.stopping"
     assert daemon.err.read_text() == ""

@@ -4,7 +4,8 @@
 Settings come from ``--config FILE``, else the standard location (``/etc/regauthd/config.toml``
 for root, ``$XDG_CONFIG_HOME/regauthd/config.toml`` otherwise), else the defaults. Invalid
 settings exit with status 2 and one message naming the key, so a service manager does not
-restart-loop on them. SIGHUP reads the same file again.
+restart-loop on them (the launchd agent passes ``--settings-error-exit 0``: launchd restarts any
+non-zero exit). SIGHUP reads the same file again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where backups and metrics go (default: /var/lib/regauthd for root, "
         "$XDG_STATE_HOME/regauthd otherwise)",
     )
+    parser.add_argument(
+        "--settings-error-exit",
+        metavar="STATUS",
+        type=int,
+        default=EXIT_USAGE,
+        help="exit status after a settings error (default 2; the launchd agent passes 0, which "
+        "launchd's KeepAlive does not restart)",
+    )
 
 
 def _loader(args: argparse.Namespace) -> Settings:
@@ -55,5 +64,5 @@ def command(args: argparse.Namespace) -> int:
         settings = _loader(args)
     except SettingsError as exc:
         print(f"regauthd run: settings error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return int(args.settings_error_exit)
     return run_daemon(settings, reload_settings=lambda: _loader(args))

@@ -192,11 +192,20 @@ class Daemon:
 
     def _startup(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        patterns = self.settings.watch.patterns(Path.home())
         log.info(
             "daemon.starting",
             pid=os.getpid(),
             settings=str(self.settings.source) if self.settings.source else "defaults",
-            patterns=list(self.settings.watch.patterns(Path.home())),
+            patterns=list(patterns),
+        )
+        # What it watches and does, one line each, so a person reading the log sees its scope.
+        for pattern in patterns:
+            log.info("daemon.watching", pattern=pattern)
+        log.info(
+            "daemon.components",
+            probes="on" if self.settings.probe.enabled else "off",
+            journal="on" if self.settings.journal.enabled else "off",
         )
         self._replan()
         for component in self.components:
