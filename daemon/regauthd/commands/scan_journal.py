@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.journal.access import require_readable
 from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure, PatternError, Recognizer, compile_patterns
 from regauthd.journal.scan import scan
@@ -132,6 +133,7 @@ def command(args: argparse.Namespace) -> int:
     )
     count = 0
     try:
+        require_readable(options)
         for failure in scan(options, since=since, now=now, workers=max(1, args.jobs)):
             count += 1
             if args.json:
