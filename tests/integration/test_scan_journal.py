@@ -249,7 +249,7 @@ def test_ends_with_a_summary_per_registry(
     journal_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for extra in ([], ["--json"]):
-        status, out, err = _run(capsys, "--directory", str(journal_dir), *SINCE, *extra)
+        status, _out, err = _run(capsys, "--directory", str(journal_dir), *SINCE, *extra)
         assert status == 1
         head, *rows = err.splitlines()
         assert head.endswith("18 registry auth failure(s) since 2026-01-01T00:00:00+00:00:")
