@@ -56,6 +56,13 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "runners, then a summary per registry. A journal that is missing or closed to this "
         "user is reported as an error, never as 'no failures'.",
     ),
+    "status": (
+        "status",
+        "how the running daemon is doing",
+        "Show what the running daemon (`regauthd run`) reports in its state directory: the "
+        "configs it watches, its last repair and alert, the latest probe results and whether "
+        "it follows the journal. Exit 0 when the daemon is running, 1 when it is not.",
+    ),
     "run": (
         "run",
         "the daemon: keep configs repaired, probe registries, follow the journal",
