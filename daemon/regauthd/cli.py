@@ -40,6 +40,16 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "first. With --dry-run, show the change as a diff (secrets hidden) and write nothing; "
         "the exit status is then 1 while a change is pending.",
     ),
+    "doctor": (
+        "doctor",
+        "walk through why `unauthorized: authentication required` happens here",
+        "Check, one named step at a time, everything that makes a pull or push fail with "
+        "`unauthorized: authentication required`: which credential file each client reads, "
+        "root's config after `sudo docker login`, key format, credential helpers, and per "
+        "registry the login, connectivity, authentication, push permission, rate limit and "
+        "recent failures in the journal. Each check prints a verdict and, when it fails, the "
+        "next step. Changes nothing.",
+    ),
     "probe": (
         "probe",
         "ask registries whether the stored credentials work and may push",
