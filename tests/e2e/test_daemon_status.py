@@ -139,3 +139,21 @@ def test_bursts_write_the_status_file_at_most_once_a_second(
     assert len(writes) == 2
     assert json.loads(writes[-1])["last_alert"]["subject"] == "s49"
     loop.close()
+
+
+def test_every_repair_is_logged_at_debug_while_its_alert_is_suppressed(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    settings = '[daemon]\noutput = "json"\nlog_level = "debug"\n[alerts]\nsuppress_window = 300\n'
+    daemon = Daemon(tmp_path, settings=settings, docker_configs=[cfg])
+    try:
+        daemon.wait_ready()
+        docker_style_write(cfg, mis_keyed("first", "pw-1"))
+        daemon.wait_event("config.repaired")
+        docker_style_write(cfg, mis_keyed("second", "pw-2"), seq=1)
+        repaired = daemon.wait_event("config.repaired", count=2)
+        assert all(e["path"] == str(cfg / "config.json") for e in repaired)
+        assert "docker.io -> https://index.docker.io/v1/" in repaired[-1]["changes"]
+        assert len(daemon.named("config.normalized")) == 1  # the second alert is held back
+    finally:
+        assert daemon.stop() == 0

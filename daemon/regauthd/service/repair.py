@@ -156,6 +156,8 @@ class Repairer:
                 self.flaps.replaced(real, digest(report.before), now)
             self.repairs += 1
             self._metrics.count("repairs")
+            # Every repair, even one whose alert the suppression window holds back.
+            log.debug("config.repaired", path=config, changes=describe_changes(report))
             self._alert(
                 AlertKind.CONFIG_NORMALIZED,
                 config,
