@@ -94,7 +94,7 @@ def test_status_file_has_probes_and_journal_when_they_run(
     (cfg / "config.json").write_text('{"auths": {}}')  # nothing to probe: no network at all
     log = tmp_path / "messages"
     log.write_text("")
-    start_daemon(
+    daemon = start_daemon(
         f'[probe]\nenabled = true\n[journal]\nenabled = true\nbackend = "files"\n'
         f'log_files = ["{log}"]\n',
         docker_configs=[cfg],
@@ -110,6 +110,11 @@ def test_status_file_has_probes_and_journal_when_they_run(
     assert shown.returncode == 0
     assert "probes: every 900 s, 0 result(s)" in shown.stdout
     assert "journal: " in shown.stdout and "journal: off" not in shown.stdout
+    # At start, one line per component says it is on and what it does.
+    (probes,) = daemon.named("probes.started")
+    assert probes["every"] == "15 min" and probes["configs"] == [str(cfg / "config.json")]
+    (journal,) = daemon.named("journal.following")
+    assert journal["log_files"] == [str(log)]
 
 
 def test_no_status_file_is_not_running(tmp_path: Path) -> None:
