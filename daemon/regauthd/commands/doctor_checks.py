@@ -114,8 +114,12 @@ def podman_auth_file() -> Verdict:
             + ("" if exists else ", which does not exist"),
             None if exists else "unset REGISTRY_AUTH_FILE or log in with `podman login`",
         )
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/containers/{os.geteuid()}"
-    auth = Path(runtime) / "containers" / "auth.json"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    auth = (
+        Path(runtime) / "containers" / "auth.json"
+        if runtime
+        else Path(f"/run/containers/{os.geteuid()}/auth.json")
+    )
     if auth.is_file():
         return Verdict(
             check,
