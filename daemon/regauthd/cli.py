@@ -11,15 +11,83 @@ from typing import Protocol, cast
 from regauthd import __version__
 from regauthd.commands import EXIT_USAGE
 
-# name -> (module under regauthd.commands, one-line help). Modules are imported only when their
-# command runs, so `regauthd fix` never pays for httpx or systemd imports.
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "fix": ("fix", "normalize Docker configs so every client finds the credentials"),
-    "check": ("check", "report every problem in Docker configs without changing them"),
-    "probe": ("probe", "ask registries whether the stored credentials authenticate and can push"),
-    "scan-journal": ("scan_journal", "list registry auth failures logged in the journal"),
-    "run": ("run", "the daemon: watch configs, repair them, probe, follow the journal, alert"),
-    "service": ("service", "install, uninstall or ask about regauthd as a systemd/launchd service"),
+DESCRIPTION = """\
+Keeps container registry credentials working: finds and repairs Docker config files whose
+credentials a client cannot find, checks with each registry that the stored credential works,
+and reports the registry authentication failures your container engines logged."""
+
+EPILOG = """\
+Exit status: 0 all good, 1 problems found (or something could not be checked), 2 usage or
+settings errors. `regauthd COMMAND --help` explains each command."""
+
+# name -> (module under regauthd.commands, one-line help, what the command's --help says).
+# Modules are imported only when their command runs, so `regauthd fix` never pays for httpx or
+# systemd imports.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "check": (
+        "check",
+        "report every problem in Docker configs without changing them",
+        "Look at your Docker config (or the ones named) and say what is wrong and why: "
+        "credentials stored under a key Docker never reads, entries Docker cannot load, "
+        "risky file modes, and credentials that only root has (after `sudo docker login`). "
+        "Changes nothing. Exit 0 when nothing needs fixing.",
+    ),
+    "fix": (
+        "fix",
+        "repair Docker configs so every client finds the credentials",
+        "Repair your Docker config (or the ones named) so the Docker CLI, buildx, podman, "
+        "skopeo and crane all find the same credentials. The previous version is backed up "
+        "first. With --dry-run, show the change as a diff (secrets hidden) and write nothing; "
+        "the exit status is then 1 while a change is pending.",
+    ),
+    "doctor": (
+        "doctor",
+        "walk through why `unauthorized: authentication required` happens here",
+        "Check, one named step at a time, everything that makes a pull or push fail with "
+        "`unauthorized: authentication required`: which credential file each client reads, "
+        "root's config after `sudo docker login`, key format, credential helpers, and per "
+        "registry the login, connectivity, authentication, push permission, rate limit and "
+        "recent failures in the journal. Each check prints a verdict and, when it fails, the "
+        "next step. Changes nothing.",
+    ),
+    "probe": (
+        "probe",
+        "ask registries whether the stored credentials work and may push",
+        "Ask each registry you have credentials for (or the ones named) whether the "
+        "credential Docker would use logs in, whether it may push to --repository, and how "
+        "much of Docker Hub's pull limit is left. Each registry's line is printed as soon as "
+        "it has answered.",
+    ),
+    "scan-journal": (
+        "scan_journal",
+        "list registry auth failures your container engines logged",
+        "Read the system journal (or journal files, or plain log files) and list every "
+        "registry authentication failure logged by Docker, containerd, podman and CI "
+        "runners, then a summary per registry. A journal that is missing or closed to this "
+        "user is reported as an error, never as 'no failures'.",
+    ),
+    "status": (
+        "status",
+        "how the running daemon is doing",
+        "Show what the running daemon (`regauthd run`) reports in its state directory: the "
+        "configs it watches, its last repair and alert, the latest probe results and whether "
+        "it follows the journal. Exit 0 when the daemon is running, 1 when it is not.",
+    ),
+    "service": (
+        "service",
+        "install, uninstall or ask about regauthd as a systemd/launchd service",
+        "Install regauthd as a service (systemd system or user unit, or a launchd agent on "
+        "macOS), remove exactly what was installed, or say whether it is installed and "
+        "running and what it watches.",
+    ),
+    "run": (
+        "run",
+        "the daemon: keep configs repaired, probe registries, follow the journal",
+        "Run in the foreground as a service: repair Docker configs the moment something "
+        "writes them, probe registries on a schedule, follow the journal for auth failures "
+        "and raise alerts (journald, JSON lines or a console). Reads its settings from "
+        "--config; SIGHUP reloads them.",
+    ),
 }
 
 
@@ -47,15 +115,20 @@ def _load(module: str) -> _CommandModule | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="regauthd", description=__doc__)
+    parser = _Parser(
+        prog="regauthd",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"regauthd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, (module, help_text) in _COMMANDS.items():
+    for name, (module, help_text, description) in _COMMANDS.items():
         mod = _load(module)
         if mod is None:
             continue
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG)
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
     return parser

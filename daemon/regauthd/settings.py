@@ -193,7 +193,7 @@ class Settings:
         return self.alerts.metrics_file or self.state_dir / "regauthd.prom"
 
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 JOURNAL_BACKENDS = ("auto", "systemd", "journalctl", "files")
 WATCH_BACKENDS = ("auto", "inotify", "native", "polling")
 """The same names as :data:`regauthd.service.watcher.BACKENDS` (settings import no watcher)."""
@@ -362,7 +362,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
     daemon = top.table("daemon")
     state_dir = daemon.path("state_dir") or default_state_dir(environment)
     output = OutputMode(daemon.string("output", "auto", choices=tuple(m.value for m in OutputMode)))
-    log_level = daemon.string("log_level", "info", choices=_LOG_LEVELS)
+    log_level = daemon.string("log_level", "info", choices=LOG_LEVELS)
     daemon.check_unknown()
 
     watch_table = top.table("watch")
@@ -501,8 +501,11 @@ def with_overrides(
     *,
     docker_configs: tuple[str, ...] = (),
     state_dir: Path | None = None,
+    output: OutputMode | None = None,
+    log_level: str | None = None,
 ) -> Settings:
-    """Command-line overrides: ``--docker-config`` REPLACES the watched paths.
+    """Command-line overrides: ``--docker-config`` REPLACES the watched paths; ``--output``
+    and ``--log-level`` replace ``[daemon] output`` and ``log_level``.
 
     Each value is a ``config.json`` path (ends in ``.json``) or a ``DOCKER_CONFIG`` directory.
     """
@@ -515,4 +518,10 @@ def with_overrides(
         )
     if state_dir is not None:
         settings = dataclasses.replace(settings, state_dir=state_dir)
+    if output is not None:
+        settings = dataclasses.replace(settings, output=output)
+    if log_level is not None:
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"log level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        settings = dataclasses.replace(settings, log_level=log_level)
     return settings

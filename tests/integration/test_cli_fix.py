@@ -86,7 +86,7 @@ def test_dry_run_prints_a_redacted_diff_and_writes_nothing(cfg: Path, tmp_path: 
     data = write(cfg, {"auths": {"https://docker.io": {"auth": AUTH}}})
     before = (cfg / "config.json").stat()
     proc = run("fix", "--dry-run", "--state-dir", str(tmp_path / "s"))
-    assert proc.returncode == 0
+    assert proc.returncode == 1  # changes pending (issue 11: a dry run never exits 0 then)
     assert '-\t\t"https://docker.io": {' in proc.stdout
     assert f'+\t\t"{HUB_CANONICAL}": {{' in proc.stdout
     assert "<redacted auth for user alice>" in proc.stdout

@@ -189,9 +189,23 @@ def test_the_secret_travels_on_stdin_never_on_the_command_line(tmp_path: Path) -
 def test_store_failure_is_a_typed_error(tmp_path: Path) -> None:
     env = _script_helper(tmp_path / "bin", "readonly", "cat >/dev/null; echo denied; exit 1\n")
     with pytest.raises(
-        CredentialHelperError, match=r"store` failed for 'ghcr.io' \(exit status 1\)"
+        CredentialHelperError, match=r"store` failed for ghcr.io \(exit status 1\): denied$"
     ):
         HelperStore("readonly", env=env).store("ghcr.io", Credential("alice", SECRET))
+
+
+def test_a_failing_helper_is_quoted_verbatim_with_the_secret_redacted(tmp_path: Path) -> None:
+    env = _script_helper(
+        tmp_path / "bin",
+        "uninit",
+        'read -r line; echo "pass not initialized: $line" ; exit 1\n',
+    )
+    with pytest.raises(CredentialHelperError) as caught:
+        HelperStore("uninit", env=env).store("ghcr.io", Credential("alice", SECRET))
+    text = str(caught.value)
+    assert "failed for ghcr.io (exit status 1): pass not initialized:" in text
+    assert SECRET not in text
+    assert "<redacted>" in text
 
 
 # ---------------------------------------------------------------------------------------------

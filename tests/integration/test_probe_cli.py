@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,7 +123,8 @@ def test_json_is_one_object_per_registry_and_failures_exit_one(
     )  # fmt: skip
     assert run.code == 1
     results = {r["registry"]: r for r in run.json_lines()}
-    assert list(results) == [token_registry.host, basic_registry.host, "quay.io"]
+    # Completion order (each line printed as soon as it is known), so compare as a set.
+    assert set(results) == {token_registry.host, basic_registry.host, "quay.io"}
     assert results[token_registry.host]["status"] == "push_denied"
     assert results[token_registry.host]["push_allowed"] is False
     assert results[basic_registry.host]["status"] == "bad_credentials"
@@ -267,3 +270,38 @@ def test_registry_may_be_named_positionally(tmp_path: Path) -> None:
     assert (result["registry"], result["status"]) == ("quay.io", "no_credentials")
     assert "docker login quay.io" in result["detail"]
     assert run.code == 1
+
+
+@pytest.mark.parametrize("output", ["--json", "table"])
+def test_each_line_is_printed_as_soon_as_its_registry_answers(output: str, tmp_path: Path) -> None:
+    """A hung registry does not hold back the others' lines (completion order)."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)  # connections complete in the backlog; nothing ever answers
+    host = f"127.0.0.1:{hung.getsockname()[1]}"
+    cfg = write_config(tmp_path / "d", {"auths": {host: {"auth": auth(*ALICE)}}})
+    argv = [
+        sys.executable, "-m", "regauthd", "probe", "--docker-config", str(cfg),
+        "--registry", host, "--registry", "quay.io", "--insecure-registry", host,
+        "--endpoint", f"{host}=http://{host}", "--timeout", "3",
+        *(["--json"] if output == "--json" else []),
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        # readline, not select: a line already in the pipe's buffer would wait for the next.
+        lines = [proc.stdout.readline() for _ in range(1 if output == "--json" else 2)]
+        first_after = time.monotonic() - started
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        hung.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    total = time.monotonic() - started
+    fast = lines[-1]
+    assert "quay.io" in fast and "no_credentials" in fast
+    assert first_after < total - 2, (first_after, total)
+    assert host in rest.splitlines()[-1]
+    assert proc.returncode == 1, err

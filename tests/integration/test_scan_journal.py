@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from regauthd.cli import main
-from regauthd.commands.scan_journal import SinceError, parse_since
+from regauthd.journal.since import SinceError, parse_since
 from tests.conftest import require_program
 from tests.rigs.journald import write_export, write_journal
 
@@ -209,13 +209,58 @@ NOW = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)
         ("90s", NOW - timedelta(seconds=90)),
         ("today", datetime(2026, 11, 30, tzinfo=UTC)),
         ("@1764504000", datetime.fromtimestamp(1764504000, UTC)),
+        # What journalctl --since also accepts (systemd.time(7)).
+        ("yesterday", datetime(2026, 11, 29, tzinfo=UTC)),
+        ("tomorrow", datetime(2026, 12, 1, tzinfo=UTC)),
+        ("now", NOW),
+        ("-2h", NOW - timedelta(hours=2)),
+        ("1h 30min", NOW - timedelta(minutes=90)),
+        ("-1h30m", NOW - timedelta(minutes=90)),
+        ("3 hours ago", NOW - timedelta(hours=3)),
+        ("2d ago", NOW - timedelta(days=2)),
+        ("+15min", NOW + timedelta(minutes=15)),
+        ("1y", NOW - timedelta(days=365.25)),
+        ("2026-11-29", datetime(2026, 11, 29, tzinfo=UTC)),
+        ("12:30", datetime(2026, 11, 30, 12, 30, tzinfo=UTC)),
+        ("12:30:15", datetime(2026, 11, 30, 12, 30, 15, tzinfo=UTC)),
+        ("Sun 2026-11-29 08:00:00", datetime(2026, 11, 29, 8, tzinfo=UTC)),
+        ("2026-11-29 08:00:00 UTC", datetime(2026, 11, 29, 8, tzinfo=UTC)),
     ],
 )
 def test_parse_since(text: str, expect: datetime) -> None:
     assert parse_since(text, now=NOW) == expect
 
 
-@pytest.mark.parametrize("text", ["", "soon", "@x", "1y", "2026-13-01"])
+@pytest.mark.parametrize("text", ["", "soon", "@x", "1 fortnight", "2026-13-01", "25:00"])
 def test_parse_since_refuses(text: str) -> None:
     with pytest.raises(SinceError, match="--since"):
         parse_since(text, now=NOW)
+
+
+def test_times_without_an_offset_are_local_time_as_journalctl_reads_them() -> None:
+    berlin = timezone(timedelta(hours=1))
+    now = NOW.astimezone(berlin)
+    assert parse_since("2026-11-30 12:00", now=now) == datetime(2026, 11, 30, 11, tzinfo=UTC)
+    assert parse_since("today", now=now) == datetime(2026, 11, 29, 23, tzinfo=UTC)
+    assert parse_since("2026-11-30 12:00 UTC", now=now) == datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+def test_ends_with_a_summary_per_registry(
+    journal_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra in ([], ["--json"]):
+        status, _out, err = _run(capsys, "--directory", str(journal_dir), *SINCE, *extra)
+        assert status == 1
+        head, *rows = err.splitlines()
+        assert head.endswith("18 registry auth failure(s) since 2026-01-01T00:00:00+00:00:")
+        counts = {row.split()[0]: int(row.split()[1]) for row in rows}
+        assert sum(counts.values()) == 18
+        found = [
+            json.loads(line)
+            for line in _run(capsys, "--directory", str(journal_dir), *SINCE, "--json")[
+                1
+            ].splitlines()
+        ]
+        for name, n in counts.items():
+            assert n == sum(1 for f in found if (f["registry"] or "unknown") == name)
+        assert all(" by " in row and "; last " in row for row in rows)

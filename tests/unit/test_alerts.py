@@ -140,7 +140,7 @@ def test_alert_event_is_flat_and_complete() -> None:
         "priority": 3,
         "severity": "error",
         "subject": "/c/config.json",
-        "fix": kind.fix,
+        "fix": kind.fix.replace("{path}", "/c/config.json"),
         "path": "/c/config.json",
         "reason": "r",
     }

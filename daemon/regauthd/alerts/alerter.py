@@ -112,6 +112,11 @@ class Alerter:
         self.metrics = metrics or Metrics()
         self._logger = logger
         self._clock = clock
+        self._listeners: list[Callable[[Mapping[str, Any]], None]] = []
+
+    def add_listener(self, listener: Callable[[Mapping[str, Any]], None]) -> None:
+        """Have ``listener`` see every alert event that goes out (the daemon's status file)."""
+        self._listeners.append(listener)
 
     @property
     def logger(self) -> Any:
@@ -140,5 +145,10 @@ class Alerter:
         return self.suppressor.next_deadline()
 
     def _emit(self, entry: CatalogueEntry, event: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                structlog.get_logger("regauthd").exception("alerts.listener_failed")
         name = event.pop("event")
         getattr(self.logger, _PRIORITY_METHOD[entry.priority])(name, **event)

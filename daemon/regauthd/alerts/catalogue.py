@@ -64,7 +64,7 @@ class CatalogueEntry:
     template: str
     """The human message; ``{field}`` placeholders are filled from the alert's fields."""
     fix: str
-    """What a person does about it."""
+    """What a person does about it; ``{field}`` placeholders as in :attr:`template`."""
     fields: tuple[str, ...]
     """Fields every alert of this kind carries (the template uses only these)."""
 
@@ -94,8 +94,9 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             PRIORITY_NOTICE,
             "A Docker config was repaired",
             "{path}: repaired so every client finds the credentials ({changes})",
-            "Nothing to do. To stop the writer from using the wrong key, log in to Docker Hub "
-            "with `docker login` (no argument) instead of `docker login docker.io`.",
+            "Nothing to do. To stop the writer from using the wrong key, log in the way current "
+            "Docker does: `docker login` (no argument) for Docker Hub, `docker login HOST` with "
+            "the bare host name for other registries.",
             ("path", "changes"),
         ),
         _entry(
@@ -115,7 +116,7 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             PRIORITY_ERR,
             "A Docker config cannot be repaired",
             "{path}: left unchanged: {reason}",
-            "Run `regauthd check --docker-config DIR` for the details, fix the file by hand "
+            "Run `regauthd check --docker-config {path}` for the details, fix the file by hand "
             "(or log in again to have it rewritten), then regauthd repairs it by itself.",
             ("path", "reason"),
         ),
@@ -242,6 +243,13 @@ def format_message(kind: CatalogueEntry, fields: Mapping[str, Any]) -> str:
     return kind.template.format_map(_Missing(fields))
 
 
+def format_fix(kind: CatalogueEntry, fields: Mapping[str, Any]) -> str:
+    """What a person does about one alert: the raiser's own ``fix`` field when it gave one
+    (advice that depends on what happened), else the catalogue's, filled from the fields."""
+    own = fields.get("fix")
+    return own if isinstance(own, str) and own else kind.fix.format_map(_Missing(fields))
+
+
 def alert_event(
     kind: CatalogueEntry, subject: str, fields: Mapping[str, Any], *, suppressed: int = 0
 ) -> dict[str, Any]:
@@ -256,8 +264,8 @@ def alert_event(
         "priority": kind.priority,
         "severity": kind.severity,
         "subject": subject,
-        "fix": kind.fix,
         **fields,
+        "fix": format_fix(kind, fields),
     }
     if suppressed:
         event["suppressed"] = suppressed

@@ -1,7 +1,8 @@
 """Where log events go: native journald entries, a readable console, or JSON lines.
 
 Output picks itself (:func:`configure_logging`): native journald entries when stderr is connected
-to journald (``JOURNAL_STREAM``), a readable console on a TTY, JSON lines on stdout otherwise;
+to journald (``JOURNAL_STREAM``), a readable console on a TTY (one compact, coloured line per
+event: :mod:`regauthd.alerts.console`), JSON lines on stdout otherwise;
 never two sinks for one event. Every event passes :data:`regauthd.redactor.REDACTOR` last, so no
 secret reaches any sink, tracebacks included (rendered without local variables).
 """
@@ -29,6 +30,7 @@ from regauthd.alerts.catalogue import (
     PRIORITY_INFO,
     PRIORITY_WARNING,
 )
+from regauthd.alerts.console import ConsoleRenderer
 from regauthd.redactor import REDACTOR
 from regauthd.settings import OutputMode
 
@@ -134,6 +136,16 @@ def resolve_output(
     return OutputMode.JSON
 
 
+def _colour_wanted(stream: TextIO) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
 def _add_priority(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     event_dict.setdefault("priority", _LEVEL_PRIORITY.get(method, PRIORITY_INFO))
     return event_dict
@@ -158,7 +170,7 @@ def processors(output: OutputMode, *, stdout: TextIO | None = None) -> list[Proc
         chain.append(JournaldRenderer())
     elif output is OutputMode.CONSOLE:
         chain.insert(0, structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False))
-        chain.append(structlog.dev.ConsoleRenderer(colors=False))
+        chain.append(ConsoleRenderer(colors=_colour_wanted(stdout or sys.stdout)))
     else:
         chain.insert(0, structlog.processors.TimeStamper(fmt="iso", utc=True))
         chain.append(structlog.processors.JSONRenderer(default=str))

@@ -84,13 +84,22 @@ def config_paths(values: list[str]) -> list[tuple[Path, bool]]:
     return paths
 
 
-def extra_findings(paths: list[Path], root_config: Path) -> list[tuple[str, tuple[Finding, ...]]]:
+def extra_findings(
+    paths: list[Path], root_config: Path, *, explicit_root: bool = False
+) -> list[tuple[str, tuple[Finding, ...]]]:
     """DOCKER_AUTH_CONFIG problems, and credentials that only root has (`sudo docker login`)."""
     out: list[tuple[str, tuple[Finding, ...]]] = []
     env = os.environ.get("DOCKER_AUTH_CONFIG")
     if env:
         out.append((audit.ENV_LABEL, audit.auth_env_findings(env)))
-    root_data = _read_quietly(root_config)
+    try:
+        root_data = _read(root_config)
+    except ConfigFileError as exc:
+        # Not being able to look is not "all clear": say so whenever root's config matters
+        # (it was named, or the user's own configs hold no credential).
+        if explicit_root or not any(audit.has_credentials(_read_quietly(p) or {}) for p in paths):
+            out.append((str(root_config), (audit.root_unreadable_finding(exc.path, exc.reason),)))
+        return out
     if root_data is None:
         return out
     candidates = list(paths)
@@ -114,10 +123,14 @@ def extra_findings(paths: list[Path], root_config: Path) -> list[tuple[str, tupl
     return out
 
 
+def _read(path: Path) -> dict[str, object] | None:
+    snap = dockerconfig.load(path)
+    return jsontext.parse(snap.data, path) if snap.exists else None
+
+
 def _read_quietly(path: Path) -> dict[str, object] | None:
     try:
-        snap = dockerconfig.load(path)
-        return jsontext.parse(snap.data, path) if snap.exists else None
+        return _read(path)
     except ConfigFileError:
         return None
 
@@ -135,7 +148,12 @@ class Mode:
 
 
 def command(args: argparse.Namespace) -> int:
-    mode = Mode("fix", dry_run=args.dry_run, erase_old_helper_entries=args.erase_old_helper_entries)
+    mode = Mode(
+        "fix",
+        dry_run=args.dry_run,
+        changes_are_problems=args.dry_run,  # a dry run with changes pending leaves problems
+        erase_old_helper_entries=args.erase_old_helper_entries,
+    )
     return run(args, mode, state_dir=resolve_state_dir(args.state_dir))
 
 
@@ -147,6 +165,10 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
         print(f"regauthd {mode.name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     backups = BackupStore(state_dir)
+    explicit_root = args.root_docker_config != ROOT_CONFIG
+    extras = extra_findings(
+        [p for p, _ in paths], args.root_docker_config, explicit_root=explicit_root
+    )
     ok = True
     for path, explicit in paths:
         result = fix_file(
@@ -156,8 +178,9 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
             erase_old_helper_entries=mode.erase_old_helper_entries,
         )
         ok &= result.clean and not (mode.changes_are_problems and result.changed)
-        emit(result, args, dry_run=mode.dry_run, explicit=explicit)
-    for source, findings in extra_findings([p for p, _ in paths], args.root_docker_config):
+        more = any(source == str(path) and findings for source, findings in extras)
+        emit(result, args, dry_run=mode.dry_run, explicit=explicit or more)
+    for source, findings in extras:
         ok &= not any(f.severity == "error" for f in findings)
         emit_findings(source, findings, args)
     return EXIT_OK if ok else EXIT_PROBLEMS

@@ -2,7 +2,8 @@
 
 One-shot. Probes every registry that has credentials in the Docker config (or those named with
 ``--registry``), concurrently. A table for people on stdout, or with ``--json`` one JSON object
-per registry per line. Exit 0 only when every probed registry is ``ok``; 1 otherwise (also when
+per registry per line, each printed as soon as that registry has answered (completion order).
+Exit 0 only when every probed registry is ``ok``; 1 otherwise (also when
 there is nothing to probe); 2 on usage errors or an unreadable config.
 """
 
@@ -13,7 +14,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +25,13 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.client import DEFAULT_CONCURRENCY, make_client, probe_many
-from regauthd.probe.result import DEFAULT_TIMEOUT_S, ProbePolicy, ProbeResult, ProbeTarget
+from regauthd.probe.result import (
+    DEFAULT_TIMEOUT_S,
+    ProbePolicy,
+    ProbeResult,
+    ProbeStatus,
+    ProbeTarget,
+)
 from regauthd.probe.targets import targets_from_config
 
 
@@ -155,28 +162,56 @@ def _rate_text(result: ProbeResult) -> str:
     return f"{result.rate_limit_remaining}/{result.rate_limit_limit}"
 
 
-def render_table(results: Sequence[ProbeResult], out: TextIO) -> None:
-    """Columns for people; the detail last so it may run long."""
-    header = ("REGISTRY", "STATUS", "PUSH", "PULLS LEFT", "MS", "DETAIL")
-    rows = [
-        (
-            r.registry,
-            r.status.value,
-            _push_text(r),
-            _rate_text(r),
-            str(r.latency_ms),
-            r.detail,
+_HEADER = ("REGISTRY", "STATUS", "PUSH", "PULLS LEFT", "MS", "DETAIL")
+
+
+class Table:
+    """Columns for people, one row printed as soon as each registry's result is known.
+
+    The widths are fixed before the first result (registry names are known up front), so rows
+    printed in completion order still line up; the detail comes last so it may run long.
+    """
+
+    def __init__(self, registries: Sequence[str], out: TextIO) -> None:
+        self._out = out
+        self._widths = [
+            max([len(_HEADER[0]), *(len(r) for r in registries)]),
+            max(len(s.value) for s in ProbeStatus),
+            len(_HEADER[2]),
+            len(_HEADER[3]),
+            6,
+        ]
+
+    def header(self) -> None:
+        self._row(_HEADER)
+
+    def add(self, r: ProbeResult) -> None:
+        self._row(
+            (r.registry, r.status.value, _push_text(r), _rate_text(r), str(r.latency_ms), r.detail)
         )
-        for r in results
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+
+    def _row(self, row: Sequence[str]) -> None:
+        cells = [cell.ljust(self._widths[i]) for i, cell in enumerate(row[:-1])]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=self._out, flush=True)
+
+
+def render_table(results: Sequence[ProbeResult], out: TextIO) -> None:
+    """All results at once, in the given order."""
+    table = Table([r.registry for r in results], out)
+    table.header()
+    for r in results:
+        table.add(r)
+
+
+def _print_json(result: ProbeResult) -> None:
+    print(json.dumps(result.to_dict(), sort_keys=False), flush=True)
 
 
 async def _run(
-    targets: Sequence[ProbeTarget], args: argparse.Namespace, insecure_hosts: Sequence[str]
+    targets: Sequence[ProbeTarget],
+    args: argparse.Namespace,
+    insecure_hosts: Sequence[str],
+    on_result: Callable[[ProbeResult], None],
 ) -> list[ProbeResult]:
     policy = ProbePolicy(
         trusted_realm_hosts=frozenset(h.lower() for h in args.trust_realm),
@@ -185,7 +220,9 @@ async def _run(
     async with make_client(
         ca_file=args.ca_file, insecure_hosts=insecure_hosts, request_timeout_s=args.timeout
     ) as client:
-        return await probe_many(client, targets, concurrency=args.concurrency, policy=policy)
+        return await probe_many(
+            client, targets, concurrency=args.concurrency, policy=policy, on_result=on_result
+        )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -224,10 +261,11 @@ def command(args: argparse.Namespace) -> int:
         )
         return EXIT_PROBLEMS
     insecure_hosts = [t.host for t in targets if t.insecure]
-    results = asyncio.run(_run(targets, args, insecure_hosts))
     if args.json:
-        for result in results:
-            print(json.dumps(result.to_dict(), sort_keys=False), flush=True)
+        on_result: Callable[[ProbeResult], None] = _print_json
     else:
-        render_table(results, sys.stdout)
+        table = Table([t.registry for t in targets], sys.stdout)
+        table.header()
+        on_result = table.add
+    results = asyncio.run(_run(targets, args, insecure_hosts, on_result))
     return EXIT_OK if all(r.ok for r in results) else EXIT_PROBLEMS

@@ -1,5 +1,5 @@
 """``regauthd run``: the daemon (built by :mod:`regauthd.service.app`, see
-:mod:`regauthd.service.daemon`).
+:mod:`regauthd.service.daemon`). ``--output`` and ``--log-level`` override the settings file.
 
 Settings come from ``--config FILE``, else the standard location (``/etc/regauthd/config.toml``
 for root, ``$XDG_CONFIG_HOME/regauthd/config.toml`` otherwise), else the defaults. Invalid
@@ -16,7 +16,14 @@ from pathlib import Path
 
 from regauthd.commands import EXIT_USAGE
 from regauthd.service.app import run_daemon
-from regauthd.settings import Settings, SettingsError, load_settings, with_overrides
+from regauthd.settings import (
+    LOG_LEVELS,
+    OutputMode,
+    Settings,
+    SettingsError,
+    load_settings,
+    with_overrides,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +57,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit status after a settings error (default 2; the launchd agent passes 0, which "
         "launchd's KeepAlive does not restart)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="show events at this level and above (default: [daemon] log_level, else info)",
+    )
+    parser.add_argument(
+        "--output",
+        choices=[m.value for m in OutputMode],
+        help="where log lines and alerts go: journald, json (one object per line), console "
+        "(for people), or auto: journald under systemd, console on a terminal, else json "
+        "(default: [daemon] output, else auto)",
+    )
 
 
 def _loader(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
     docker_configs = tuple(str(Path(p).absolute()) for p in args.docker_config)
     state_dir = args.state_dir.absolute() if args.state_dir else None
-    return with_overrides(settings, docker_configs=docker_configs, state_dir=state_dir)
+    return with_overrides(
+        settings,
+        docker_configs=docker_configs,
+        state_dir=state_dir,
+        output=OutputMode(args.output) if args.output else None,
+        log_level=args.log_level,
+    )
 
 
 def command(args: argparse.Namespace) -> int:

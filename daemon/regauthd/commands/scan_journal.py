@@ -11,56 +11,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.journal.access import require_readable
 from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure, PatternError, Recognizer, compile_patterns
 from regauthd.journal.scan import scan
+from regauthd.journal.since import SinceError, parse_since
 
 DEFAULT_SINCE = timedelta(hours=24)
-_RELATIVE = re.compile(r"^-?(\d+)\s*(s|sec|m|min|h|hours?|d|days?|w|weeks?)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class SinceError(ValueError):
-    """A ``--since`` value regauthd cannot read."""
-
-
-def parse_since(text: str, *, now: datetime) -> datetime:
-    """``2026-11-30T12:00:00Z``, ``2026-11-30 12:00`` (UTC unless an offset is given),
-    ``@1764504000`` (epoch seconds), ``1h``/``-30m``/``2d`` (that long ago), ``today``."""
-    value = text.strip()
-    if value == "today":
-        return now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if value.startswith("@"):
-        try:
-            return datetime.fromtimestamp(float(value[1:]), UTC)
-        except (ValueError, OverflowError):
-            raise SinceError(f"--since {text!r}: expected @EPOCH_SECONDS") from None
-    m = _RELATIVE.match(value)
-    if m:
-        amount, unit = int(m.group(1)), m.group(2)[0]
-        return now - timedelta(seconds=amount * _UNIT_SECONDS[unit])
-    iso = value[:-1] + "+00:00" if value.endswith("Z") else value
-    try:
-        parsed = datetime.fromisoformat(iso)
-    except ValueError:
-        raise SinceError(
-            f"--since {text!r}: expected a time like 2026-11-30T12:00:00Z, 1h, 30m, 2d, "
-            "today or @EPOCH"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since",
         metavar="TIME",
-        help="start here: 2026-11-30T12:00:00Z, 1h, 30m, 2d, today, @EPOCH (default: 24h ago)",
+        help="start here; what journalctl --since accepts: 2026-11-30 12:00, 2026-11-30, "
+        "12:00, today, yesterday, -2h, '1h 30min', '3 hours ago', @EPOCH; local time unless "
+        "an offset or UTC is given (default: 24 hours ago)",
     )
     parser.add_argument(
         "--unit",
@@ -117,7 +89,7 @@ def render(failure: AuthFailure) -> str:
 def command(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
-        since = parse_since(args.since, now=now) if args.since else now - DEFAULT_SINCE
+        since = parse_since(args.since, now=now.astimezone()) if args.since else now - DEFAULT_SINCE
         recognizer = Recognizer(compile_patterns(args.pattern))
     except (SinceError, PatternError) as exc:
         print(f"regauthd scan-journal: {exc}", file=sys.stderr)
@@ -131,9 +103,12 @@ def command(args: argparse.Namespace) -> int:
         recognizer=recognizer,
     )
     count = 0
+    summary = RegistrySummary()
     try:
+        require_readable(options)
         for failure in scan(options, since=since, now=now, workers=max(1, args.jobs)):
             count += 1
+            summary.add(failure)
             if args.json:
                 print(json.dumps(failure.as_dict(), ensure_ascii=False), flush=False)
             else:
@@ -144,7 +119,40 @@ def command(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     print(
         f"regauthd scan-journal: {count} registry auth failure(s) since "
-        f"{since.isoformat(timespec='seconds')}",
+        f"{since.isoformat(timespec='seconds')}" + (":" if count else ""),
         file=sys.stderr,
     )
+    for line in summary.lines():
+        print(f"  {line}", file=sys.stderr)
     return EXIT_PROBLEMS if count else EXIT_OK
+
+
+class RegistrySummary:
+    """Failures counted per registry, by kind, with the last one's time and unit."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, Counter[str]] = {}
+        self._last: dict[str, AuthFailure] = {}
+
+    def add(self, failure: AuthFailure) -> None:
+        name = failure.registry or "unknown"  # the log line names no registry
+        self._kinds.setdefault(name, Counter())[failure.kind.value] += 1
+        last = self._last.get(name)
+        if last is None or failure.time >= last.time:
+            self._last[name] = failure
+
+    def lines(self) -> list[str]:
+        """One line per registry, the most failures first."""
+        order = sorted(self._kinds, key=lambda n: (-sum(self._kinds[n].values()), n))
+        width = max((len(n) for n in order), default=0)
+        out = []
+        for name in order:
+            kinds = self._kinds[name]
+            detail = ", ".join(f"{kind} {n}" for kind, n in kinds.most_common())
+            last = self._last[name]
+            when = last.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            out.append(
+                f"{name.ljust(width)}  {sum(kinds.values()):>4}  ({detail}); "
+                f"last {when} UTC by {last.unit}"
+            )
+        return out

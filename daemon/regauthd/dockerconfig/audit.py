@@ -42,7 +42,7 @@ def file_findings(path: str, mode: int, uid: int, dir_uid: int | None) -> tuple[
                 None,
                 f"the file belongs to uid {uid} but its directory to uid {dir_uid} (often left by "
                 "`sudo docker login`); the directory's owner may not be able to read or update it.",
-                f"chown {dir_uid} {path}",
+                f"sudo chown {dir_uid} {path}",
             )
         )
     return tuple(found)
@@ -78,6 +78,19 @@ def sudo_trap_findings(
             "run `docker login` again without sudo (or add the user to the docker group "
             "instead of using sudo)",
         ),
+    )
+
+
+def root_unreadable_finding(root_path: str, reason: str) -> Finding:
+    """Root's config could not be read: credentials `sudo docker login` stored were not checked."""
+    return Finding(
+        "root_config_unreadable",
+        "error",
+        root_path,
+        None,
+        f"not checked: root's config cannot be read ({reason}), so credentials that "
+        "`sudo docker login` stored there were not compared with this user's.",
+        "run `sudo regauthd check`, or pass a readable copy with `--root-docker-config FILE`",
     )
 
 

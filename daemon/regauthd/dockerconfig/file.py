@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import pwd
 import queue
 import secrets
 import stat
@@ -79,7 +80,7 @@ def load(path: Path | str) -> Snapshot:
     except FileNotFoundError:
         return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
     except OSError as exc:
-        raise ConfigFileError(path, _open_error(exc)) from None
+        raise ConfigFileError(path, _open_error(exc, path)) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
@@ -122,14 +123,40 @@ def real_path(path: Path) -> Path:
         return path
 
 
-def _open_error(exc: OSError) -> str:
+def _open_error(exc: OSError, path: Path) -> str:
     if exc.errno == errno.ELOOP:
         return "is a symlink loop; fix the link"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied; run as the file's owner (or root)"
+        return _permission_text(path)
     if exc.errno == errno.ENOTDIR:
         return "a component of the path is not a directory"
     return f"cannot be opened ({os.strerror(exc.errno or 0)})"
+
+
+def _permission_text(path: Path) -> str:
+    """Why a config cannot be opened, and the one step that fixes it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (
+            "permission denied: a directory on the way is closed to this user (for root's "
+            "config, /root is usually mode 0700); run the command with sudo"
+        )
+    if st.st_uid != os.geteuid():
+        me = _user_name(os.geteuid())
+        return (
+            f"permission denied: the file belongs to {_user_name(st.st_uid)} "
+            f"(often left by `sudo docker login`); if it is yours, `sudo chown {me} {path}`, "
+            "else run the command as its owner"
+        )
+    return f"permission denied (mode {stat.S_IMODE(st.st_mode):04o}); `chmod 600 {path}`"
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _file_kind(mode: int) -> str:

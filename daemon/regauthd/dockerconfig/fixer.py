@@ -19,12 +19,13 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.file import Snapshot
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.jsontext import ConfigFileError, parse, render
-from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.keys import HUB_CANONICAL, classify
 from regauthd.dockerconfig.merge import merge_config_bytes
 from regauthd.dockerconfig.normalize import Change, Conflict, HelperMove, NormalizationPlan, plan
 from regauthd.dockerconfig.races import RaceMemory
 from regauthd.dockerconfig.report import FixReport, ReportedConflict
 from regauthd.dockerconfig.stores import CredentialError, HelperStore
+from regauthd.dockerconfig.validate import login_command
 
 MAX_ATTEMPTS = 50
 """Rounds of re-planning when other programs keep writing while we save."""
@@ -252,9 +253,9 @@ def _move_one(
                 "warning",
                 f"docker-credential-{move.source_helper}",
                 move.source_url,
-                f"config.json has a placeholder for {move.source_url!r} but the helper holds no "
+                f"config.json has a placeholder for {move.source_url} but the helper holds no "
                 "credential under that URL.",
-                f"`docker login {move.source_url}` again",
+                f"`{login_command(classify(move.source_url))}` again",
             )
         )
         return

@@ -39,7 +39,36 @@ class Change:
             "replace": "replaced (newest write wins)",
             "helper_alias": "helper also set for",
         }
-        return f"{self.section}[{self.from_key!r}] {verbs[self.action]} {self.to_key!r}"
+        return (
+            f"{self.section}[{self.from_key!r}] {verbs[self.action]} {self.to_key!r}: {self.reason}"
+        )
+
+    @property
+    def reason(self) -> str:
+        """Why the edit was needed, in words a person can check against the clients' code."""
+        if self.action == "helper_alias":
+            return (
+                f"Docker asks the Docker Hub helper under {HUB_CANONICAL}, podman under "
+                f"{HUB_PODMAN_HELPER_KEY}; the same helper is now set under both"
+            )
+        if self.action == "drop_duplicate":
+            return "it held the same credential, so it was a second copy"
+        if self.action == "drop_empty":
+            return "it was empty and another spelling of the registry holds the credential"
+        if self.action == "replace":
+            return "it held the newest credential for the registry"
+        kind = classify(self.from_key).kind
+        if self.to_key == HUB_CANONICAL:
+            hub = f"Docker looks Hub credentials up only under {HUB_CANONICAL}"
+            if kind == KeyKind.HUB_WEBSITE:
+                return f"hub.docker.com is Docker Hub's web site and no client reads it; {hub}"
+            if kind == KeyKind.HUB_REGISTRY:
+                return f"{hub}; the original stays for references that name {self.from_key}"
+            return hub
+        return (
+            f"`docker login` and credential helpers use the bare host name {self.to_key}; "
+            "helpers find nothing under other spellings"
+        )
 
 
 @dataclass(frozen=True, slots=True)

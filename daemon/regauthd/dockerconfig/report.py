@@ -122,7 +122,10 @@ def findings_json(source: str, findings: tuple[Finding, ...]) -> dict[str, Any]:
 
 
 def as_text(report: FixReport, *, dry_run: bool) -> str:
-    lines = [f"{report.path}: {status_of(report, dry_run=dry_run).replace('_', ' ')}"]
+    status = status_of(report, dry_run=dry_run)
+    if status == "clean" and report.findings:
+        status = "works, with warnings"  # `clean` only when nothing is printed under it
+    lines = [f"{report.path}: {status.replace('_', ' ')}"]
     if report.error is not None:
         lines.append(f"  refused: {report.error.reason}")
     would = "would be " if dry_run else ""

@@ -22,8 +22,11 @@ from regauthd.dockerconfig.auth import (
     helper_name_for,
 )
 from regauthd.dockerconfig.keys import HUB_CANONICAL, auths_key_for_registry
+from regauthd.redact import redact_text
+from regauthd.redactor import REDACTOR
 
 HELPER_TIMEOUT_S = 10.0
+_MAX_SAID = 300  # characters of a failing helper's message quoted in the error
 _NOT_FOUND = "credentials not found in native keychain"
 # docker-credential-pass 0.6.x says this instead when erasing a URL it does not hold.
 _NOT_IN_PASS = "is not in the password store"
@@ -90,8 +93,9 @@ class FileStore:
 class HelperStore:
     """A ``docker-credential-<name>`` program, spoken to with the helper protocol.
 
-    The secret only ever travels on the helper's stdin/stdout, never on its command line, and
-    helper output is never copied into an error message (a buggy helper might echo it).
+    The secret only ever travels on the helper's stdin/stdout, never on its command line. A
+    failing helper's own words (``pass not initialized``) are quoted in the error, redacted
+    (the secret regauthd handed it, and every value that is a secret by its place).
     """
 
     def __init__(
@@ -101,6 +105,8 @@ class HelperStore:
         self.program = f"docker-credential-{name}"
         self._timeout = timeout
         self._env = dict(env) if env is not None else None
+        self._said = ""
+        self._secrets: set[str] = set()  # every secret handed to or read from the helper
 
     def _run(self, verb: str, stdin: str) -> tuple[int, str]:
         try:
@@ -122,16 +128,26 @@ class HelperStore:
                 f"credential helper `{self.program} {verb}` did not answer within "
                 f"{self._timeout:g} s (locked keychain or gpg-agent waiting for a passphrase?)"
             ) from None
+        self._said = " ".join(f"{proc.stdout.strip()} {proc.stderr.strip()}".split())
         return proc.returncode, proc.stdout
+
+    def _failed(self, what: str, code: int, secret: str | None = None) -> CredentialHelperError:
+        """The error for a failed call: the helper's own message, verbatim but redacted."""
+        said = self._said
+        if len(said) > _MAX_SAID:
+            said = said[:_MAX_SAID] + "..."
+        if secret:
+            self._secrets.add(secret)
+        said = REDACTOR.text(redact_text(said, self._secrets or None))
+        quoted = f": {said}" if said else ""
+        return CredentialHelperError(f"{what} (exit status {code}){quoted}")
 
     def get(self, server_url: str) -> Credential | None:
         code, out = self._run("get", server_url)
         if code != 0:
             if _NOT_FOUND in out:
                 return None
-            raise CredentialHelperError(
-                f"`{self.program} get` failed for {server_url!r} (exit status {code})"
-            )
+            raise self._failed(f"`{self.program} get` failed for {server_url}", code)
         try:
             data = json.loads(out)
             username, secret = str(data["Username"]), str(data["Secret"])
@@ -142,6 +158,7 @@ class HelperStore:
             ) from None
         if not username and not secret:
             return None  # docker-credential-pass 0.6 answers a missing URL with exit 0 and ""
+        self._secrets.add(secret)
         return Credential(username, secret)
 
     def store(self, server_url: str, credential: Credential) -> None:
@@ -170,21 +187,19 @@ class HelperStore:
         )
         code, _ = self._run("store", payload)
         if code != 0:
-            raise CredentialHelperError(
-                f"`{self.program} store` failed for {server_url!r} (exit status {code})"
+            raise self._failed(
+                f"`{self.program} store` failed for {server_url}", code, credential.secret
             )
 
     def erase(self, server_url: str) -> None:
         code, out = self._run("erase", server_url)
         if code != 0 and _NOT_FOUND not in out and _NOT_IN_PASS not in out:
-            raise CredentialHelperError(
-                f"`{self.program} erase` failed for {server_url!r} (exit status {code})"
-            )
+            raise self._failed(f"`{self.program} erase` failed for {server_url}", code)
 
     def list(self) -> dict[str, str]:
         code, out = self._run("list", "")
         if code != 0:
-            raise CredentialHelperError(f"`{self.program} list` failed (exit status {code})")
+            raise self._failed(f"`{self.program} list` failed", code)
         try:
             data = json.loads(out or "{}")
         except ValueError:

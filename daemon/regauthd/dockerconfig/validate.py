@@ -9,10 +9,15 @@ from typing import Any
 
 from regauthd.dockerconfig.auth import decode_auth, helper_name_for
 from regauthd.dockerconfig.findings import Finding, Severity
-from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyKind, classify
+from regauthd.dockerconfig.keys import HUB_CANONICAL, KeyInfo, KeyKind, classify
 
 SECRET_FIELDS = ("auth", "identitytoken", "registrytoken", "username", "password")
 STRING_FIELDS = (*SECRET_FIELDS, "serveraddress", "email")
+
+
+def login_command(info: KeyInfo) -> str:
+    """The `docker login` that writes the key Docker reads: no argument for Docker Hub."""
+    return "docker login" if info.is_hub else f"docker login {info.host}"
 
 
 def entry_identity(entry: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -118,8 +123,10 @@ def validate(config: Mapping[str, Any], *, path: str = "config.json") -> tuple[F
                     code,
                     "error",
                     key,
-                    f"{exc}; Docker refuses the WHOLE file, so no registry works.",
-                    f"remove the entry for {key!r}, then `docker login {info.host}`",
+                    f'{exc}; Docker warns "Invalid auth configuration file" and stops reading '
+                    "`auths` at this entry, so it may also lose other registries' credentials "
+                    "(which ones changes from run to run: Go reads the entries in random order).",
+                    f"remove the entry for {key!r}, then `{login_command(info)}`",
                 )
         if entry.get("password") not in (None, ""):
             add(
@@ -128,7 +135,8 @@ def validate(config: Mapping[str, Any], *, path: str = "config.json") -> tuple[F
                 key,
                 "the password is stored in plain "
                 "`username`/`password` fields (podman ignores them).",
-                f"`docker logout {info.host}` then `docker login {info.host}` to store it as "
+                f"`{login_command(info).replace('login', 'logout')}` then `{login_command(info)}` "
+                "to store it as "
                 "`auth`, or configure a credential helper",
             )
         if not entry_identity(entry) and helper_name_for(config, key) is None:
@@ -139,7 +147,7 @@ def validate(config: Mapping[str, Any], *, path: str = "config.json") -> tuple[F
                 key,
                 "the entry is empty and no credential helper "
                 f"is configured: no client has a credential for this registry{masks}.",
-                f"`docker login {info.host}` again, or remove the empty entry",
+                f"`{login_command(info)}` again, or remove the empty entry",
             )
         if info.kind == KeyKind.HUB_WEBSITE:
             add(

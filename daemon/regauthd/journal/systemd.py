@@ -57,7 +57,8 @@ class SystemdFollower:
             else:
                 self._reader = journal._Reader(journal.LOCAL_ONLY, None, None, None)
         except OSError as exc:
-            where = options.files or options.directory or "the system journal"
+            files = ", ".join(str(f) for f in options.files)
+            where = files or str(options.directory or "the system journal")
             raise JournalError(f"cannot open {where}: {exc.strerror or exc}") from None
         # Must come before the first read: sd_journal_get_fd sets up inotify.
         self._fd: int = self._reader.fileno()

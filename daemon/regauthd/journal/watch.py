@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
+import structlog
+
 from regauthd.alerts.alerter import RaiseAlert
 from regauthd.alerts.catalogue import AlertKind
 from regauthd.dockerconfig.report import FixReport
@@ -115,6 +117,12 @@ class JournalWatch:
             unavailable=self._unavailable,
         )
         self._reader.start()
+        structlog.get_logger("regauthd").info(
+            "journal.following",
+            units=list(options.units),
+            backend=options.backend,
+            log_files=[str(f) for f in options.log_files],
+        )
 
     def stop(self, timeout: float = 0.5) -> None:
         """Stop the thread (the follower saves its cursor), then raise every alert still

@@ -23,7 +23,7 @@ import dataclasses
 import ssl
 import time
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import httpx
 import structlog
@@ -135,14 +135,22 @@ async def probe_many(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     policy: ProbePolicy | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None,
 ) -> list[ProbeResult]:
-    """Probe every target, at most ``concurrency`` at a time; results in the targets' order."""
+    """Probe every target, at most ``concurrency`` at a time; results in the targets' order.
+
+    ``on_result`` is called with each result as soon as it is known (completion order), so a
+    person sees the fast registries while a slow one is still being asked.
+    """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     gate = asyncio.Semaphore(concurrency)
 
     async def one(target: ProbeTarget) -> ProbeResult:
         async with gate:
-            return await probe(client, target, policy)
+            result = await probe(client, target, policy)
+        if on_result is not None:
+            on_result(result)
+        return result
 
     return list(await asyncio.gather(*(one(t) for t in targets)))

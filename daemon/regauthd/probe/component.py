@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import structlog
+
 from regauthd.probe.scheduler import ProbeScheduler, WatchedConfigs
 from regauthd.settings import Settings
 
@@ -21,6 +23,12 @@ class ProbeComponent:
 
     def start(self) -> None:
         self._scheduler.start()
+        settings = self._scheduler.settings
+        structlog.get_logger("regauthd").info(
+            "probes.started",
+            every=f"{settings.interval / 60:g} min",
+            configs=[str(p) for p in self._watched_configs()],
+        )
 
     def reload(self, settings: Settings) -> None:
         self._scheduler.reload(settings.probe)

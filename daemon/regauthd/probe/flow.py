@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from regauthd.dockerconfig.auth import Credential, encode_auth
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.probe import transport
 from regauthd.probe.challenge import Challenge, find, parse_challenges
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
@@ -141,6 +142,13 @@ class ProbeFlow:
         if target.credential is None:
             if target.is_hub:
                 await self.anonymous_rate_limit()
+            if target.unread_keys:
+                keys = ", ".join(target.unread_keys)
+                return self.result(
+                    ProbeStatus.NO_CREDENTIALS,
+                    f"the Docker Hub credential is stored under {keys}, a key Docker never "
+                    f"reads (it looks only under {HUB_CANONICAL}); run `regauthd fix`",
+                )
             return self.result(
                 ProbeStatus.NO_CREDENTIALS,
                 f"no credentials for {target.registry} in the Docker config; run "

@@ -54,6 +54,8 @@ class ProbeTarget:
     """The ``auths``/``credHelpers`` key the credential was found under (for messages)."""
     credential_error: str | None = None
     """Why the credential could not be read (a broken helper); the probe then reports error."""
+    unread_keys: tuple[str, ...] = ()
+    """With no credential: keys that hold one under a spelling Docker never reads."""
 
     @property
     def is_hub(self) -> bool:

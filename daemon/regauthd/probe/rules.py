@@ -283,3 +283,24 @@ def registries_in_config(config: Mapping[str, Any]) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
+
+
+def unread_hub_keys(config: Mapping[str, Any], registry: str) -> list[str]:
+    """Keys holding Docker Hub credentials that Docker never reads (``docker.io``, ...).
+
+    Only for Docker Hub: the Docker CLI finds its credential only under the canonical key,
+    so a credential stored under another spelling is there but unused; ``regauthd fix`` moves
+    it. (Other registries' alias keys are found by Docker's host-name fallback.)
+    """
+    if registry_name(registry) != registry_name("docker.io"):
+        return []
+    found: list[str] = []
+    for section in ("auths", "credHelpers"):
+        entries = config.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for key in entries:
+            kind = classify(str(key)).kind
+            if kind in {KeyKind.HUB_ALIAS, KeyKind.HUB_WEBSITE} and str(key) not in found:
+                found.append(str(key))
+    return found

@@ -22,7 +22,7 @@ from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.dockerconfig.stores import CredentialError, resolve, store_for
 from regauthd.probe.result import ProbeTarget
-from regauthd.probe.rules import registries_in_config
+from regauthd.probe.rules import registries_in_config, unread_hub_keys
 from regauthd.probe.schedule import ProbeKey
 from regauthd.redactor import REDACTOR, remember_config_secrets
 
@@ -54,7 +54,7 @@ def target_for(
     except CredentialError as exc:
         return dataclasses.replace(base, credential_error=str(exc))
     if found is None:
-        return base
+        return dataclasses.replace(base, unread_keys=tuple(unread_hub_keys(config, name)))
     key, credential = found
     return dataclasses.replace(
         base, credential=credential, identity_token=credential.is_identity_token, credential_key=key

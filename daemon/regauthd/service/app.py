@@ -10,7 +10,9 @@
 4. the journal watch, when ``[journal] enabled``: it re-checks through the daemon
    (``daemon.recheck``), records every repair (a repair listener), asks the scheduler for probes
    (``probe_now``) and gets every probe result the scheduler pushes to the loop thread, which
-   decides the verdict that waited for it at once.
+   decides the verdict that waited for it at once;
+5. the status file (:class:`~regauthd.service.status.StatusFile`): a repair, alert and probe
+   listener that keeps ``<state_dir>/status.json`` current for ``regauthd status``.
 
 Every callback is a typed callable or Protocol; no part looks another up by name or holds
 another component. The daemon starts the components in that order and stops them in reverse
@@ -29,6 +31,7 @@ from regauthd.alerts.metrics import Metrics
 from regauthd.alerts.output import configure_logging
 from regauthd.service.daemon import Daemon, SettingsLoader
 from regauthd.service.loop import Loop
+from regauthd.service.status import StatusFile
 from regauthd.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,7 +76,31 @@ def build(
     )
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
     journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
+    _status_file(daemon, probes, journal)
     return App(daemon, probes, journal)
+
+
+def _status_file(
+    daemon: Daemon, probes: ProbeScheduler | None, journal: JournalWatch | None
+) -> StatusFile:
+    status = StatusFile(daemon.settings, loop=daemon.loop, watched_configs=daemon.watched_configs)
+    daemon.on_repair("status", status.on_repair)
+    daemon.alerter.add_listener(status.on_alert)
+    if probes is not None:
+        status.track_probes()
+        probes.subscribe(status.on_probe)
+    if journal is not None:
+        watch = journal
+        status.track_journal(
+            lambda: {
+                "units": list(daemon.settings.journal.units),
+                "running": watch.running,
+                "failures_seen": watch.failures_seen,
+                "alerts_raised": watch.alerts_raised,
+            }
+        )
+    daemon.host(status)  # hosted last: started after the others, stopped (and written) first
+    return status
 
 
 def _probes(settings: Settings, daemon: Daemon, min_gap: float | None) -> ProbeScheduler:

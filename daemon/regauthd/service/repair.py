@@ -23,6 +23,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
 from regauthd.redactor import remember_config_secrets
 from regauthd.service.flapping import FlapTracker, digest, newest_hub_keys
@@ -155,8 +156,14 @@ class Repairer:
                 self.flaps.replaced(real, digest(report.before), now)
             self.repairs += 1
             self._metrics.count("repairs")
+            # Every repair, even one whose alert the suppression window holds back.
+            log.debug("config.repaired", path=config, changes=describe_changes(report))
             self._alert(
-                AlertKind.CONFIG_NORMALIZED, config, path=config, changes=describe_changes(report)
+                AlertKind.CONFIG_NORMALIZED,
+                config,
+                path=config,
+                changes=describe_changes(report),
+                fix=normalized_fix(report),
             )
             for conflict in report.conflicts:
                 self._alert(
@@ -194,6 +201,23 @@ def _parse_json(data: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def normalized_fix(report: FixReport) -> str:
+    """The advice after a repair: Docker Hub's login habit only when a Hub key was repaired."""
+    advice = []
+    if any(c.to_key == HUB_CANONICAL or c.section == "credHelpers" for c in report.changes):
+        advice.append(
+            "log in to Docker Hub with `docker login` (no argument) instead of "
+            "`docker login docker.io`"
+        )
+    hosts = sorted({c.to_key for c in report.changes if c.to_key != HUB_CANONICAL} - {"docker.io"})
+    if hosts:
+        logins = ", ".join(f"`docker login {h}`" for h in hosts)
+        advice.append(f"log in with the bare host name ({logins})")
+    if not advice:
+        return "Nothing to do."
+    return "Nothing to do. To stop the writer from using the wrong key, " + "; ".join(advice) + "."
 
 
 def describe_changes(report: FixReport) -> str:

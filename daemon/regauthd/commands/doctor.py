@@ -1,0 +1,331 @@
+"""``regauthd doctor``: walk through the five steps of troubleshooting ``unauthorized:
+authentication required``, each a named check with a verdict and the next step.
+
+1. which credential file each client uses (``config_file``, ``podman_auth_file``,
+   ``root_config``), 2. where the secret lives and whether it answers (``credential_helper``),
+3. key format (``config_keys``), 4. per registry: logged in as whom (``login``), reachable
+(``connectivity``), accepted, may push, rate limit (``authentication``), 5. recent auth failures
+in the journal (``journal``). The registries are probed concurrently and each one's lines are
+printed as soon as its probe ends. Never changes a file.
+
+Exit 0 when every check is ok, warning or not_applicable; 1 when one is a problem or could not
+be checked (``not_checked``); 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.commands import doctor_checks as checks
+from regauthd.commands.doctor_checks import FAILING, Verdict
+from regauthd.commands.fix import ROOT_CONFIG
+from regauthd.commands.probe import UsageError, split_endpoints, split_repositories
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.auth import helper_name_for
+from regauthd.dockerconfig.keys import classify
+from regauthd.dockerconfig.validate import login_command
+from regauthd.journal.access import require_readable
+from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
+from regauthd.journal.recognize import AuthFailure
+from regauthd.journal.scan import scan
+from regauthd.probe.client import make_client, probe_many
+from regauthd.probe.result import (
+    DEFAULT_TIMEOUT_S,
+    ProbePolicy,
+    ProbeResult,
+    ProbeStatus,
+    ProbeTarget,
+)
+from regauthd.probe.rules import registries_in_config
+from regauthd.probe.targets import targets_from_config
+
+JOURNAL_WINDOW = timedelta(hours=24)
+_MARKS = {
+    "ok": "ok",
+    "warning": "WARNING",
+    "problem": "PROBLEM",
+    "not_checked": "NOT CHECKED",
+    "not_applicable": "n/a",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--docker-config",
+        metavar="PATH",
+        help="config.json or the directory holding it (default: $DOCKER_CONFIG or ~/.docker)",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="check this registry (repeatable; default: every registry with credentials)",
+    )
+    parser.add_argument(
+        "--repository",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also check push to this repository (`team/app`, or `ghcr.io/team/app`)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per check per line")
+    parser.add_argument(
+        "--root-docker-config",
+        metavar="FILE",
+        type=Path,
+        default=ROOT_CONFIG,
+        help="root's config, to catch `sudo docker login` (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"per-request timeout of the probes (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--ca-file", metavar="PATH", help="extra CA certificates (PEM) for TLS")
+    parser.add_argument(
+        "--insecure-registry",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="allow plain HTTP and unverified TLS for this registry (repeatable)",
+    )
+    parser.add_argument(
+        "--endpoint",
+        metavar="NAME=URL",
+        action="append",
+        default=[],
+        help="reach registry NAME at URL instead (a mirror or a test server; repeatable)",
+    )
+
+
+class Printer:
+    """Prints each verdict as it is known; remembers whether any failed."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.failed = False
+
+    def __call__(self, verdict: Verdict) -> None:
+        self.failed |= verdict.status in FAILING
+        if self.as_json:
+            print(json.dumps(verdict.as_dict(), ensure_ascii=False), flush=True)
+            return
+        where = f" {verdict.registry}" if verdict.registry else ""
+        print(f"{_MARKS[verdict.status]:<11} {verdict.check}{where}: {verdict.message}")
+        if verdict.fix and verdict.status in {"problem", "not_checked", "warning"}:
+            print(f"{'':<11}   next step: {verdict.fix}")
+        sys.stdout.flush()
+
+
+def login_verdict(target: ProbeTarget, config: dict[str, Any]) -> Verdict:
+    """Logged in as whom, and where the secret lives."""
+    name = target.registry
+    if target.credential_error is not None:
+        return Verdict(
+            "login",
+            "problem",
+            f"the credential cannot be read: {target.credential_error}",
+            "make the credential helper work in this session, then log in again",
+            name,
+        )
+    if target.credential is None:
+        if target.unread_keys:
+            return Verdict(
+                "login",
+                "problem",
+                f"the credential is stored under {', '.join(target.unread_keys)}, a key Docker "
+                "never reads for Docker Hub",
+                "run `regauthd fix`",
+                name,
+            )
+        return Verdict(
+            "login",
+            "problem",
+            "no credential for this registry",
+            f"`{login_command(classify(name))}`",
+            name,
+        )
+    key = target.credential_key or name
+    helper = helper_name_for(config, key)
+    where = f"in credential helper `{helper}`" if helper else "in the config file itself"
+    who = "an identity token" if target.identity_token else f"user {target.credential.username}"
+    return Verdict("login", "ok", f"logged in as {who}, stored under {key} {where}", None, name)
+
+
+def _proxy_note(host: str) -> str:
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get("https")
+    if not proxy:
+        return "no proxy"
+    if urllib.request.proxy_bypass(host.split(":", maxsplit=1)[0]):
+        return f"NO_PROXY exempts it from the proxy {proxy}"
+    return f"through the proxy {proxy} (HTTPS_PROXY)"
+
+
+def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
+    """``connectivity`` and ``authentication`` from one probe."""
+    name, status, detail = result.registry, result.status, result.detail
+    network = _proxy_note(target.host)
+    if status is ProbeStatus.NO_CREDENTIALS:
+        why = "no credential to test, so the registry was not asked"
+        return [
+            Verdict("connectivity", "not_applicable", why, None, name),
+            Verdict("authentication", "not_checked", why, "see the login check", name),
+        ]
+    if status in {ProbeStatus.UNREACHABLE, ProbeStatus.TLS_ERROR}:
+        fix = (
+            "check DNS, the firewall and the proxy variables (HTTPS_PROXY, NO_PROXY)"
+            if status is ProbeStatus.UNREACHABLE
+            else "trust the registry's CA (--ca-file, or [probe] ca_file for the daemon)"
+        )
+        return [
+            Verdict("connectivity", "problem", f"{detail} ({network})", fix, name),
+            Verdict(
+                "authentication", "not_checked", "the registry could not be reached", fix, name
+            ),
+        ]
+    reached = Verdict(
+        "connectivity", "ok", f"reached in {result.latency_ms} ms ({network})", None, name
+    )
+    if status is ProbeStatus.OK:
+        return [reached, Verdict("authentication", "ok", detail, None, name)]
+    fix = {
+        ProbeStatus.BAD_CREDENTIALS: f"`{login_command(classify(name))}` again",
+        ProbeStatus.PUSH_DENIED: "log in with a token or account that has write access",
+        ProbeStatus.RATE_LIMITED: "log in (higher limits) or wait for the window to move on",
+    }.get(status, "see the message")
+    return [reached, Verdict("authentication", "problem", detail, fix, name)]
+
+
+def journal_verdicts(
+    names: list[str], failures: list[AuthFailure] | None, why: str, results: dict[str, ProbeResult]
+) -> list[Verdict]:
+    """Step 5: auth failures logged for each registry in the last day."""
+    out = []
+    for name in names:
+        if failures is None:
+            status: checks.Status = "not_applicable" if sys.platform != "linux" else "not_checked"
+            out.append(Verdict("journal", status, why, _journal_fix(why), name))
+            continue
+        mine = [f for f in failures if f.registry == name]
+        if not mine:
+            out.append(
+                Verdict("journal", "ok", "no auth failures logged in the last 24 h", None, name)
+            )
+            continue
+        last = max(mine, key=lambda f: f.time)
+        when = last.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        text = (
+            f"{len(mine)} auth failure(s) logged in the last 24 h; the last at {when} by "
+            f"{last.unit}: {last.kind.value}: {last.message}"
+        )
+        works = results.get(name) is not None and results[name].ok
+        fix = (
+            "the stored credential works now: the failures came before a repair, or from "
+            "another user's config (dockerd and root's jobs use root's ~/.docker)"
+            if works
+            else "fix the login or authentication check above first"
+        )
+        out.append(Verdict("journal", "warning" if works else "problem", text, fix, name))
+    return out
+
+
+def _journal_fix(why: str) -> str:
+    if "permission" in why or "not readable" in why or "is not open to" in why:
+        return "run `sudo regauthd doctor`, or add yourself to the systemd-journal group"
+    return "no journal here: on a host without journald, use `regauthd scan-journal --log-file F`"
+
+
+def _scan(since: datetime, now: datetime) -> tuple[list[AuthFailure] | None, str]:
+    options = FollowOptions(units=DEFAULT_UNITS)
+    try:
+        require_readable(options)
+        return list(scan(options, since=since, now=now)), ""
+    except JournalError as exc:
+        return None, str(exc)
+
+
+async def _per_registry(
+    targets: list[ProbeTarget], args: argparse.Namespace, emit: Printer
+) -> tuple[dict[str, ProbeResult], tuple[list[AuthFailure] | None, str]]:
+    now = datetime.now(UTC)
+    journal = asyncio.create_task(asyncio.to_thread(_scan, now - JOURNAL_WINDOW, now))
+    by_name = {t.registry: t for t in targets}
+    results: dict[str, ProbeResult] = {}
+
+    def done(result: ProbeResult) -> None:
+        results[result.registry] = result
+        for verdict in probe_verdicts(result, by_name[result.registry]):
+            emit(verdict)
+
+    insecure = [t.host for t in targets if t.insecure]
+    policy = ProbePolicy(timeout_s=3 * args.timeout)
+    async with make_client(
+        ca_file=args.ca_file, insecure_hosts=insecure, request_timeout_s=args.timeout
+    ) as client:
+        await probe_many(client, targets, policy=policy, on_result=done)
+    return results, await journal
+
+
+def command(args: argparse.Namespace) -> int:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        if args.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        repositories, default_repository = split_repositories(args.repository)
+        endpoints = split_endpoints(args.endpoint)
+        if args.ca_file and not Path(args.ca_file).is_file():
+            raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    except UsageError as exc:
+        print(f"regauthd doctor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    emit = Printer(args.json)
+    path = dockerconfig.config_path(args.docker_config)
+    verdict, config = checks.config_file(path, args.docker_config is not None)
+    emit(verdict)
+    emit(checks.podman_auth_file())
+    explicit_root = args.root_docker_config != ROOT_CONFIG
+    emit(checks.root_config(path, config, args.root_docker_config, explicit_root))
+    if config is not None:
+        emit(checks.config_keys(path))
+    for helper in checks.credential_helpers(config):
+        emit(helper)
+    names = args.registry or registries_in_config(config or {})
+    if not names:
+        emit(
+            Verdict(
+                "login",
+                "problem",
+                "no registry has credentials in the Docker config, so none was checked",
+                "`docker login` (Docker Hub) or `docker login HOST`, or name one with --registry",
+            )
+        )
+        return EXIT_PROBLEMS
+    targets = targets_from_config(
+        config or {},
+        registries=names,
+        repositories=repositories,
+        default_repository=default_repository,
+        insecure=args.insecure_registry,
+        endpoints=endpoints,
+    )
+    for target in targets:
+        emit(login_verdict(target, config or {}))
+    results, (failures, why) = asyncio.run(_per_registry(targets, args, emit))
+    for verdict in journal_verdicts([t.registry for t in targets], failures, why, results):
+        emit(verdict)
+    return EXIT_PROBLEMS if emit.failed else EXIT_OK

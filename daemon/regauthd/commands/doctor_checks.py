@@ -1,0 +1,263 @@
+"""The checks of ``regauthd doctor`` that look at files and programs on this machine: which
+credential file each client uses, root's config after ``sudo docker login``, key format, and
+the credential helpers. Each returns :class:`Verdict` values; nothing here changes a file.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from regauthd.dockerconfig import audit, jsontext
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.redact import redact_text
+
+Status = Literal["ok", "warning", "problem", "not_checked", "not_applicable"]
+FAILING: frozenset[str] = frozenset({"problem", "not_checked"})
+HELPER_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One named check's answer, and the single next step when it is not ok."""
+
+    check: str
+    status: Status
+    message: str
+    fix: str | None = None
+    registry: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "check": self.check,
+            "status": self.status,
+            "registry": self.registry,
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def config_file(path: Path, explicit: bool) -> tuple[Verdict, dict[str, Any] | None]:
+    """Which config.json the Docker CLI reads, why, its mode and owner; and its content."""
+    if explicit:
+        why = "named with --docker-config"
+    elif os.environ.get("DOCKER_CONFIG"):
+        why = "from $DOCKER_CONFIG"
+    else:
+        why = "the default, ~/.docker (no $DOCKER_CONFIG)"
+    check = "config_file"
+    try:
+        snap = dockerconfig.load(path)
+        data = jsontext.parse(snap.data, path) if snap.exists else None
+    except ConfigFileError as exc:
+        return Verdict(check, "problem", f"{path} ({why}): {exc.reason}", "see the message"), None
+    env_note = ""
+    if os.environ.get("DOCKER_AUTH_CONFIG"):
+        env_note = "; $DOCKER_AUTH_CONFIG is set too, and Docker 29 reads it first"
+    if data is None:
+        return (
+            Verdict(
+                check,
+                "problem",
+                f"Docker reads {path} ({why}), but it does not exist: no credentials are "
+                f"stored{env_note}",
+                "log in: `docker login` for Docker Hub, `docker login HOST` for others",
+            ),
+            None,
+        )
+    mode = stat.S_IMODE(snap.mode)
+    owner = _owner(snap.uid)
+    text = f"Docker reads {path} ({why}); mode {mode:04o}, owner {owner}{env_note}"
+    if snap.uid != os.geteuid():
+        return (
+            Verdict(
+                check,
+                "warning",
+                f"{text}: it belongs to {owner}, not to you, so `docker login` may fail to "
+                "update it",
+                f"sudo chown {_owner(os.geteuid())} {path}",
+            ),
+            data,
+        )
+    if mode & 0o077:
+        return Verdict(check, "warning", f"{text}: readable by others", f"chmod 600 {path}"), data
+    return Verdict(check, "ok", text), data
+
+
+def podman_auth_file() -> Verdict:
+    """Which file podman and skopeo read first (they fall back to the Docker config)."""
+    check = "podman_auth_file"
+    explicit = os.environ.get("REGISTRY_AUTH_FILE")
+    if explicit:
+        exists = Path(explicit).is_file()
+        return Verdict(
+            check,
+            "ok" if exists else "warning",
+            f"podman and skopeo read $REGISTRY_AUTH_FILE ({explicit})"
+            + ("" if exists else ", which does not exist"),
+            None if exists else "unset REGISTRY_AUTH_FILE or log in with `podman login`",
+        )
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    auth = (
+        Path(runtime) / "containers" / "auth.json"
+        if runtime
+        else Path(f"/run/containers/{os.geteuid()}/auth.json")
+    )
+    if auth.is_file():
+        return Verdict(
+            check,
+            "ok",
+            f"podman and skopeo read {auth} first (written by `podman login`), then the "
+            "Docker config",
+        )
+    return Verdict(
+        check,
+        "not_applicable",
+        f"no {auth}: podman and skopeo read the Docker config (keys as Docker writes them)",
+    )
+
+
+def root_config(
+    user_path: Path, user_data: dict[str, Any] | None, root_path: Path, explicit: bool
+) -> Verdict:
+    """Credentials only in root's config (`sudo docker login`), or root's config unreadable."""
+    check = "root_config"
+    user_has = audit.has_credentials(user_data or {})
+    try:
+        snap = dockerconfig.load(root_path)
+        root_data = jsontext.parse(snap.data, root_path) if snap.exists else None
+    except ConfigFileError as exc:
+        if user_has and not explicit:
+            return Verdict(
+                check,
+                "not_applicable",
+                f"your own config holds credentials; root's ({root_path}) is not needed",
+            )
+        return Verdict(
+            check,
+            "not_checked",
+            f"cannot read root's config {root_path} ({exc.reason}), so credentials stored by "
+            "`sudo docker login` were not checked",
+            "run `sudo regauthd doctor`, or pass a readable copy with --root-docker-config FILE",
+        )
+    if root_data is None:
+        return Verdict(check, "not_applicable", f"no {root_path}: `sudo docker login` not used")
+    if os.path.realpath(root_path) == os.path.realpath(user_path):
+        return Verdict(check, "not_applicable", "your config is root's config")
+    found = audit.sudo_trap_findings("your config", user_data or {}, str(root_path), root_data)
+    if found:
+        return Verdict(check, "problem", found[0].message, found[0].fix)
+    return Verdict(check, "ok", f"{root_path} holds no credentials that only root has")
+
+
+def config_keys(path: Path) -> Verdict:
+    """Key format: would `regauthd fix` change something, and why; what no renaming fixes."""
+    check = "config_keys"
+    with tempfile.TemporaryDirectory(prefix="regauthd-doctor-") as scratch:
+        report = fix_file(path, backups=BackupStore(Path(scratch)), dry_run=True)
+    if report.error is not None:
+        return Verdict(check, "not_checked", f"{path}: {report.error.reason}", "see the message")
+    errors = [f for f in report.findings if f.severity == "error"]
+    if report.changed:
+        reasons = "; ".join(f"{c.from_key} -> {c.to_key}: {c.reason}" for c in report.changes[:3])
+        return Verdict(
+            check,
+            "problem",
+            f"{len(report.changes)} key(s) stored where some client never looks ({reasons})",
+            "run `regauthd fix` (`regauthd fix --dry-run` shows the change first)",
+        )
+    if errors:
+        first = errors[0]
+        where = f" [{first.key}]" if first.key else ""
+        return Verdict(check, "problem", f"{first.message}{where}", first.fix)
+    warnings = [f for f in report.findings if f.code not in {"file_mode", "owner_mismatch"}]
+    if warnings:
+        return Verdict(check, "warning", warnings[0].message, warnings[0].fix)
+    return Verdict(check, "ok", "every key is where the Docker CLI, podman and crane look")
+
+
+def credential_helpers(config: dict[str, Any] | None) -> list[Verdict]:
+    """Each helper the config names: on PATH, and answering `list` in this session."""
+    if not config:
+        return []
+    names: dict[str, None] = {}
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        names[store] = None
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        names.update(dict.fromkeys(v for v in helpers.values() if isinstance(v, str) and v))
+    return [_helper(name) for name in names]
+
+
+def _helper(name: str) -> Verdict:
+    check = "credential_helper"
+    program = f"docker-credential-{name}"
+    found = shutil.which(program)
+    if found is None:
+        if name in {"desktop", "desktop.exe"}:
+            return Verdict(
+                check,
+                "problem",
+                f"`{program}` (Docker Desktop's helper) is not on PATH: Desktop was "
+                "uninstalled or is not running here, and every login through it fails",
+                'remove `"credsStore": "desktop"` from the Docker config, then log in again',
+            )
+        return Verdict(
+            check,
+            "problem",
+            f"the config names the credential helper `{name}`, but `{program}` is not on PATH",
+            f"install {program}, or remove it from the config and log in again",
+        )
+    try:
+        proc = subprocess.run(
+            [found, "list"],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=HELPER_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Verdict(
+            check,
+            "problem",
+            f"`{program} list` did not answer within {HELPER_TIMEOUT_S:g} s (a locked keychain, "
+            "or gpg-agent waiting for a passphrase no one can type here)",
+            "unlock the keychain or gpg key in this session, then try again",
+        )
+    if proc.returncode != 0:
+        said = redact_text(" ".join(f"{proc.stdout} {proc.stderr}".split())[:300])
+        hint = _helper_hint(name, said)
+        return Verdict(
+            check,
+            "problem",
+            f"`{program} list` failed (exit status {proc.returncode}): {said or 'no message'}",
+            hint,
+        )
+    return Verdict(check, "ok", f"`{program}` ({found}) answers in this session")
+
+
+def _helper_hint(name: str, said: str) -> str:
+    if name == "pass" and ("not initialized" in said or "password store is empty" in said):
+        return "set up pass: `gpg --gen-key`, then `pass init <your GPG key id>`"
+    if name == "secretservice" and ("dbus" in said.lower() or "secret" in said.lower()):
+        return "secretservice needs a desktop session (D-Bus and a keyring); use pass on servers"
+    return "make the helper work in this session (unlock it), then run `regauthd doctor` again"

@@ -1,0 +1,186 @@
+"""The daemon's status file, ``<state_dir>/status.json``: how the running daemon is doing, for
+``regauthd status`` (and anything else that asks) to read.
+
+Kept current on the daemon's loop: every change (a repair, an alert, a probe result) schedules
+one write through :func:`regauthd.statefile.write_atomically`, at most one a second (a burst
+writes once, at its end). :class:`StatusFile` is a daemon component (written at start and at
+stop), a repair listener, an alert listener and a probe listener; ``app.py`` wires it.
+
+The file holds one JSON object::
+
+    {"pid": 123, "started_at": "2026-12-03T10:00:00+00:00",
+     "watched_configs": ["/home/u/.docker/config.json"],
+     "last_repair": {"path": ..., "at": ..., "changes": ["..."]} | null,
+     "last_alert": {"kind": "config.normalized", "subject": ..., "at": ..., "message": ...} | null,
+     "probes": {"interval_s": 900.0, "results": [{"config", "registry", "status", "detail",
+                "at"}]},            # only when probes run
+     "journal": {"units": [...], "running": true, "failures_seen": 0, "alerts_raised": 0}}
+                                    # only when the journal is followed
+
+Times are ISO 8601 in UTC. Messages are as the alerts logged them (redacted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from regauthd.dockerconfig.report import FixReport
+from regauthd.service.loop import Loop, Timer
+from regauthd.settings import Settings
+from regauthd.statefile import write_atomically
+
+if TYPE_CHECKING:
+    from regauthd.probe.result import ProbeResult
+    from regauthd.probe.schedule import ProbeKey
+
+log = structlog.get_logger("regauthd")
+
+STATUS_FILE = "status.json"
+"""The file's name in the state directory."""
+WRITE_INTERVAL_S = 1.0
+"""Least time between two writes."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StatusFile:
+    """Keeps ``<state_dir>/status.json`` current (loop thread only; see the module docstring)."""
+
+    name = "status"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        loop: Loop,
+        watched_configs: Callable[[], list[Path]],
+    ) -> None:
+        self._settings = settings
+        self._loop = loop
+        self._watched_configs = watched_configs
+        self._pid = os.getpid()
+        self._started_at = now_iso()
+        self._last_repair: dict[str, Any] | None = None
+        self._last_alert: dict[str, Any] | None = None
+        self._probes: dict[tuple[str, str], dict[str, Any]] | None = None
+        self._journal: Callable[[], dict[str, Any]] | None = None
+        self._timer: Timer | None = None
+        self._last_write = float("-inf")
+
+    @property
+    def path(self) -> Path:
+        return self._settings.state_dir / STATUS_FILE
+
+    # -- what the daemon's parts tell it (loop thread) ------------------------------------------
+
+    def track_probes(self) -> None:
+        """Probes run: the file gets a ``probes`` object."""
+        self._probes = {}
+
+    def track_journal(self, describe: Callable[[], dict[str, Any]]) -> None:
+        """The journal is followed: the file gets ``describe()`` as its ``journal`` object."""
+        self._journal = describe
+
+    def on_repair(self, config: str, report: FixReport) -> None:
+        """A repair listener: remember the last repair that wrote a config."""
+        if not report.written:
+            return
+        self._last_repair = {
+            "path": config,
+            "at": now_iso(),
+            "changes": [c.describe() for c in report.changes],
+        }
+        self.changed()
+
+    def on_alert(self, event: Mapping[str, Any]) -> None:
+        """An alert listener: remember the last alert that went out."""
+        self._last_alert = {
+            "kind": str(event.get("event", "")),
+            "subject": str(event.get("subject", "")),
+            "at": now_iso(),
+            "message": str(event.get("message", "")),
+        }
+        self.changed()
+
+    def on_probe(self, key: ProbeKey, result: ProbeResult) -> None:
+        """A probe listener: the latest result per config and registry."""
+        if self._probes is None:
+            self._probes = {}
+        self._probes[(key.config, key.registry)] = {
+            "config": key.config,
+            "registry": key.registry,
+            "status": result.status.value,
+            "detail": result.detail,
+            "at": now_iso(),
+        }
+        self.changed()
+
+    def changed(self) -> None:
+        """Write soon: now if the last write is a second old, else when it will be."""
+        if self._timer is not None and not self._timer.cancelled:
+            return
+        delay = max(0.0, self._last_write + WRITE_INTERVAL_S - self._loop.clock())
+        self._timer = self._loop.call_later(delay, self._due)
+
+    # -- as a daemon component ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.write()
+
+    def reload(self, settings: Settings) -> None:
+        self._settings = settings
+        self.changed()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.write()
+
+    def status(self) -> str | None:
+        return None
+
+    # -- the file ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The object the file holds now."""
+        data: dict[str, Any] = {
+            "pid": self._pid,
+            "started_at": self._started_at,
+            "watched_configs": [str(p) for p in self._watched_configs()],
+            "last_repair": self._last_repair,
+            "last_alert": self._last_alert,
+        }
+        if self._probes is not None:
+            data["probes"] = {
+                "interval_s": self._settings.probe.interval,
+                "results": [self._probes[k] for k in sorted(self._probes)],
+            }
+        if self._journal is not None:
+            data["journal"] = self._journal()
+        return data
+
+    def write(self) -> None:
+        """Write the file now; a failure is logged and the next change tries again."""
+        self._last_write = self._loop.clock()
+        data = json.dumps(self.snapshot(), ensure_ascii=False, indent=1).encode() + b"\n"
+        try:
+            write_atomically(self.path, data)
+        except OSError as exc:
+            log.warning("status.write_failed", path=str(self.path), reason=exc.strerror)
+
+    def _due(self) -> None:
+        self._timer = None
+        self.write()
+
+
+__all__ = ["STATUS_FILE", "StatusFile"]
