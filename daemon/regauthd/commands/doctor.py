@@ -30,7 +30,12 @@ from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
 from regauthd.commands.fix import ROOT_CONFIG
-from regauthd.commands.probe import UsageError, split_endpoints, split_repositories
+from regauthd.commands.probe import (
+    UsageError,
+    add_network_arguments,
+    split_endpoints,
+    split_repositories,
+)
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.auth import helper_name_for
 from regauthd.dockerconfig.keys import classify
@@ -95,21 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TIMEOUT_S,
         help=f"per-request timeout of the probes (default {DEFAULT_TIMEOUT_S:g})",
     )
-    parser.add_argument("--ca-file", metavar="PATH", help="extra CA certificates (PEM) for TLS")
-    parser.add_argument(
-        "--insecure-registry",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="allow plain HTTP and unverified TLS for this registry (repeatable)",
-    )
-    parser.add_argument(
-        "--endpoint",
-        metavar="NAME=URL",
-        action="append",
-        default=[],
-        help="reach registry NAME at URL instead (a mirror or a test server; repeatable)",
-    )
+    add_network_arguments(parser)
 
 
 class Printer:

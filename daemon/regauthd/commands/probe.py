@@ -67,16 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "`ghcr.io/team/app` for one (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per registry per line")
-    parser.add_argument(
-        "--insecure-registry",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="allow plain HTTP and unverified TLS for this registry (repeatable)",
-    )
-    parser.add_argument(
-        "--ca-file", metavar="PATH", help="extra CA certificates (PEM) to trust for TLS"
-    )
+    add_network_arguments(parser)
     parser.add_argument(
         "--trust-realm",
         metavar="HOST",
@@ -84,13 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a token service host, other than the registry's own, that may receive "
         "credentials (repeatable)",
-    )
-    parser.add_argument(
-        "--endpoint",
-        metavar="NAME=URL",
-        action="append",
-        default=[],
-        help="reach registry NAME at URL instead (a mirror or a test server; repeatable)",
     )
     parser.add_argument(
         "--timeout",
@@ -105,6 +89,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_CONCURRENCY,
         help=f"registries probed at the same time (default {DEFAULT_CONCURRENCY})",
+    )
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """How registries are reached: shared by ``probe`` and ``doctor``."""
+    parser.add_argument(
+        "--insecure-registry",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="allow plain HTTP and unverified TLS for this registry (repeatable)",
+    )
+    parser.add_argument(
+        "--ca-file", metavar="PATH", help="extra CA certificates (PEM) to trust for TLS"
+    )
+    parser.add_argument(
+        "--endpoint",
+        metavar="NAME=URL",
+        action="append",
+        default=[],
+        help="reach registry NAME at URL instead (a mirror or a test server; repeatable)",
     )
 
 
