@@ -19,7 +19,8 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from regauthd.tomltable import SettingsError, TomlTable
 
 SYSTEM_SETTINGS_FILE = Path("/etc/regauthd/config.toml")
 SYSTEM_STATE_DIR = Path("/var/lib/regauthd")
@@ -33,14 +34,6 @@ SYSTEM_WATCH_PATHS: tuple[str, ...] = (
     "/home/*/.docker/config.json",
 )
 """What the system service watches by default: root's config and every user's under /home."""
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_DURATION_FORM = 'a duration like "250ms", "30s", "5m", "1h", "1d" or a number of seconds'
-
-
-class SettingsError(Exception):
-    """The settings file cannot be used. The message names the file, the key and the form wanted."""
 
 
 class OutputMode(enum.Enum):
@@ -226,130 +219,6 @@ def default_settings(environment: Environment) -> Settings:
     return parse_settings("", environment)
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` or a number.
-
-    Raises :class:`ValueError` (with no key: the caller adds it).
-    """
-    if isinstance(value, bool):
-        raise ValueError(_DURATION_FORM)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(_DURATION_FORM)
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError(_DURATION_FORM)
-    if seconds < 0:
-        raise ValueError(_DURATION_FORM)
-    return seconds
-
-
-class _Table:
-    """One TOML table being read: typed getters that raise :class:`SettingsError` naming the key."""
-
-    def __init__(self, data: Mapping[str, Any], name: str, source: str) -> None:
-        self._data = data
-        self._name = name
-        self._source = source
-        self._used: set[str] = set()
-
-    def _key(self, key: str) -> str:
-        return f"{self._name}.{key}" if self._name else key
-
-    def error(self, key: str, expected: str, value: object = None) -> SettingsError:
-        shown = "" if value is None else f" (got {value!r})"
-        return SettingsError(
-            f"{self._source}: `{self._key(key)}` must be {expected}{shown}; fix or remove that line"
-        )
-
-    def raw(self, key: str) -> Any:
-        self._used.add(key)
-        return self._data.get(key)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.error(key, "true or false", value)
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.error(key, f"a whole number >= {minimum}", value)
-        return value
-
-    def duration(self, key: str, default: float, *, positive: bool = False) -> float:
-        value = self.raw(key)
-        if value is None:
-            return default
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            raise self.error(key, str(exc), value) from None
-        if positive and seconds == 0:
-            raise self.error(key, f"a non-zero duration ({_DURATION_FORM})", value)
-        return seconds
-
-    def string(self, key: str, default: str, *, choices: tuple[str, ...] = ()) -> str:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str) or (choices and value not in choices):
-            expected = "one of " + ", ".join(f'"{c}"' for c in choices) if choices else "a string"
-            raise self.error(key, expected, value)
-        return value
-
-    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(key, 'a list of non-empty strings, like ["a", "b"]', value)
-        return tuple(value)
-
-    def path(self, key: str) -> Path | None:
-        value = self.raw(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str) or not value.startswith(("/", "~")):
-            raise self.error(key, 'an absolute path ("/..." or "~/...")', value)
-        return Path(value).expanduser() if value.startswith("~") else Path(value)
-
-    def string_map(self, key: str) -> dict[str, str]:
-        value = self.raw(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-        ):
-            raise self.error(key, 'a table of strings, like { "ghcr.io" = "acme/ci" }', value)
-        return dict(value)
-
-    def table(self, key: str) -> _Table:
-        value = self.raw(key)
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise self.error(key, f"a table ([{self._key(key)}])", value)
-        return _Table(value, self._key(key), self._source)
-
-    def check_unknown(self) -> None:
-        unknown = sorted(set(self._data) - self._used)
-        if unknown:
-            where = f"[{self._name}]" if self._name else "the top level"
-            raise SettingsError(
-                f"{self._source}: unknown setting `{self._key(unknown[0])}` in {where}; "
-                "see config.example.toml for the valid names"
-            )
-
-
 def parse_settings(text: str, environment: Environment, *, source: Path | None = None) -> Settings:
     """Settings from TOML text; missing keys take their defaults. Raises :class:`SettingsError`."""
     where = str(source) if source else "settings"
@@ -357,7 +226,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{where}: not valid TOML: {exc}") from None
-    top = _Table(data, "", where)
+    top = TomlTable(data, "", where)
 
     daemon = top.table("daemon")
     state_dir = daemon.path("state_dir") or default_state_dir(environment)

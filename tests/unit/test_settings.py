@@ -16,14 +16,13 @@ from regauthd.settings import (
     WATCH_BACKENDS,
     Environment,
     OutputMode,
-    SettingsError,
     default_settings,
     default_settings_file,
     load_settings,
-    parse_duration,
     parse_settings,
     with_overrides,
 )
+from regauthd.tomltable import SettingsError, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = Environment(euid=1000, home=Path("/home/ci"), env={})

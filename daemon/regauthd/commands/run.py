@@ -20,10 +20,10 @@ from regauthd.settings import (
     LOG_LEVELS,
     OutputMode,
     Settings,
-    SettingsError,
     load_settings,
     with_overrides,
 )
+from regauthd.tomltable import SettingsError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -41,12 +41,12 @@ from regauthd.install.units import Scope
 from regauthd.settings import (
     Environment,
     Settings,
-    SettingsError,
     default_settings,
     default_settings_file,
     default_state_dir,
     parse_settings,
 )
+from regauthd.tomltable import SettingsError
 
 STATUS_FILE = "status.json"
 

@@ -47,7 +47,8 @@ from regauthd.service.sdnotify import Notifier
 from regauthd.service.watchlimit import WatchLimitRetry
 from regauthd.service.watchplan import WatchPlan, plan_watches
 from regauthd.service.watchset import WatchSet
-from regauthd.settings import Settings, SettingsError
+from regauthd.settings import Settings
+from regauthd.tomltable import SettingsError
 
 log = structlog.get_logger("regauthd")
 
