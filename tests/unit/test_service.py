@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.app import build
 from regauthd.service.daemon import Daemon
-from regauthd.service.flapping import FlapTracker, FlapVerdict, newest_hub_keys
+from regauthd.service.flapping import FlapTracker, FlapVerdict, hub_fingerprints, newest_hub_keys
 from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
 from regauthd.service.sdnotify import Notifier
@@ -267,11 +267,34 @@ def test_newest_hub_keys() -> None:
             "ghcr.io": {"auth": "z"},  # not Docker Hub
         }
     }
-    assert newest_hub_keys(before, after) == ("docker.io", "index.docker.io")
+    assert newest_hub_keys(hub_fingerprints(before), after) == ("docker.io", "index.docker.io")
     assert newest_hub_keys(None, after) == ()
-    assert newest_hub_keys(after, after) == ()
-    assert newest_hub_keys({}, {"auths": {HUB: {"auth": "n"}}}) == ()  # canonical: no hint
-    assert newest_hub_keys({"auths": []}, {"auths": "garbage"}) == ()
+    assert newest_hub_keys(hub_fingerprints(after), after) == ()
+    canonical_only = {"auths": {HUB: {"auth": "n"}}}
+    assert newest_hub_keys(hub_fingerprints({}), canonical_only) == ()  # canonical: no hint
+    assert newest_hub_keys(hub_fingerprints({"auths": []}), {"auths": "garbage"}) == ()
+    # Only non-canonical Hub entries are remembered, as digests: no secret is kept.
+    assert set(hub_fingerprints(before) or {}) == {"docker.io"}
+    assert hub_fingerprints("not a config") is None  # type: ignore[arg-type]
+
+
+def test_flap_tracker_forgets_files_once_their_window_passed() -> None:
+    """10,000 watched configs: a file keeps flapping state only while it can matter."""
+    tracker = FlapTracker(FlappingSettings(max_undos=2, window=10.0, backoff=30.0))
+    for i in range(1000):
+        assert tracker.observe(f"/c{i}", b"new", now=0.0).action == "repair"
+        tracker.replaced(f"/c{i}", b"old", now=0.0)
+    assert len(tracker._files) == 1000
+    # The writer undoes one file twice: that one pauses, and is remembered while paused.
+    tracker.observe("/c0", b"old", now=1.0)
+    tracker.replaced("/c0", b"old", now=1.0)
+    assert tracker.observe("/c0", b"old", now=2.0).action == "pause"
+    tracker.observe("/other", b"x", now=11.0)
+    assert set(tracker._files) == {"/c0"}
+    assert tracker.paused_until("/c0") == 32.0
+    tracker.resume("/c0", now=32.0)
+    tracker.observe("/other", b"x", now=60.0)
+    assert tracker._files == {}
 
 
 # -- Loop and Notifier -------------------------------------------------------------------------

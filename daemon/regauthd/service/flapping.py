@@ -8,6 +8,7 @@ which Docker Hub spelling a write added or changed, so the newest credential win
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,17 @@ class _FlapState:
     backoff: float = 0.0
     relapse_until: float | None = None
 
+    def idle(self, base_backoff: float) -> bool:
+        """Nothing left to remember: the tracker can forget this file (10,000 configs on a
+        runner must not each keep two deques: a file's state lives only while it matters)."""
+        return (
+            not self.replaced
+            and not self.undos
+            and self.paused_until is None
+            and self.relapse_until is None
+            and self.backoff == base_backoff
+        )
+
 
 class FlapTracker:
     """Tells a writer that undoes our repair (puts back the SAME content we replaced) from new
@@ -50,6 +62,8 @@ class FlapTracker:
     def __init__(self, settings: FlappingSettings) -> None:
         self.settings = settings
         self._files: dict[str, _FlapState] = {}
+        self._sweep: deque[tuple[float, str]] = deque()
+        """(when to look again, file): states to drop once their window has passed."""
 
     def _state(self, key: str) -> _FlapState:
         state = self._files.get(key)
@@ -72,9 +86,28 @@ class FlapTracker:
             state.relapse_until = None
             state.backoff = self.settings.backoff
 
+    def _forget_idle(self, now: float) -> None:
+        """Drop the states whose window has passed and that hold nothing more (amortised O(1))."""
+        while self._sweep and self._sweep[0][0] <= now:
+            _, key = self._sweep.popleft()
+            state = self._files.get(key)
+            if state is None:
+                continue
+            self._prune(state, now)
+            if state.idle(self.settings.backoff):
+                del self._files[key]
+
+    def _remember(self, key: str, state: _FlapState, now: float) -> None:
+        self._sweep.append((now + self.settings.window, key))
+        if state.paused_until is not None:
+            self._sweep.append((state.paused_until + self.settings.window, key))
+
     def observe(self, key: str, digest: bytes, now: float) -> FlapVerdict:
         """A write of content ``digest`` to file ``key`` was seen: repair it or not?"""
-        state = self._state(key)
+        self._forget_idle(now)
+        state = self._files.get(key)
+        if state is None:
+            return FlapVerdict("repair")  # nothing of ours to undo: a new login
         self._prune(state, now)
         if state.paused_until is not None:
             if now < state.paused_until:
@@ -92,14 +125,17 @@ class FlapTracker:
         state.paused_until = now + state.backoff
         state.relapse_until = None
         state.undos.clear()
+        self._remember(key, state, now)
         return FlapVerdict("pause", undos=undos, backoff=state.backoff)
 
     def replaced(self, key: str, digest: bytes, now: float) -> None:
         """We rewrote ``key``; ``digest`` is the content we replaced."""
+        self._forget_idle(now)
         state = self._state(key)
         self._prune(state, now)
         state.replaced.append((now, digest))
         state.replaced_count[digest] = state.replaced_count.get(digest, 0) + 1
+        self._remember(key, state, now)
 
     def resume(self, key: str, now: float) -> None:
         """The pause ended: repair again, watching for a relapse during one window."""
@@ -111,6 +147,7 @@ class FlapTracker:
         state.replaced_count.clear()
         state.undos.clear()
         state.relapse_until = now + self.settings.window
+        self._remember(key, state, now)
 
     def paused_until(self, key: str) -> float | None:
         state = self._files.get(key)
@@ -125,26 +162,39 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def _auths(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    auths = config.get("auths") if isinstance(config, Mapping) else None
-    return auths if isinstance(auths, Mapping) else {}
+HubFingerprints = Mapping[str, bytes]
+"""A config's non-canonical Docker Hub entries, each as a digest of its JSON: what
+:func:`newest_hub_keys` compares. Kept per watched config instead of the parsed config
+(10,000 parsed configs cost about 6 MB; these cost nothing for a config without such keys)."""
+
+_NO_HUB_KEYS: HubFingerprints = {}
+
+
+def hub_fingerprints(config: Mapping[str, Any] | None) -> HubFingerprints | None:
+    """Fingerprints of ``config``'s non-canonical Hub entries (None: content unknown)."""
+    if not isinstance(config, Mapping):
+        return None
+    auths = config.get("auths")
+    if not isinstance(auths, Mapping):
+        return _NO_HUB_KEYS
+    found = {}
+    for key, entry in auths.items():
+        info = classify(key)
+        if info.is_hub and info.kind is not KeyKind.HUB_CANONICAL:
+            text = json.dumps(entry, sort_keys=True, default=str).encode()
+            found[key] = digest(text)
+    return found or _NO_HUB_KEYS
 
 
 def newest_hub_keys(
-    previous: Mapping[str, Any] | None, current: Mapping[str, Any]
+    previous: HubFingerprints | None, current: Mapping[str, Any]
 ) -> tuple[str, ...]:
     """Non-canonical Docker Hub keys that this write added or changed: the newest credentials.
 
-    With no previous content known, nothing is known to be newest.
+    ``previous`` is :func:`hub_fingerprints` of the content before; with none known, nothing
+    is known to be newest.
     """
     if previous is None:
         return ()
-    before = _auths(previous)
-    found = []
-    for key, entry in _auths(current).items():
-        info = classify(key)
-        if not info.is_hub or info.kind is KeyKind.HUB_CANONICAL:
-            continue
-        if key not in before or before[key] != entry:
-            found.append(key)
-    return tuple(found)
+    now = hub_fingerprints(current) or _NO_HUB_KEYS
+    return tuple(key for key, fingerprint in now.items() if previous.get(key) != fingerprint)

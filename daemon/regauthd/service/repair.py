@@ -26,7 +26,13 @@ from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
 from regauthd.redactor import remember_config_secrets
-from regauthd.service.flapping import FlapTracker, digest, newest_hub_keys
+from regauthd.service.flapping import (
+    FlapTracker,
+    HubFingerprints,
+    digest,
+    hub_fingerprints,
+    newest_hub_keys,
+)
 from regauthd.service.loop import Loop, Timer
 from regauthd.settings import Settings
 
@@ -38,8 +44,8 @@ class _FileState:
     last_seen: bytes | None = None
     """Digest of the content last looked at (after our write: what we wrote). Seeing it again
     is our own write coming back, or a second event for one write: nothing to do, no loop."""
-    last_config: dict[str, Any] | None = None
-    """The content last seen or written, parsed: tells which keys a new write added."""
+    last_hub: HubFingerprints | None = None
+    """The Hub entries of the content last seen or written: tell which keys a new write added."""
 
 
 class Repairer:
@@ -125,7 +131,7 @@ class Repairer:
             self._metrics.count("flapping_pauses")
             self._schedule_resume(real, config, verdict.backoff)
             return None
-        prefer = newest_hub_keys(state.last_config, current) if current is not None else ()
+        prefer = newest_hub_keys(state.last_hub, current) if current is not None else ()
         report = fix_file(
             Path(config),
             backups=self._backups,
@@ -147,11 +153,11 @@ class Repairer:
     ) -> None:
         if report.error is not None:
             self._alert(AlertKind.CONFIG_UNFIXABLE, config, path=config, reason=report.error.reason)
-            state.last_config = current
+            state.last_hub = hub_fingerprints(current)
             return
         if report.written and report.after is not None:
             state.last_seen = digest(report.after)
-            state.last_config = _parse_json(report.after)
+            state.last_hub = hub_fingerprints(_parse_json(report.after))
             if report.before is not None:
                 self.flaps.replaced(real, digest(report.before), now)
             self.repairs += 1
@@ -176,7 +182,7 @@ class Repairer:
                     backup=str(conflict.backup) if conflict.backup else "none",
                 )
         else:
-            state.last_config = current
+            state.last_hub = hub_fingerprints(current)
 
     def _schedule_resume(self, real: str, config: str, delay: float) -> None:
         old = self._resume_timers.pop(real, None)
