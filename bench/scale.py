@@ -42,9 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -60,11 +58,10 @@ from _common import (
     status_kib,
     wait_ready,
 )
+from _machine import enough_inotify_watches, session_processes
+from _scale_report import log_phases, table
 
 FIRST_UID = 200_000
-MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
-WATCH_HEADROOM = 1024
-"""Watches left free beyond what this run needs (other programs may add some meanwhile)."""
 MIB = 1024
 
 
@@ -141,88 +138,6 @@ def settings_toml(root: Path, backend: str | None) -> str:
         lines.append(f"backend = {json.dumps(backend)}")
     lines += ["[probe]", "enabled = false", "[journal]", "enabled = false"]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# The machine: inotify limit, processes
-
-
-def inotify_watches_in_use() -> int:
-    """Watches held by every inotify descriptor on the machine now (an upper bound for root's)."""
-    total = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) == "anon_inode:inotify":
-                        info = (proc / "fdinfo" / fd.name).read_text()
-                        total += info.count("inotify wd:")
-    return total
-
-
-@contextlib.contextmanager
-def enough_inotify_watches(needed: int) -> Iterator[dict[str, int]]:
-    """Make sure ``fs.inotify.max_user_watches`` leaves ``needed`` watches free; raise it for
-    the run if not (root only), and put the old value back afterwards."""
-    limit = int(MAX_USER_WATCHES.read_text())
-    in_use = inotify_watches_in_use()
-    wanted = in_use + needed + WATCH_HEADROOM
-    facts = {"limit": limit, "in_use": in_use, "needed": needed, "raised_to": 0}
-    line = f"fs.inotify.max_user_watches = {limit} (in use: {in_use}; this run needs {needed})"
-    if limit >= wanted:
-        print(f"{line}: enough", file=sys.stderr)
-        yield facts
-        return
-    if os.geteuid() != 0:
-        raise SystemExit(f"{line}: too small, and only root can raise it")
-    print(f"{line}: too small, raised to {wanted} for the run", file=sys.stderr)
-    MAX_USER_WATCHES.write_text(f"{wanted}\n")
-    facts["raised_to"] = wanted
-    try:
-        yield facts
-    finally:
-        MAX_USER_WATCHES.write_text(f"{limit}\n")
-        print(f"fs.inotify.max_user_watches restored to {limit}", file=sys.stderr)
-
-
-def session_processes(session: int) -> list[int]:
-    """Processes whose session id is ``session`` (the daemon is started as its leader)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == session:
-                    found.append(int(proc.name))
-    return found
-
-
-def log_phases(log: Path, started_wall: float) -> dict[str, float | int]:
-    """Start-up phases from the daemon's JSON log: seconds from process start to
-    ``daemon.starting`` (imports), to the first repair (watches armed), to ``daemon.ready``."""
-    stamps: dict[str, float] = {}
-    found: dict[str, float | int] = {}
-    for raw in log.read_bytes().splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        event = line.get("event", "")
-        if "timestamp" not in line:
-            continue
-        when = datetime.fromisoformat(line["timestamp"]).timestamp() - started_wall
-        if event == "daemon.starting":
-            stamps.setdefault("imports_s", when)
-        elif event.startswith("config.") and "first_repair_s" not in stamps:
-            stamps["first_repair_s"] = when
-        elif event == "daemon.ready":
-            stamps["ready_logged_s"] = when
-            found["watched_dirs"] = int(line.get("watched_dirs", -1))
-            found["configs"] = int(line.get("configs", -1))
-    found.update({k: round(v, 3) for k, v in stamps.items()})
-    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,9 +230,12 @@ def burst(homes: list[Home], reader: MoveReader, args: argparse.Namespace) -> di
             docker_style_write(home.docker_dir, mis_keyed(len(homes) + k), k, (home.uid, home.uid))
         )
         targets.append(i)
-        if not reader.wait_daemon(k + 1 - lost, 2.0):
+        if not reader.wait_daemon(k + 1 - lost, args.repair_wait):
             lost += 1
-            print(f"write {k} (user {i}): not repaired within 2 s", file=sys.stderr)
+            print(
+                f"write {k} (user {i}): not repaired within {args.repair_wait:g} s",
+                file=sys.stderr,
+            )
     time.sleep(0.2)  # a late repair of the last write still counts as a rewrite
     rewrites = len(reader.daemon_seen)
     wrong_dir = sum(1 for t, d in zip(targets, reader.daemon_in, strict=False) if t != d)
@@ -365,56 +283,6 @@ def passed(run: dict[str, Any]) -> bool:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Report
-
-
-def _q(figures: dict[str, float]) -> str:
-    keys = ("p50_ms", "p99_ms", "p99_9_ms", "max_ms")
-    return " / ".join(f"{figures[k]:.2f}" for k in keys) if figures else "-"
-
-
-def _phases(log: dict[str, float]) -> str:
-    keys = ("imports_s", "first_repair_s", "ready_logged_s")
-    return " / ".join(f"{log[k]:.2f}" if k in log else "-" for k in keys)
-
-
-ROWS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
-    ("users", lambda r: f"{r['users']:,}", "target at 10,000"),
-    ("READY (s)", lambda r: f"{r['ready_s']:.2f}", "< 15"),
-    ("  imports / armed / repaired (s)", lambda r: _phases(r["log"]), ""),
-    ("mis-keyed before", lambda r: r["mis_keyed_before"], ""),
-    ("mis-keyed after READY", lambda r: r["after_ready"]["mis_keyed_left"], "0"),
-    ("owner/mode changed", lambda r: r["after_ready"]["wrong_owner_or_mode"], "0"),
-    ("watched dirs", lambda r: r["log"].get("watched_dirs", "-"), ""),
-    ("RSS after READY (MiB)", lambda r: r["process"]["rss_mib"], "< 100"),
-    ("VmHWM (MiB)", lambda r: r["process"]["hwm_mib"], ""),
-    ("threads", lambda r: r["process"]["threads"], "<= 6"),
-    ("open fds", lambda r: r["process"]["fds"], ""),
-    ("react p50/p99/p99.9/max (ms)", lambda r: _q(r["react"]), "p99 < 5"),
-    ("raw p50/p99/p99.9/max (ms)", lambda r: _q(r["raw"]), ""),
-    ("react/raw at p50, p99", lambda r: "{p50} x, {p99} x".format(**r["react_over_raw"]), ""),
-    ("writes / rewrites / lost", lambda r: "{writes} / {rewrites} / {lost}".format(**r), ""),
-    ("mis-keyed after writes", lambda r: r["after_writes"]["mis_keyed_left"], "0"),
-    ("RSS after writes (MiB)", lambda r: r["rss_after_writes_mib"], ""),
-    ("idle CPU (s per s)", lambda r: r["idle"]["cpu_s_per_s"], ""),
-    ("SIGTERM to exit (s)", lambda r: r["stop"]["sigterm_to_exit_s"], ""),
-    ("processes left", lambda r: r["stop"]["left_processes"], "0"),
-]
-
-
-def table(runs: list[dict[str, Any]]) -> str:
-    """One row per figure, one column per N, the issue's target at 10,000 users last."""
-    cells = [[str(cell(r)) for r in runs] for _, cell, _ in ROWS]
-    first = max(len(name) for name, _, _ in ROWS)
-    widths = [max(len(row[i]) for row in cells) for i in range(len(runs))]
-    lines = []
-    for (name, _, target), row in zip(ROWS, cells, strict=True):
-        body = "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
-        lines.append(f"{name.ljust(first)}  {body}  {target}".rstrip())
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -430,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-seconds", type=float, help="idle CPU sampled over this long (default 10)"
     )
     parser.add_argument("--backend", help='write [watch] backend = "NAME" into the settings')
+    parser.add_argument(
+        "--repair-wait",
+        type=float,
+        help="seconds to wait for each write's repair before counting it lost (default 2; "
+        "with --backend polling: two poll intervals of 2 s plus 1 s, since a write waits for the "
+        "next poll and a poll of 10,000 homes itself takes time)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=8, help="which users the writes go to")
     parser.add_argument(
@@ -441,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     args.writes = args.writes if args.writes is not None else (200 if args.quick else 2000)
     if args.idle_seconds is None:
         args.idle_seconds = 1.0 if args.quick else 10.0
+    if args.repair_wait is None:
+        args.repair_wait = 5.0 if args.backend == "polling" else 2.0
     if os.geteuid() != 0:
         print("bench/scale.py runs as root: it gives each home its own uid", file=sys.stderr)
         return 2

@@ -1,0 +1,66 @@
+"""The machine a bench runs on: the inotify watch limit (raised for a run, restored after) and
+the processes left in a session."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+WATCH_HEADROOM = 1024
+"""Watches left free beyond what this run needs (other programs may add some meanwhile)."""
+
+
+def inotify_watches_in_use() -> int:
+    """Watches held by every inotify descriptor on the machine now (an upper bound for root's)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == "anon_inode:inotify":
+                        info = (proc / "fdinfo" / fd.name).read_text()
+                        total += info.count("inotify wd:")
+    return total
+
+
+@contextlib.contextmanager
+def enough_inotify_watches(needed: int) -> Iterator[dict[str, int]]:
+    """Make sure ``fs.inotify.max_user_watches`` leaves ``needed`` watches free; raise it for
+    the run if not (root only), and put the old value back afterwards."""
+    limit = int(MAX_USER_WATCHES.read_text())
+    in_use = inotify_watches_in_use()
+    wanted = in_use + needed + WATCH_HEADROOM
+    facts = {"limit": limit, "in_use": in_use, "needed": needed, "raised_to": 0}
+    line = f"fs.inotify.max_user_watches = {limit} (in use: {in_use}; this run needs {needed})"
+    if limit >= wanted:
+        print(f"{line}: enough", file=sys.stderr)
+        yield facts
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"{line}: too small, and only root can raise it")
+    print(f"{line}: too small, raised to {wanted} for the run", file=sys.stderr)
+    MAX_USER_WATCHES.write_text(f"{wanted}\n")
+    facts["raised_to"] = wanted
+    try:
+        yield facts
+    finally:
+        MAX_USER_WATCHES.write_text(f"{limit}\n")
+        print(f"fs.inotify.max_user_watches restored to {limit}", file=sys.stderr)
+
+
+def session_processes(session: int) -> list[int]:
+    """Processes whose session id is ``session`` (the daemon is started as its leader)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == session:
+                    found.append(int(proc.name))
+    return found
