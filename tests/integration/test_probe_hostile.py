@@ -8,8 +8,13 @@ hostile ``Location`` headers); the real registry stands for the well-behaved one
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +22,7 @@ import pytest
 from regauthd.dockerconfig.auth import Credential
 from regauthd.probe.client import make_client, probe, probe_many
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
+from tests.conftest import require_root, unavailable
 from tests.rigs.hostile import HostileRegistry, start_hostile
 from tests.rigs.registry import RunningRegistry, make_test_ca, start_registry_or_skip
 from tests.rigs.registry import TestCA as RigCA
@@ -215,3 +221,52 @@ def test_anonymous_redirects_are_limited() -> None:
     assert result.status is ProbeStatus.ERROR
     assert "too many redirects" in result.detail
     assert count == 6  # the first request and five redirects
+
+
+_NAMED_METADATA_SCRIPT = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from tests.integration.test_probe_hostile import Recorder, run, target
+from tests.rigs.hostile import start_hostile
+from regauthd.probe.result import ProbePolicy
+recorder = Recorder()
+policy = ProbePolicy(trusted_realm_hosts=frozenset({"innocent.regauthd-test"}))
+with start_hostile(auth="bearer", realm="https://innocent.regauthd-test/token") as reg:
+    result = run(target(reg), policy=policy, recorder=recorder)
+print(json.dumps({"status": result.status.value, "detail": result.detail,
+                  "hosts": sorted({u.host for u in recorder.urls})}))
+"""
+
+
+def test_a_realm_whose_name_resolves_to_a_metadata_address_gets_nothing(
+    tmp_path: Path,
+) -> None:
+    """A name is not an address: ``innocent.regauthd-test`` resolving to 169.254.169.254 is
+    refused after the lookup, before a connection, even when the settings trust that realm.
+    The name resolves through a private ``/etc/hosts`` bind-mounted in a mount namespace of
+    the test's own (the host's file is never touched); the recorder also stops any request
+    that is not loopback."""
+    require_root("a private /etc/hosts needs a mount namespace")
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        unavailable("unshare not found (Debian package: util-linux)")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n169.254.169.254 innocent.regauthd-test\n")
+    root = str(Path(__file__).resolve().parents[2])
+    script = (
+        f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -c "
+        f"'{_NAMED_METADATA_SCRIPT}' {root}"
+    )
+    proc = subprocess.run(
+        [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
+        check=False, capture_output=True, text=True, timeout=60, cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "error"
+    assert (
+        "innocent.regauthd-test, which resolves to a link-local or cloud metadata"
+        in (result["detail"])
+    )
+    assert "169.254.169.254" in result["detail"]
+    assert result["hosts"] == ["127.0.0.1"]  # nothing was about to go to the realm

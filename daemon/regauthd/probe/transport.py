@@ -11,10 +11,17 @@ registry that answers a gigabyte costs a few KiB, the rest is never read (the co
 closed). Bodies come as sent (the client asks for ``Accept-Encoding: identity``; nothing is
 decompressed, so a small compressed body cannot grow into a large one). A server that trickles
 its answer is cut off by the probe's total deadline (:func:`regauthd.probe.client.probe`).
+
+A host the registry named (a realm, a redirect) that is not the registry's own is resolved
+before anything is sent to it: a name whose addresses include a link-local or cloud metadata
+one (169.254.169.254 behind an innocent-looking name) is refused with nothing sent there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +29,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from regauthd.probe.result import ProbeStatus
-from regauthd.probe.rules import parse_retry_after, redirect_refusal
+from regauthd.probe.rules import is_link_local_or_metadata, parse_retry_after, redirect_refusal
 
 MAX_REDIRECTS = 5
 # What the probe reads of an answer at most: error texts and /v2/ bodies are short.
@@ -84,6 +91,7 @@ async def send(
     """
     current = httpx.URL(url)
     for _ in range(MAX_REDIRECTS + 1):
+        await _refuse_named_metadata(current, registry_host)
         try:
             request = client.build_request(method, current, headers=headers, data=data)
             response = await client.send(request, stream=True)
@@ -147,6 +155,35 @@ async def send(
             raise StopProbe(ProbeStatus.ERROR, refusal)
         current = current.join(location)
     raise StopProbe(ProbeStatus.ERROR, f"too many redirects from {httpx.URL(url).host}")
+
+
+async def _refuse_named_metadata(url: httpx.URL, registry_host: str) -> None:
+    """Refuse a host name (not the registry's own) that resolves to a link-local or cloud
+    metadata address, before anything is sent. A name that does not resolve is left to the
+    request, which then fails the usual way. (A DNS server that answers differently a few
+    milliseconds later is beyond this check: the connection resolves the name again.)"""
+    host = url.host
+    own = httpx.URL(f"http://{registry_host}").host if registry_host else ""
+    if not host or host.lower() == own.lower():
+        return
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return  # an address literal: the rules already judged it
+    except ValueError:
+        pass
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return
+    for info in infos:
+        address = str(info[4][0]).split("%", 1)[0]
+        if is_link_local_or_metadata(address):
+            raise StopProbe(
+                ProbeStatus.ERROR,
+                f"the registry named {host}, which resolves to a link-local or cloud metadata "
+                f"address ({address}); refused without sending anything there",
+            )
 
 
 async def _read_bounded(response: httpx.Response, limit: int, refuse_longer: bool) -> bytes:
