@@ -230,6 +230,15 @@ def default_settings(environment: Environment) -> Settings:
     return parse_settings("", environment)
 
 
+def _expiry_settings(table: TomlTable) -> ExpirySettings:
+    expiry = ExpirySettings(
+        enabled=table.boolean("enabled", _EXPIRY.enabled),
+        lead_time=table.duration("lead_time", _EXPIRY.lead_time, positive=True),
+    )
+    table.check_unknown()
+    return expiry
+
+
 def parse_settings(text: str, environment: Environment, *, source: Path | None = None) -> Settings:
     """Settings from TOML text; missing keys take their defaults. Raises :class:`SettingsError`."""
     where = str(source) if source else "settings"
@@ -324,12 +333,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         verdict_timeout=j.duration("verdict_timeout", _JOURNAL.verdict_timeout, positive=True),
     )
     j.check_unknown()
-    e = top.table("expiry")
-    expiry = ExpirySettings(
-        enabled=e.boolean("enabled", _EXPIRY.enabled),
-        lead_time=e.duration("lead_time", _EXPIRY.lead_time, positive=True),
-    )
-    e.check_unknown()
+    expiry = _expiry_settings(top.table("expiry"))
     top.check_unknown()
 
     return Settings(
