@@ -37,9 +37,8 @@ def test_each_alert_once_on_timers_changes_and_restarts(
     # Expires 5 s from now: valid at start, expiring 3 s before (a timer), expired at 5 s.
     soon = jwt_token(datetime.now(UTC) + timedelta(seconds=5))
     opaque = "plain-password-never-expires"
-    docker_style_write(
-        cfg, config({"ghcr.io": {"auth": auth("bot", soon)}, "quay.io": {"auth": auth("q", opaque)}})
-    )
+    entries = {"ghcr.io": {"auth": auth("bot", soon)}, "quay.io": {"auth": auth("q", opaque)}}
+    docker_style_write(cfg, config(entries))
     daemon = start_daemon(SETTINGS, docker_configs=[cfg])
     expiring = daemon.wait_event("credential.expiring")[0]
     assert expiring["registry"] == "ghcr.io"

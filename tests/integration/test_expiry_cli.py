@@ -154,7 +154,7 @@ def test_doctor_reports_each_credential_and_fails_on_an_expired_one(
     assert (row["status"], row["registry"]) == ("ok", reg.host)
     assert "user alice: expires in 2 h 10 m" in row["message"]
     assert "signature is not verified" in row["message"]
-    assert [r for r in rows if r["check"] == "authentication"][0]["status"] == "ok"
+    assert next(r for r in rows if r["check"] == "authentication")["status"] == "ok"
     failing = [r for r in rows if r["status"] in {"problem", "not_checked"}]
     assert code == (1 if failing else 0), failing
 
