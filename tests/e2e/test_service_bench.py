@@ -73,3 +73,12 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
 def test_hostile_bench_runs_every_case() -> None:
     figures = _run("hostile.py", "--quick")
     assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]
+
+
+def test_expiry_bench_compares_check_with_and_without_expiry_reading() -> None:
+    figures = _run("expiry.py", "--quick")
+    assert (figures["credentials"], figures["runs"]) == (200, 3)
+    assert set(figures["with_expiry"]) == set(figures["without_expiry"]) == {
+        "p50_ms", "p90_ms", "min_ms"
+    }  # fmt: skip
+    assert figures["p50_ratio"] > 0
