@@ -126,11 +126,14 @@ def test_check_asks_the_credential_helper_as_a_client_would(
     assert (item["helper"], item["username"], item["state"]) == ("pass", "AWS", "expired")
     assert [f["code"] for f in obj["findings"]] == ["credential_expired"]
     # A helper that is not there: the expiry is said to be unread, not all good.
-    cfg = write(tmp_path / "e", {"auths": {ECR_HOST: {}}, "credsStore": "nosuchhelper"})
+    # Asked once, not once per key.
+    cfg = write(tmp_path / "e", {"auths": {ECR_HOST: {}, "b.io": {}}, "credsStore": "nosuchhelper"})
     proc = regauthd("check", "--json", "--docker-config", str(cfg), secrets=[], home=tmp_path)
     (obj,) = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [f["code"] for f in obj["findings"]] == ["expiry_not_read"]
-    assert obj["expiry"][0]["state"] == "not_read"
+    assert [f["code"] for f in obj["findings"]] == ["expiry_not_read", "expiry_not_read"]
+    assert [e["state"] for e in obj["expiry"]] == ["not_read", "not_read"]
+    assert "is not installed" in obj["expiry"][0]["error"]
+    assert f"already failed for {ECR_HOST}" in obj["expiry"][1]["error"]
 
 
 def test_doctor_reports_each_credential_and_fails_on_an_expired_one(

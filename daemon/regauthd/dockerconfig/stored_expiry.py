@@ -27,7 +27,8 @@ def stored_expiries(
 ) -> list[CredentialExpiry]:
     """One :class:`CredentialExpiry` per ``auths``/``credHelpers`` key that holds a credential.
 
-    A helper that fails gives an item with ``error`` set (its message, redacted); a key that
+    A helper that fails gives an item with ``error`` set (its message, redacted), and is not
+    asked again for the other keys (a locked keychain would time out once per key); a key that
     holds nothing (a placeholder whose helper has no secret) gives none.
     """
     data = dict(config)
@@ -38,6 +39,7 @@ def stored_expiries(
     if isinstance(helpers, dict):
         keys += [k for k in helpers if k not in auths]
     out: list[CredentialExpiry] = []
+    failed: dict[str, str] = {}  # helper -> the key it failed for: not asked again
     for key in keys:
         if not isinstance(key, str):
             continue
@@ -50,9 +52,15 @@ def stored_expiries(
             if credential is not None:
                 out.append(CredentialExpiry(key, credential.username, read_expiry(entry)))
             continue
+        if helper in failed:
+            why = f"not asked: `docker-credential-{helper}` already failed for {failed[helper]}"
+            out.append(CredentialExpiry(key, "?", NO_EXPIRY, helper, why))
+            continue
         try:
             found = store_for(data, key, env=env).get(key)
         except CredentialError as exc:
+            # A locked keychain times out per call: one failure stands for the helper.
+            failed[helper] = key
             out.append(CredentialExpiry(key, "?", NO_EXPIRY, helper, str(exc)))
             continue
         if found is not None:
