@@ -273,10 +273,11 @@ def read_expiry(entry: Mapping[str, Any]) -> Expiry:
     """The expiry of the secret a client sends for one ``auths`` entry (Docker's and a
     Kubernetes ``.dockerconfigjson``'s shape), else :data:`NO_EXPIRY`.
 
-    The secret sent is the ``registrytoken`` when there is one (dockerd hands it to the registry
-    as the bearer token), else the ``identitytoken`` (sent instead of the password), else the
-    password of ``auth`` (or of ``username``/``password``). Only that one is read: an expiry in
-    a secret the client does not send would be a false alarm.
+    The secret sent is the ``registrytoken`` when there is one (docker/cli's ``AuthConfig``
+    documents it as the bearer token sent to the registry), else the ``identitytoken`` (sent
+    instead of the password), else the password of ``auth`` (or of ``username``/``password``).
+    Only that one is read: an expiry in a secret the client does not send would be a false
+    alarm.
     """
     if not isinstance(entry, Mapping):
         return NO_EXPIRY

@@ -105,7 +105,11 @@ class ExpiryWatch:
             data = jsontext.parse(content, report.path)
         except ConfigFileError:
             return
-        self._items[config] = [i for i in stored_expiries(data) if i.error is None]
+        items = stored_expiries(data)
+        for item in items:
+            if item.error is not None:  # redacted by the store; the helper's check says more
+                log.info("expiry.not_read", path=config, key=item.key, reason=item.error)
+        self._items[config] = [i for i in items if i.error is None]
         self._evaluate(config)
 
     def earliest_expiry_by_registry(self) -> dict[str, datetime]:
