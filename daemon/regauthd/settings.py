@@ -167,6 +167,15 @@ class JournalSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpirySettings:
+    """Credential expiry alerts (:mod:`regauthd.service.expirywatch`)."""
+
+    enabled: bool = True
+    lead_time: float = 3600.0
+    """Seconds before a credential's expiry that ``credential.expiring`` is raised."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``regauthd run`` is configured with."""
 
@@ -178,6 +187,7 @@ class Settings:
     flapping: FlappingSettings = FlappingSettings()
     probe: ProbeSettings = ProbeSettings()
     journal: JournalSettings = JournalSettings()
+    expiry: ExpirySettings = ExpirySettings()
     source: Path | None = None
     """The file these came from (None: defaults only)."""
 
@@ -195,6 +205,7 @@ _ALERTS = AlertSettings()
 _FLAP = FlappingSettings()
 _PROBE = ProbeSettings()
 _JOURNAL = JournalSettings()
+_EXPIRY = ExpirySettings()
 _WATCH = WatchSettings(paths=())
 
 
@@ -217,6 +228,15 @@ def default_state_dir(environment: Environment) -> Path:
 
 def default_settings(environment: Environment) -> Settings:
     return parse_settings("", environment)
+
+
+def _expiry_settings(table: TomlTable) -> ExpirySettings:
+    expiry = ExpirySettings(
+        enabled=table.boolean("enabled", _EXPIRY.enabled),
+        lead_time=table.duration("lead_time", _EXPIRY.lead_time, positive=True),
+    )
+    table.check_unknown()
+    return expiry
 
 
 def parse_settings(text: str, environment: Environment, *, source: Path | None = None) -> Settings:
@@ -313,6 +333,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         verdict_timeout=j.duration("verdict_timeout", _JOURNAL.verdict_timeout, positive=True),
     )
     j.check_unknown()
+    expiry = _expiry_settings(top.table("expiry"))
     top.check_unknown()
 
     return Settings(
@@ -324,6 +345,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         flapping=flapping,
         probe=probe,
         journal=journal,
+        expiry=expiry,
         source=source,
     )
 

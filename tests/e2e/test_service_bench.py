@@ -89,3 +89,12 @@ def test_soak_bench_repairs_every_write_under_journal_and_probe_traffic() -> Non
     assert any(k.endswith(" ok") and k.startswith("127.0.0.1:") for k in statuses), statuses
     assert any(k == "docker.io unreachable" for k in statuses), statuses
     assert figures["rss_mib_first_min"] > 0
+
+
+def test_expiry_bench_compares_check_with_and_without_expiry_reading() -> None:
+    figures = _run("expiry.py", "--quick")
+    assert (figures["credentials"], figures["runs"]) == (200, 3)
+    assert set(figures["with_expiry"]) == set(figures["without_expiry"]) == {
+        "p50_ms", "p90_ms", "min_ms"
+    }  # fmt: skip
+    assert figures["p50_ratio"] > 0

@@ -47,6 +47,8 @@ class AlertKind(enum.StrEnum):
     JOURNAL_UNAVAILABLE = "journal.unavailable"
     WATCH_OVERFLOW = "watch.overflow"
     WATCH_LIMIT = "watch.limit"
+    CREDENTIAL_EXPIRING = "credential.expiring"
+    CREDENTIAL_EXPIRED = "credential.expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,28 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             "Log in to the registry (authenticated pulls have a higher limit), use a pull-through "
             "mirror, or spread the pulls out.",
             ("registry", "remaining", "limit"),
+        ),
+        _entry(
+            AlertKind.CREDENTIAL_EXPIRING,
+            "a446529a90b54d0f9a5afdb5eaaadad4",
+            PRIORITY_WARNING,
+            "A stored registry credential expires soon",
+            "{path}: the credential for {registry} (user {username}) expires in {remaining}, at "
+            "{expires_at} (read from {source})",
+            "Log in to {registry} again before it expires (the alert's fix names the command). "
+            "For a token that a job renews (ECR, ACR), check that the job still runs.",
+            ("path", "registry", "username", "expires_at", "remaining", "source"),
+        ),
+        _entry(
+            AlertKind.CREDENTIAL_EXPIRED,
+            "10d486dd635849d59e659315d2628860",
+            PRIORITY_ERR,
+            "A stored registry credential has expired",
+            "{path}: the credential for {registry} (user {username}) expired at {expires_at} "
+            "(read from {source}); pulls and pushes with it fail",
+            "Log in to {registry} again (the alert's fix names the command). For a token that a "
+            "job renews (ECR, ACR), fix the job that should have renewed it.",
+            ("path", "registry", "username", "expires_at", "source"),
         ),
         _entry(
             AlertKind.JOURNAL_AUTH_FAILURE,

@@ -295,6 +295,8 @@ def command(args: argparse.Namespace) -> int:
         emit(checks.config_keys(path))
     for helper in checks.credential_helpers(config):
         emit(helper)
+    for expiry in checks.credential_expiry(config):
+        emit(expiry)
     names = args.registry or registries_in_config(config or {})
     if not names:
         emit(

@@ -12,14 +12,23 @@ import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from regauthd.dockerconfig import audit, jsontext
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.expiry import (
+    ExpiryState,
+    describe,
+    judge,
+    relogin_command,
+    what_carried_it,
+)
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.stored_expiry import stored_expiries
 from regauthd.redact import redact_text
 
 Status = Literal["ok", "warning", "problem", "not_checked", "not_applicable"]
@@ -261,3 +270,53 @@ def _helper_hint(name: str, said: str) -> str:
     if name == "secretservice" and ("dbus" in said.lower() or "secret" in said.lower()):
         return "secretservice needs a desktop session (D-Bus and a keyring); use pass on servers"
     return "make the helper work in this session (unlock it), then run `regauthd doctor` again"
+
+
+def credential_expiry(config: dict[str, Any] | None) -> list[Verdict]:
+    """When each stored credential expires, read from the credential itself (ECR passwords, JWT
+    ``exp``; helpers asked as a client would): ``expires in 2 h 10 m`` is ok, within an hour a
+    warning, ``expired 3 h ago`` a problem. Credentials with no readable expiry: one line."""
+    if not config:
+        return []
+    check = "credential_expiry"
+    now = datetime.now(UTC)
+    out: list[Verdict] = []
+    unknown: list[str] = []
+    for item in stored_expiries(config):
+        if item.error is not None:
+            out.append(
+                Verdict(
+                    check,
+                    "not_checked",
+                    f"the credential could not be read: {item.error}",
+                    "make the credential helper work in this session",
+                    item.key,
+                )
+            )
+            continue
+        state = judge(item.expiry, now)
+        if state is ExpiryState.UNKNOWN:
+            unknown.append(item.key)
+            continue
+        status: Status = "ok"
+        if state is ExpiryState.EXPIRED:
+            status = "problem"
+        elif state is ExpiryState.EXPIRING:
+            status = "warning"
+        where = f"credential helper `{item.helper}`" if item.helper else "the config file"
+        text = (
+            f"user {item.username}: {describe(item.expiry, now)} (read from "
+            f"{what_carried_it(item.expiry)}, stored in {where}; the signature is not verified)"
+        )
+        fix = f"log in again: `{relogin_command(item.key)}`" if status != "ok" else None
+        out.append(Verdict(check, status, text, fix, item.key))
+    if unknown:
+        out.append(
+            Verdict(
+                check,
+                "not_applicable",
+                f"no readable expiry for {', '.join(unknown)}: plain passwords or tokens that "
+                "carry no date (nothing is guessed)",
+            )
+        )
+    return out

@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pwd
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.dockerconfig import audit, jsontext, report
@@ -24,6 +26,9 @@ from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.settings import resolve_state_dir
+
+if TYPE_CHECKING:
+    from regauthd.dockerconfig.expiry import CredentialExpiry
 
 ROOT_CONFIG = Path("/root/.docker/config.json")
 
@@ -145,6 +150,9 @@ class Mode:
     changes_are_problems: bool = False
     """A config that a fix would change counts as a problem (exit 1): ``check``'s rule."""
     erase_old_helper_entries: bool = False
+    read_expiry: bool = False
+    """Also read when each stored credential expires (``check``): expired is an error,
+    expiring within the lead time a warning."""
 
 
 def command(args: argparse.Namespace) -> int:
@@ -177,18 +185,55 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
             dry_run=mode.dry_run,
             erase_old_helper_entries=mode.erase_old_helper_entries,
         )
+        expiries = None
+        if mode.read_expiry:
+            result, expiries = with_expiry(result)
         ok &= result.clean and not (mode.changes_are_problems and result.changed)
         more = any(source == str(path) and findings for source, findings in extras)
-        emit(result, args, dry_run=mode.dry_run, explicit=explicit or more)
+        emit(result, args, dry_run=mode.dry_run, explicit=explicit or more, expiries=expiries)
     for source, findings in extras:
         ok &= not any(f.severity == "error" for f in findings)
         emit_findings(source, findings, args)
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def emit(result: FixReport, args: argparse.Namespace, *, dry_run: bool, explicit: bool) -> None:
+def with_expiry(result: FixReport) -> tuple[FixReport, ExpiryReading | None]:
+    """``result`` with the expiry findings of the config it read, and what was read."""
+    if result.before is None or result.error is not None:
+        return result, None
+    from regauthd.dockerconfig.expiry import expiry_findings  # noqa: PLC0415 - check only
+    from regauthd.dockerconfig.stored_expiry import stored_expiries  # noqa: PLC0415
+
+    try:
+        config = jsontext.parse(result.before, result.path)
+    except ConfigFileError:
+        return result, None
+    reading = ExpiryReading(stored_expiries(config), datetime.now(UTC))
+    found = expiry_findings(str(result.path), reading.items, reading.now)
+    return dataclasses.replace(result, findings=result.findings + found), reading
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReading:
+    """The expiries one config's credentials carry, read at ``now``."""
+
+    items: list[CredentialExpiry]
+    now: datetime
+
+
+def emit(
+    result: FixReport,
+    args: argparse.Namespace,
+    *,
+    dry_run: bool,
+    explicit: bool,
+    expiries: ExpiryReading | None = None,
+) -> None:
     if args.json:
-        _print_json_line(report.as_json(result, dry_run=dry_run, with_diff=dry_run))
+        obj = report.as_json(result, dry_run=dry_run, with_diff=dry_run)
+        if expiries is not None:
+            obj["expiry"] = [i.as_dict(expiries.now) for i in expiries.items]
+        _print_json_line(obj)
         return
     if result.before is None and result.error is None:
         note = "no config.json here" + ("" if explicit else " (nothing to do)")
@@ -197,6 +242,13 @@ def emit(result: FixReport, args: argparse.Namespace, *, dry_run: bool, explicit
     print(report.as_text(result, dry_run=dry_run))
     if dry_run and result.changed:
         print(report.redacted_diff(result), end="")
+    if expiries is not None:
+        from regauthd.dockerconfig.expiry import expiry_note  # noqa: PLC0415 - check only
+
+        # Said once per file, on stderr: it is no finding, and `clean` stays the only word.
+        said = expiry_note(expiries.items, expiries.now)
+        if said:
+            print(f"{result.path}: {said}", file=sys.stderr)
 
 
 def emit_findings(source: str, findings: tuple[Finding, ...], args: argparse.Namespace) -> None:

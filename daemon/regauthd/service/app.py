@@ -11,7 +11,11 @@
    (``daemon.recheck``), records every repair (a repair listener), asks the scheduler for probes
    (``probe_now``) and gets every probe result the scheduler pushes to the loop thread, which
    decides the verdict that waited for it at once;
-5. the status file (:class:`~regauthd.service.status.StatusFile`): a repair, alert and probe
+5. the expiry watch (:class:`~regauthd.service.expirywatch.ExpiryWatch`), when ``[expiry]
+   enabled``: a repair listener that reads when each watched credential expires and raises
+   ``credential.expiring`` / ``credential.expired`` once each, on its own loop timers; its
+   ``earliest_expiry_by_registry`` is the callback for per-registry expiry metrics;
+6. the status file (:class:`~regauthd.service.status.StatusFile`): a repair, alert and probe
    listener that keeps ``<state_dir>/status.json`` current for ``regauthd status``.
 
 Every callback is a typed callable or Protocol; no part looks another up by name or holds
@@ -30,6 +34,7 @@ from regauthd.alerts.alerter import Alerter
 from regauthd.alerts.metrics import Metrics
 from regauthd.alerts.output import configure_logging
 from regauthd.service.daemon import Daemon, SettingsLoader
+from regauthd.service.expirywatch import ExpiryWatch
 from regauthd.service.loop import Loop
 from regauthd.service.status import StatusFile
 from regauthd.settings import Settings
@@ -41,12 +46,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class App:
-    """The built daemon: run it with :meth:`run`. ``probes`` and ``journal`` are None when
-    disabled (tests look at them)."""
+    """The built daemon: run it with :meth:`run`. ``probes``, ``journal`` and ``expiry`` are
+    None when disabled (tests look at them)."""
 
     daemon: Daemon
     probes: ProbeScheduler | None = None
     journal: JournalWatch | None = None
+    expiry: ExpiryWatch | None = None
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (blocks); the exit status."""
@@ -76,8 +82,16 @@ def build(
     )
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
     journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
+    expiry = _expiry(settings, daemon) if settings.expiry.enabled else None
     _status_file(daemon, probes, journal)
-    return App(daemon, probes, journal)
+    return App(daemon, probes, journal, expiry)
+
+
+def _expiry(settings: Settings, daemon: Daemon) -> ExpiryWatch:
+    watch = ExpiryWatch(settings, loop=daemon.loop, alert=daemon.alert)
+    daemon.on_repair("expiry", watch.on_repair)
+    daemon.host(watch)
+    return watch
 
 
 def _status_file(
