@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
+import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ import structlog
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
+from regauthd.commands.doctor_network import network_verdicts, proxy_note
 from regauthd.commands.fix import ROOT_CONFIG
 from regauthd.commands.probe import (
     UsageError,
@@ -45,6 +48,8 @@ from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure
 from regauthd.journal.scan import scan
 from regauthd.probe.client import make_client, probe_many
+from regauthd.probe.connectivity import endpoint_of, examine, variable_name
+from regauthd.probe.proxyrules import choose_proxy
 from regauthd.probe.result import (
     DEFAULT_TIMEOUT_S,
     ProbePolicy,
@@ -157,20 +162,20 @@ def login_verdict(target: ProbeTarget, config: dict[str, Any]) -> Verdict:
     return Verdict("login", "ok", f"logged in as {who}, stored under {key} {where}", None, name)
 
 
-def _proxy_note(host: str) -> str:
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get("https")
-    if not proxy:
-        return "no proxy"
-    if urllib.request.proxy_bypass(host.split(":", maxsplit=1)[0]):
-        return f"NO_PROXY exempts it from the proxy {proxy}"
-    return f"through the proxy {proxy} (HTTPS_PROXY)"
+def _proxy_note(target: ProbeTarget) -> str:
+    endpoint = endpoint_of(target)
+    choice = choose_proxy(
+        urllib.request.getproxies(), endpoint.scheme, endpoint.host, endpoint.port
+    )
+    if choice.variable is not None:
+        choice = dataclasses.replace(choice, variable=variable_name(choice.variable))
+    return proxy_note(choice)
 
 
 def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
     """``connectivity`` and ``authentication`` from one probe."""
     name, status, detail = result.registry, result.status, result.detail
-    network = _proxy_note(target.host)
+    network = _proxy_note(target)
     if status is ProbeStatus.NO_CREDENTIALS:
         why = "no credential to test, so the registry was not asked"
         return [
@@ -263,12 +268,20 @@ async def _per_registry(
         for verdict in probe_verdicts(result, by_name[result.registry]):
             emit(verdict)
 
+    async def network(target: ProbeTarget) -> None:
+        report = await examine(target, ca_file=args.ca_file, timeout_s=args.timeout)
+        for verdict in network_verdicts(report, time.time()):
+            emit(verdict)
+
     insecure = [t.host for t in targets if t.insecure]
     policy = ProbePolicy(timeout_s=3 * args.timeout)
     async with make_client(
         ca_file=args.ca_file, insecure_hosts=insecure, request_timeout_s=args.timeout
     ) as client:
-        await probe_many(client, targets, policy=policy, on_result=done)
+        await asyncio.gather(
+            probe_many(client, targets, policy=policy, on_result=done),
+            *(network(t) for t in targets),
+        )
     return results, await journal
 
 

@@ -11,10 +11,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from regauthd.commands.doctor_verdict import FAILING, Status, Verdict
 from regauthd.dockerconfig import audit, jsontext
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
@@ -22,29 +22,7 @@ from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.redact import redact_text
 
-Status = Literal["ok", "warning", "problem", "not_checked", "not_applicable"]
-FAILING: frozenset[str] = frozenset({"problem", "not_checked"})
 HELPER_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One named check's answer, and the single next step when it is not ok."""
-
-    check: str
-    status: Status
-    message: str
-    fix: str | None = None
-    registry: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {
-            "check": self.check,
-            "status": self.status,
-            "registry": self.registry,
-            "message": self.message,
-            "fix": self.fix,
-        }
 
 
 def _owner(uid: int) -> str:
@@ -261,3 +239,17 @@ def _helper_hint(name: str, said: str) -> str:
     if name == "secretservice" and ("dbus" in said.lower() or "secret" in said.lower()):
         return "secretservice needs a desktop session (D-Bus and a keyring); use pass on servers"
     return "make the helper work in this session (unlock it), then run `regauthd doctor` again"
+
+
+# Verdict, Status and FAILING live in doctor_verdict (pure); importing them from here still works.
+__all__ = [
+    "FAILING",
+    "HELPER_TIMEOUT_S",
+    "Status",
+    "Verdict",
+    "config_file",
+    "config_keys",
+    "credential_helpers",
+    "podman_auth_file",
+    "root_config",
+]
