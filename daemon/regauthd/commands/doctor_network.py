@@ -119,7 +119,8 @@ def _tcp(report: ConnectivityReport, name: str, via: str | None) -> Verdict:
             else f"check that the registry runs and listens on port {tcp.port}, and the firewall"
         )
         return Verdict("tcp", "problem", f"cannot connect to {what}: {tcp.error}", fix, name)
-    return Verdict("tcp", "ok", f"connected to {what} ({tcp.address}) in {tcp.ms} ms", None, name)
+    shown = "" if tcp.address == tcp.host else f" ({tcp.address})"
+    return Verdict("tcp", "ok", f"connected to {what}{shown} in {tcp.ms} ms", None, name)
 
 
 def _tls(report: ConnectivityReport, name: str, via: str | None, now: float) -> Verdict:
