@@ -36,9 +36,9 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 TlsOutcome = Literal[
     "verified", "expired", "hostname_mismatch", "untrusted", "plain_http", "failed", "timeout"
 ]
-# OpenSSL's X509_V_ERR_CERT_HAS_EXPIRED and X509_V_ERR_HOSTNAME_MISMATCH.
+# OpenSSL's X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_HOSTNAME_MISMATCH and _IP_ADDRESS_MISMATCH.
 _CERT_HAS_EXPIRED = 10
-_HOSTNAME_MISMATCH = 62
+_NAME_MISMATCH = frozenset({62, 64})
 _MAX_ADDRESSES = 3
 
 
@@ -140,6 +140,13 @@ async def _resolve(host: str, port: int, resolve: Resolver, timeout_s: float) ->
     return DnsFact(host, tuple(addresses))
 
 
+def _reason(exc: OSError) -> str:
+    """The system's words for a socket error (asyncio's own text repeats the address)."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return short(exc.strerror or type(exc).__name__)
+
+
 async def _connect(dns: DnsFact, port: int, timeout_s: float) -> TcpFact:
     errors: list[str] = []
     for address in dns.addresses[:_MAX_ADDRESSES]:
@@ -151,11 +158,13 @@ async def _connect(dns: DnsFact, port: int, timeout_s: float) -> TcpFact:
             errors.append(f"{address}: no answer within {timeout_s:g} s")
             continue
         except OSError as exc:
-            errors.append(f"{address}: {exc.strerror or type(exc).__name__}")
+            errors.append(f"{address}: {_reason(exc)}")
             continue
         ms = round((time.monotonic() - started) * 1000)
         writer.close()
         return TcpFact(dns.host, port, address, ms=ms)
+    if len(errors) == 1 and dns.literal:
+        errors = [errors[0].partition(": ")[2]]
     return TcpFact(dns.host, port, error="; ".join(errors) or "no address to connect to")
 
 
@@ -189,7 +198,7 @@ async def _tls(address: str, endpoint: Endpoint, ca_file: str | None, timeout_s:
             message = exc.verify_message or str(exc.reason)
             if exc.verify_code == _CERT_HAS_EXPIRED:
                 failure = TlsFact("expired", detail=message)
-            elif exc.verify_code == _HOSTNAME_MISMATCH:
+            elif exc.verify_code in _NAME_MISMATCH:
                 failure = TlsFact("hostname_mismatch", detail=message)
             else:
                 failure = TlsFact("untrusted", detail=message)
@@ -197,7 +206,7 @@ async def _tls(address: str, endpoint: Endpoint, ca_file: str | None, timeout_s:
         except ssl.SSLError as exc:
             return TlsFact("plain_http", detail=short(str(exc.reason or exc)))
         except OSError as exc:
-            return TlsFact("failed", detail=short(exc.strerror or str(exc)))
+            return TlsFact("failed", detail=_reason(exc))
         not_after = cert.get("notAfter")
         expiry = ssl.cert_time_to_seconds(not_after) if isinstance(not_after, str) else None
         return TlsFact("verified", verified_by=source, not_after=expiry)
