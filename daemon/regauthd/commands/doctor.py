@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import structlog
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
+from regauthd.commands.doctor_journal import journal_verdicts, scan_failures
 from regauthd.commands.doctor_network import network_verdicts, proxy_note
 from regauthd.commands.fix import ROOT_CONFIG
 from regauthd.commands.probe import (
@@ -43,10 +44,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.auth import helper_name_for
 from regauthd.dockerconfig.keys import classify
 from regauthd.dockerconfig.validate import login_command
-from regauthd.journal.access import require_readable
-from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure
-from regauthd.journal.scan import scan
 from regauthd.probe.client import make_client, probe_many
 from regauthd.probe.connectivity import endpoint_of, examine, variable_name
 from regauthd.probe.proxyrules import choose_proxy
@@ -60,7 +58,6 @@ from regauthd.probe.result import (
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.targets import targets_from_config
 
-JOURNAL_WINDOW = timedelta(hours=24)
 _MARKS = {
     "ok": "ok",
     "warning": "WARNING",
@@ -106,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"per-request timeout of the probes (default {DEFAULT_TIMEOUT_S:g})",
     )
     add_network_arguments(parser)
+    parser.add_argument(
+        "--journal-directory",
+        metavar="DIR",
+        type=Path,
+        help="read the journal files in DIR instead of the system journal",
+    )
 
 
 class Printer:
@@ -207,59 +210,11 @@ def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
     return [reached, Verdict("authentication", "problem", detail, fix, name)]
 
 
-def journal_verdicts(
-    names: list[str], failures: list[AuthFailure] | None, why: str, results: dict[str, ProbeResult]
-) -> list[Verdict]:
-    """Step 5: auth failures logged for each registry in the last day."""
-    out = []
-    for name in names:
-        if failures is None:
-            status: checks.Status = "not_applicable" if sys.platform != "linux" else "not_checked"
-            out.append(Verdict("journal", status, why, _journal_fix(why), name))
-            continue
-        mine = [f for f in failures if f.registry == name]
-        if not mine:
-            out.append(
-                Verdict("journal", "ok", "no auth failures logged in the last 24 h", None, name)
-            )
-            continue
-        last = max(mine, key=lambda f: f.time)
-        when = last.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        text = (
-            f"{len(mine)} auth failure(s) logged in the last 24 h; the last at {when} by "
-            f"{last.unit}: {last.kind.value}: {last.message}"
-        )
-        works = results.get(name) is not None and results[name].ok
-        fix = (
-            "the stored credential works now: the failures came before a repair, or from "
-            "another user's config (dockerd and root's jobs use root's ~/.docker)"
-            if works
-            else "fix the login or authentication check above first"
-        )
-        out.append(Verdict("journal", "warning" if works else "problem", text, fix, name))
-    return out
-
-
-def _journal_fix(why: str) -> str:
-    if "permission" in why or "not readable" in why or "is not open to" in why:
-        return "run `sudo regauthd doctor`, or add yourself to the systemd-journal group"
-    return "no journal here: on a host without journald, use `regauthd scan-journal --log-file F`"
-
-
-def _scan(since: datetime, now: datetime) -> tuple[list[AuthFailure] | None, str]:
-    options = FollowOptions(units=DEFAULT_UNITS)
-    try:
-        require_readable(options)
-        return list(scan(options, since=since, now=now)), ""
-    except JournalError as exc:
-        return None, str(exc)
-
-
 async def _per_registry(
     targets: list[ProbeTarget], args: argparse.Namespace, emit: Printer
 ) -> tuple[dict[str, ProbeResult], tuple[list[AuthFailure] | None, str]]:
     now = datetime.now(UTC)
-    journal = asyncio.create_task(asyncio.to_thread(_scan, now - JOURNAL_WINDOW, now))
+    journal = asyncio.create_task(asyncio.to_thread(scan_failures, now, args.journal_directory))
     by_name = {t.registry: t for t in targets}
     results: dict[str, ProbeResult] = {}
 
@@ -330,6 +285,7 @@ def command(args: argparse.Namespace) -> int:
     for target in targets:
         emit(login_verdict(target, config or {}))
     results, (failures, why) = asyncio.run(_per_registry(targets, args, emit))
-    for verdict in journal_verdicts([t.registry for t in targets], failures, why, results):
+    names = [t.registry for t in targets]
+    for verdict in journal_verdicts(names, failures, why, results, str(path), config):
         emit(verdict)
     return EXIT_PROBLEMS if emit.failed else EXIT_OK
