@@ -73,3 +73,9 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
 def test_hostile_bench_runs_every_case() -> None:
     figures = _run("hostile.py", "--quick")
     assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]
+
+
+def test_doctor_bench_reaches_every_registry_and_reports_the_hung_one_last() -> None:
+    figures = _run("doctor.py", "--quick", "--timeout", "1")
+    assert figures["registries"] == 5
+    assert figures["hung_rounds_in_order"] == figures["hung_rounds"] == 1

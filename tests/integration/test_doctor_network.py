@@ -30,7 +30,8 @@ import trustme
 
 from regauthd.commands.doctor_network import network_verdicts
 from regauthd.commands.doctor_verdict import Verdict
-from regauthd.probe.connectivity import examine
+from regauthd.probe.client import tls_context
+from regauthd.probe.connectivity import examine, trust_stores
 from regauthd.probe.result import ProbeTarget
 from tests.rigs.configs import auth
 from tests.rigs.registry import RegistryFactory
@@ -47,7 +48,9 @@ def _no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def checks(target: ProbeTarget, **kw: Any) -> dict[str, Verdict]:
     async def run() -> dict[str, Verdict]:
-        report = await examine(target, timeout_s=kw.pop("timeout_s", 2.0), **kw)
+        ca_file = kw.pop("ca_file")
+        trust = trust_stores(ca_file, tls_context(ca_file))
+        report = await examine(target, trust=trust, timeout_s=kw.pop("timeout_s", 2.0), **kw)
         return {v.check: v for v in network_verdicts(report, time.time())}
 
     return asyncio.run(run())

@@ -45,8 +45,8 @@ from regauthd.dockerconfig.auth import helper_name_for
 from regauthd.dockerconfig.keys import classify
 from regauthd.dockerconfig.validate import login_command
 from regauthd.journal.recognize import AuthFailure
-from regauthd.probe.client import make_client, probe_many
-from regauthd.probe.connectivity import endpoint_of, examine, variable_name
+from regauthd.probe.client import make_client, probe_many, tls_context
+from regauthd.probe.connectivity import endpoint_of, examine, trust_stores, variable_name
 from regauthd.probe.proxyrules import choose_proxy
 from regauthd.probe.result import (
     DEFAULT_TIMEOUT_S,
@@ -223,15 +223,19 @@ async def _per_registry(
         for verdict in probe_verdicts(result, by_name[result.registry]):
             emit(verdict)
 
+    # Loading the system's CA store costs CPU: once per run, shared by the probes and the checks.
+    context = tls_context(args.ca_file)
+    trust = trust_stores(args.ca_file, context)
+
     async def network(target: ProbeTarget) -> None:
-        report = await examine(target, ca_file=args.ca_file, timeout_s=args.timeout)
+        report = await examine(target, trust=trust, timeout_s=args.timeout)
         for verdict in network_verdicts(report, time.time()):
             emit(verdict)
 
     insecure = [t.host for t in targets if t.insecure]
     policy = ProbePolicy(timeout_s=3 * args.timeout)
     async with make_client(
-        ca_file=args.ca_file, insecure_hosts=insecure, request_timeout_s=args.timeout
+        context=context, insecure_hosts=insecure, request_timeout_s=args.timeout
     ) as client:
         await asyncio.gather(
             probe_many(client, targets, policy=policy, on_result=done),

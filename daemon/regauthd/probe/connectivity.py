@@ -182,14 +182,34 @@ async def _handshake(
     return dict(cert)
 
 
-async def _tls(address: str, endpoint: Endpoint, ca_file: str | None, timeout_s: float) -> TlsFact:
-    attempts: list[tuple[Literal["system", "ca_file"], ssl.SSLContext]] = [
-        ("system", ssl.create_default_context())
-    ]
-    if ca_file:
-        attempts.append(("ca_file", ssl.create_default_context(cafile=ca_file)))
+@dataclass(frozen=True, slots=True)
+class TrustStores:
+    """What a handshake is verified with: ``ca_file`` alone (cheap to load), then the probes'
+    own context (the system store plus ``ca_file``; costly to make, so shared with the probes'
+    client). A certificate the first accepts was vouched for by ``--ca-file``; one only the
+    second accepts, by the system store."""
+
+    combined: ssl.SSLContext
+    ca_file: ssl.SSLContext | None = None
+    ca_path: str | None = None
+
+    def attempts(self) -> list[tuple[Literal["system", "ca_file"], ssl.SSLContext]]:
+        found: list[tuple[Literal["system", "ca_file"], ssl.SSLContext]] = []
+        if self.ca_file is not None:
+            found.append(("ca_file", self.ca_file))
+        found.append(("system", self.combined))
+        return found
+
+
+def trust_stores(ca_file: str | None, combined: ssl.SSLContext) -> TrustStores:
+    """``combined`` is :func:`regauthd.probe.client.tls_context` for the same ``ca_file``."""
+    alone = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    return TrustStores(combined, alone, ca_file)
+
+
+async def _tls(address: str, endpoint: Endpoint, trust: TrustStores, timeout_s: float) -> TlsFact:
     failure = TlsFact("failed")
-    for source, context in attempts:
+    for source, context in trust.attempts():
         try:
             cert = await _handshake(address, endpoint, context, timeout_s)
         except TimeoutError:
@@ -200,7 +220,7 @@ async def _tls(address: str, endpoint: Endpoint, ca_file: str | None, timeout_s:
                 failure = TlsFact("expired", detail=message)
             elif exc.verify_code in _NAME_MISMATCH:
                 failure = TlsFact("hostname_mismatch", detail=message)
-            else:
+            elif failure.outcome == "failed":  # the chain's own fault found first says more
                 failure = TlsFact("untrusted", detail=message)
             continue
         except ssl.SSLError as exc:
@@ -227,7 +247,7 @@ def variable_name(lower: str) -> str:
 async def examine(
     target: ProbeTarget,
     *,
-    ca_file: str | None,
+    trust: TrustStores,
     timeout_s: float,
     resolve: Resolver = system_resolver,
     proxies: dict[str, str] | None = None,
@@ -248,7 +268,7 @@ async def examine(
     tcp = await _connect(dns, port, timeout_s) if dns.addresses else None
     tls = None
     if not proxy.proxy and endpoint.scheme == "https" and tcp and tcp.address:
-        tls = await _tls(tcp.address, endpoint, ca_file, timeout_s)
+        tls = await _tls(tcp.address, endpoint, trust, timeout_s)
     return ConnectivityReport(
         registry=target.registry,
         endpoint=endpoint,
@@ -256,7 +276,7 @@ async def examine(
         dns=dns,
         tcp=tcp,
         tls=tls,
-        ca_file=ca_file,
+        ca_file=trust.ca_path,
         timeout_s=timeout_s,
     )
 
@@ -267,8 +287,10 @@ __all__ = [
     "Endpoint",
     "TcpFact",
     "TlsFact",
+    "TrustStores",
     "endpoint_of",
     "examine",
     "system_resolver",
+    "trust_stores",
     "variable_name",
 ]
