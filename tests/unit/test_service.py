@@ -461,4 +461,5 @@ def test_disabled_probes_and_journal_build_nothing_beside_the_watcher(tmp_path: 
     settings, _ = daemon_settings(tmp_path)
     app = build(settings, configure_output=False)
     assert (app.probes, app.journal) == (None, None)
-    assert [c.name for c in app.daemon.components] == ["status"]  # the status file only
+    # The activity summary's timer and the status file only.
+    assert [c.name for c in app.daemon.components] == ["summary", "status"]

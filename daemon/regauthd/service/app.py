@@ -32,6 +32,7 @@ from regauthd.alerts.output import configure_logging
 from regauthd.service.daemon import Daemon, SettingsLoader
 from regauthd.service.loop import Loop
 from regauthd.service.status import StatusFile
+from regauthd.service.summary import ActivitySummary
 from regauthd.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,8 +77,17 @@ def build(
     )
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
     journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
+    _summary(daemon)
     _status_file(daemon, probes, journal)
     return App(daemon, probes, journal)
+
+
+def _summary(daemon: Daemon) -> ActivitySummary:
+    summary = ActivitySummary(daemon.settings, loop=daemon.loop)
+    daemon.on_repair("summary", summary.on_repair)
+    daemon.alerter.add_suppressed_listener(summary.on_suppressed)
+    daemon.host(summary)
+    return summary
 
 
 def _status_file(
@@ -86,6 +96,7 @@ def _status_file(
     status = StatusFile(daemon.settings, loop=daemon.loop, watched_configs=daemon.watched_configs)
     daemon.on_repair("status", status.on_repair)
     daemon.alerter.add_listener(status.on_alert)
+    daemon.alerter.add_suppressed_listener(status.on_suppressed)
     if probes is not None:
         status.track_probes()
         probes.subscribe(status.on_probe)
