@@ -77,8 +77,8 @@ class ActivitySummary:
             self._schedule()
 
     def stop(self) -> None:
+        # No last summary: ``daemon.stopping`` (with the repair count) is the daemon's last line.
         self._cancel()
-        self.emit()
 
     def status(self) -> str | None:
         return None
