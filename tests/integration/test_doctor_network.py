@@ -261,7 +261,8 @@ def test_proxy_variables_as_the_client_applies_them(tmp_path: Path) -> None:
     (cfg / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth("u", "p")}}}))
     proxy = RecordingProxy()
     try:
-        through = _doctor(cfg, {"https_proxy": f"http://127.0.0.1:{proxy.port}"})
+        # The proxy's password is never printed (the URL is shown without its user info).
+        through = _doctor(cfg, {"https_proxy": f"http://u:pr0xy-s3cret@127.0.0.1:{proxy.port}"})
         asked = list(proxy.lines)
         exempt = _doctor(
             cfg, {"HTTPS_PROXY": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": "127.0.0.2"}
@@ -275,6 +276,7 @@ def test_proxy_variables_as_the_client_applies_them(tmp_path: Path) -> None:
         (found,) = [r for r in rows if r["check"] == check and r["registry"] == host]
         return found
 
+    assert "pr0xy-s3cret" not in json.dumps(through)
     assert row(through, "proxy")["status"] == "ok"
     assert row(through, "proxy")["message"].startswith(
         f"https_proxy applies: requests go through the proxy http://127.0.0.1:{proxy.port}"
