@@ -118,6 +118,9 @@ class AlertSettings:
     """Prometheus textfile-collector file (None: ``<state_dir>/regauthd.prom``)."""
     metrics: bool = True
     """Write the metrics file at all."""
+    summary_interval: float = 60.0
+    """Seconds between the console's activity summaries (repairs, suppressed alerts; only when
+    something happened); 0: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +286,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         suppress_window=a.duration("suppress_window", _ALERTS.suppress_window),
         metrics_file=a.path("metrics_file"),
         metrics=a.boolean("metrics", _ALERTS.metrics),
+        summary_interval=a.duration("summary_interval", _ALERTS.summary_interval),
     )
     a.check_unknown()
 

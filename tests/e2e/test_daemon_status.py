@@ -18,7 +18,9 @@ from regauthd.settings import Environment, default_settings, with_overrides
 from tests.rigs.configs import docker_style_write, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon
 
-BASE_KEYS = {"pid", "started_at", "watched_configs", "last_repair", "last_alert"}
+BASE_KEYS = {
+    "pid", "started_at", "watched_configs", "last_repair", "last_alert", "suppressed_alerts",
+}  # fmt: skip
 
 
 def status_file(tmp_path: Path) -> dict[str, Any] | None:
@@ -162,3 +164,48 @@ def test_every_repair_is_logged_at_debug_while_its_alert_is_suppressed(tmp_path:
         assert len(daemon.named("config.normalized")) == 1  # the second alert is held back
     finally:
         assert daemon.stop() == 0
+
+
+def test_info_summary_counts_repairs_and_suppressed_alerts_and_status_shows_them(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    settings = (
+        '[daemon]\noutput = "json"\nlog_level = "info"\n'
+        "[alerts]\nsuppress_window = 300\nsummary_interval = 1\n"
+    )
+    daemon = Daemon(tmp_path, settings=settings, docker_configs=[cfg])
+    try:
+        daemon.wait_ready()
+        for seq in range(3):  # three logins: three repairs, one alert, two held back
+            docker_style_write(cfg, mis_keyed(f"user{seq}", f"pw-{seq}"), seq=seq)
+            wait_until(
+                lambda n=seq: sum(e["repairs"] for e in daemon.named("daemon.summary")) > n,
+                f"repair {seq + 1} in a summary",
+            )
+        summaries = daemon.named("daemon.summary")
+        assert sum(e["repairs"] for e in summaries) == 3
+        assert sum(e["suppressed"].get("config.normalized", 0) for e in summaries) == 2
+        assert all(e["level"] == "info" and e["configs"] == 1 for e in summaries)
+        assert summaries[0]["summary"].startswith("repaired 1 write in 1 config in the last 1s")
+        assert any(e["summary"].endswith("; 1 alert suppressed") for e in summaries)
+        assert daemon.named("config.repaired") == []  # each repair itself is at debug
+        assert len(daemon.named("config.normalized")) == 1
+        data = wait_until(
+            lambda: (
+                (s := status_file(tmp_path))
+                and s["suppressed_alerts"].get("config.normalized") == 2
+                and s
+            ),
+            "2 suppressed config.normalized in status.json",
+        )
+        assert data["suppressed_alerts"] == {"config.normalized": 2}
+        shown = status_command(tmp_path)
+        assert (
+            "alerts suppressed (repeats within the window) since start: config.normalized 2"
+            in shown.stdout.splitlines()
+        )
+    finally:
+        assert daemon.stop() == 0
+    assert "pw-1" not in daemon.out.read_text()

@@ -98,3 +98,9 @@ def test_expiry_bench_compares_check_with_and_without_expiry_reading() -> None:
         "p50_ms", "p90_ms", "min_ms"
     }  # fmt: skip
     assert figures["p50_ratio"] > 0
+
+
+def test_doctor_bench_reaches_every_registry_and_reports_the_hung_one_last() -> None:
+    figures = _run("doctor.py", "--quick", "--timeout", "1")
+    assert figures["registries"] == 5
+    assert figures["hung_rounds_in_order"] == figures["hung_rounds"] == 1

@@ -859,7 +859,13 @@ repositories = {{ "{reg.host}" = "team/app" }}
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     app = build(settings, configure_output=False, probe_min_gap=0.0)
-    assert [c.name for c in app.daemon.components] == ["probes", "journal", "expiry", "status"]
+    assert [c.name for c in app.daemon.components] == [
+        "probes",
+        "journal",
+        "expiry",
+        "summary",
+        "status",
+    ]
     scheduler, journal = app.probes, app.journal
     assert scheduler is not None and journal is not None
 

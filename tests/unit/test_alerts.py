@@ -431,3 +431,19 @@ def test_uuid_hex_is_what_journald_expects() -> None:
     for kind in CATALOGUE.values():
         assert uuid.UUID(hex=kind.message_id.hex) == kind.message_id
         assert len(kind.message_id.hex) == 32
+
+
+def test_suppressed_alerts_are_told_to_their_listeners() -> None:
+    from regauthd.alerts.catalogue import AlertKind
+
+    now = [0.0]
+    alerter = Alerter(suppress_window=300, clock=lambda: now[0], logger=structlog.get_logger())
+    held: list[tuple[str, str]] = []
+    alerter.add_suppressed_listener(lambda kind, subject: held.append((str(kind), subject)))
+    with capture_logs():
+        assert alerter.alert(AlertKind.CONFIG_NORMALIZED, "/a", path="/a", changes="x")
+        assert not alerter.alert(AlertKind.CONFIG_NORMALIZED, "/a", path="/a", changes="y")
+        assert alerter.alert(AlertKind.CONFIG_NORMALIZED, "/b", path="/b", changes="z")
+        now[0] = 301.0
+        assert alerter.alert(AlertKind.CONFIG_NORMALIZED, "/a", path="/a", changes="x")
+    assert held == [("config.normalized", "/a")]

@@ -53,3 +53,21 @@ def test_console_output_uses_it_and_no_colour_off_a_terminal() -> None:
     renderer = chain[-1]
     assert isinstance(renderer, ConsoleRenderer)
     assert "\033[" not in renderer(None, "error", _alert(AlertKind.CONFIG_UNFIXABLE, reason="r"))
+
+
+def test_the_activity_summary_reads_as_its_text() -> None:
+    from regauthd.service.summary import summary_text
+
+    text = summary_text(37, 4, 2, 60.0)
+    assert text == "repaired 37 writes in 4 configs in the last 1m; 2 alerts suppressed"
+    assert summary_text(0, 0, 1, 90.0) == "no repairs in the last 90s; 1 alert suppressed"
+    event = {
+        "timestamp": "10:43:00",
+        "level": "info",
+        "event": "daemon.summary",
+        "summary": text,
+        "repairs": 37,
+        "configs": 4,
+        "suppressed": {"config.normalized": 2},
+    }
+    assert ConsoleRenderer(colors=False)(None, "info", event) == f"10:43:00 info {text}"

@@ -484,6 +484,7 @@ def test_disabled_probes_and_journal_build_nothing_beside_the_watcher(tmp_path: 
     settings, _ = daemon_settings(tmp_path)
     app = build(settings, configure_output=False)
     assert (app.probes, app.journal) == (None, None)
-    # The expiry watch (on by default: no thread, no httpx) and the status file only.
-    assert [c.name for c in app.daemon.components] == ["expiry", "status"]
+    # The expiry watch (on by default: no thread, no httpx), the activity summary's timer and
+    # the status file only.
+    assert [c.name for c in app.daemon.components] == ["expiry", "summary", "status"]
     assert app.expiry is not None

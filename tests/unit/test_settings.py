@@ -159,8 +159,8 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
     every = {
         "daemon.state_dir", "daemon.output", "daemon.log_level", "watch.paths",
         "watch.docker_config_dirs", "watch.backend", "watch.poll_interval",
-        "alerts.suppress_window", "alerts.metrics_file", "alerts.metrics", "flapping.max_undos",
-        "flapping.window", "flapping.backoff",
+        "alerts.suppress_window", "alerts.metrics_file", "alerts.metrics",
+        "alerts.summary_interval", "flapping.max_undos", "flapping.window", "flapping.backoff",
         "flapping.backoff_max", "probe.enabled", "probe.interval", "probe.jitter",
         "probe.concurrency", "probe.timeout", "probe.insecure_registries",
         "probe.trusted_realms", "probe.repositories", "probe.ca_file", "journal.enabled",

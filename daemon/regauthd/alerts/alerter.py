@@ -113,10 +113,15 @@ class Alerter:
         self._logger = logger
         self._clock = clock
         self._listeners: list[Callable[[Mapping[str, Any]], None]] = []
+        self._suppressed_listeners: list[Callable[[AlertKind, str], None]] = []
 
     def add_listener(self, listener: Callable[[Mapping[str, Any]], None]) -> None:
         """Have ``listener`` see every alert event that goes out (the daemon's status file)."""
         self._listeners.append(listener)
+
+    def add_suppressed_listener(self, listener: Callable[[AlertKind, str], None]) -> None:
+        """Have ``listener`` told (kind, subject) of every alert the window holds back."""
+        self._suppressed_listeners.append(listener)
 
     @property
     def logger(self) -> Any:
@@ -129,6 +134,8 @@ class Alerter:
         now = self._clock()
         if not self.suppressor.admit(kind, subject, fields, now):
             self.metrics.count("alerts_suppressed", kind)
+            for listener in self._suppressed_listeners:
+                listener(kind, subject)
             return False
         self._emit(entry, alert_event(entry, subject, fields))
         return True

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
+import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ import structlog
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
+from regauthd.commands.doctor_journal import journal_verdicts, scan_failures
+from regauthd.commands.doctor_network import network_verdicts, proxy_note
 from regauthd.commands.fix import ROOT_CONFIG
 from regauthd.commands.probe import (
     UsageError,
@@ -40,11 +44,10 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.auth import helper_name_for
 from regauthd.dockerconfig.keys import classify
 from regauthd.dockerconfig.validate import login_command
-from regauthd.journal.access import require_readable
-from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure
-from regauthd.journal.scan import scan
-from regauthd.probe.client import make_client, probe_many
+from regauthd.probe.client import make_client, probe_many, tls_context
+from regauthd.probe.connectivity import endpoint_of, examine, trust_stores, variable_name
+from regauthd.probe.proxyrules import choose_proxy
 from regauthd.probe.result import (
     DEFAULT_TIMEOUT_S,
     ProbePolicy,
@@ -55,7 +58,6 @@ from regauthd.probe.result import (
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.targets import targets_from_config
 
-JOURNAL_WINDOW = timedelta(hours=24)
 _MARKS = {
     "ok": "ok",
     "warning": "WARNING",
@@ -101,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"per-request timeout of the probes (default {DEFAULT_TIMEOUT_S:g})",
     )
     add_network_arguments(parser)
+    parser.add_argument(
+        "--journal-directory",
+        metavar="DIR",
+        type=Path,
+        help="read the journal files in DIR instead of the system journal",
+    )
 
 
 class Printer:
@@ -157,20 +165,20 @@ def login_verdict(target: ProbeTarget, config: dict[str, Any]) -> Verdict:
     return Verdict("login", "ok", f"logged in as {who}, stored under {key} {where}", None, name)
 
 
-def _proxy_note(host: str) -> str:
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get("https")
-    if not proxy:
-        return "no proxy"
-    if urllib.request.proxy_bypass(host.split(":", maxsplit=1)[0]):
-        return f"NO_PROXY exempts it from the proxy {proxy}"
-    return f"through the proxy {proxy} (HTTPS_PROXY)"
+def _proxy_note(target: ProbeTarget) -> str:
+    endpoint = endpoint_of(target)
+    choice = choose_proxy(
+        urllib.request.getproxies(), endpoint.scheme, endpoint.host, endpoint.port
+    )
+    if choice.variable is not None:
+        choice = dataclasses.replace(choice, variable=variable_name(choice.variable))
+    return proxy_note(choice)
 
 
 def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
     """``connectivity`` and ``authentication`` from one probe."""
     name, status, detail = result.registry, result.status, result.detail
-    network = _proxy_note(target.host)
+    network = _proxy_note(target)
     if status is ProbeStatus.NO_CREDENTIALS:
         why = "no credential to test, so the registry was not asked"
         return [
@@ -202,59 +210,11 @@ def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
     return [reached, Verdict("authentication", "problem", detail, fix, name)]
 
 
-def journal_verdicts(
-    names: list[str], failures: list[AuthFailure] | None, why: str, results: dict[str, ProbeResult]
-) -> list[Verdict]:
-    """Step 5: auth failures logged for each registry in the last day."""
-    out = []
-    for name in names:
-        if failures is None:
-            status: checks.Status = "not_applicable" if sys.platform != "linux" else "not_checked"
-            out.append(Verdict("journal", status, why, _journal_fix(why), name))
-            continue
-        mine = [f for f in failures if f.registry == name]
-        if not mine:
-            out.append(
-                Verdict("journal", "ok", "no auth failures logged in the last 24 h", None, name)
-            )
-            continue
-        last = max(mine, key=lambda f: f.time)
-        when = last.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        text = (
-            f"{len(mine)} auth failure(s) logged in the last 24 h; the last at {when} by "
-            f"{last.unit}: {last.kind.value}: {last.message}"
-        )
-        works = results.get(name) is not None and results[name].ok
-        fix = (
-            "the stored credential works now: the failures came before a repair, or from "
-            "another user's config (dockerd and root's jobs use root's ~/.docker)"
-            if works
-            else "fix the login or authentication check above first"
-        )
-        out.append(Verdict("journal", "warning" if works else "problem", text, fix, name))
-    return out
-
-
-def _journal_fix(why: str) -> str:
-    if "permission" in why or "not readable" in why or "is not open to" in why:
-        return "run `sudo regauthd doctor`, or add yourself to the systemd-journal group"
-    return "no journal here: on a host without journald, use `regauthd scan-journal --log-file F`"
-
-
-def _scan(since: datetime, now: datetime) -> tuple[list[AuthFailure] | None, str]:
-    options = FollowOptions(units=DEFAULT_UNITS)
-    try:
-        require_readable(options)
-        return list(scan(options, since=since, now=now)), ""
-    except JournalError as exc:
-        return None, str(exc)
-
-
 async def _per_registry(
     targets: list[ProbeTarget], args: argparse.Namespace, emit: Printer
 ) -> tuple[dict[str, ProbeResult], tuple[list[AuthFailure] | None, str]]:
     now = datetime.now(UTC)
-    journal = asyncio.create_task(asyncio.to_thread(_scan, now - JOURNAL_WINDOW, now))
+    journal = asyncio.create_task(asyncio.to_thread(scan_failures, now, args.journal_directory))
     by_name = {t.registry: t for t in targets}
     results: dict[str, ProbeResult] = {}
 
@@ -263,12 +223,24 @@ async def _per_registry(
         for verdict in probe_verdicts(result, by_name[result.registry]):
             emit(verdict)
 
+    # Loading the system's CA store costs CPU: once per run, shared by the probes and the checks.
+    context = tls_context(args.ca_file)
+    trust = trust_stores(args.ca_file, context)
+
+    async def network(target: ProbeTarget) -> None:
+        report = await examine(target, trust=trust, timeout_s=args.timeout)
+        for verdict in network_verdicts(report, time.time()):
+            emit(verdict)
+
     insecure = [t.host for t in targets if t.insecure]
     policy = ProbePolicy(timeout_s=3 * args.timeout)
     async with make_client(
-        ca_file=args.ca_file, insecure_hosts=insecure, request_timeout_s=args.timeout
+        context=context, insecure_hosts=insecure, request_timeout_s=args.timeout
     ) as client:
-        await probe_many(client, targets, policy=policy, on_result=done)
+        await asyncio.gather(
+            probe_many(client, targets, policy=policy, on_result=done),
+            *(network(t) for t in targets),
+        )
     return results, await journal
 
 
@@ -319,6 +291,7 @@ def command(args: argparse.Namespace) -> int:
     for target in targets:
         emit(login_verdict(target, config or {}))
     results, (failures, why) = asyncio.run(_per_registry(targets, args, emit))
-    for verdict in journal_verdicts([t.registry for t in targets], failures, why, results):
+    names = [t.registry for t in targets]
+    for verdict in journal_verdicts(names, failures, why, results, str(path), config):
         emit(verdict)
     return EXIT_PROBLEMS if emit.failed else EXIT_OK

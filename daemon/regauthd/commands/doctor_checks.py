@@ -11,11 +11,11 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from regauthd.commands.doctor_verdict import FAILING, Status, Verdict
 from regauthd.dockerconfig import audit, jsontext
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
@@ -31,29 +31,7 @@ from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.stored_expiry import stored_expiries
 from regauthd.redact import redact_text
 
-Status = Literal["ok", "warning", "problem", "not_checked", "not_applicable"]
-FAILING: frozenset[str] = frozenset({"problem", "not_checked"})
 HELPER_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One named check's answer, and the single next step when it is not ok."""
-
-    check: str
-    status: Status
-    message: str
-    fix: str | None = None
-    registry: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {
-            "check": self.check,
-            "status": self.status,
-            "registry": self.registry,
-            "message": self.message,
-            "fix": self.fix,
-        }
 
 
 def _owner(uid: int) -> str:
@@ -320,3 +298,18 @@ def credential_expiry(config: dict[str, Any] | None) -> list[Verdict]:
             )
         )
     return out
+
+
+# Verdict, Status and FAILING live in doctor_verdict (pure); importing them from here still works.
+__all__ = [
+    "FAILING",
+    "HELPER_TIMEOUT_S",
+    "Status",
+    "Verdict",
+    "config_file",
+    "config_keys",
+    "credential_expiry",
+    "credential_helpers",
+    "podman_auth_file",
+    "root_config",
+]

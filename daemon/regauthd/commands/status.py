@@ -102,6 +102,12 @@ def render(data: dict[str, Any], running: bool, reason: str, path: Path) -> list
         )
     else:
         lines.append("last alert: none since start")
+    suppressed = data.get("suppressed_alerts")
+    if isinstance(suppressed, dict) and suppressed:
+        counts = ", ".join(f"{kind} {n}" for kind, n in sorted(suppressed.items()))
+        lines.append(f"alerts suppressed (repeats within the window) since start: {counts}")
+    elif isinstance(suppressed, dict):
+        lines.append("alerts suppressed since start: none")
     probes = data.get("probes")
     if isinstance(probes, dict):
         every = probes.get("interval_s")

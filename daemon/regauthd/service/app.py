@@ -37,6 +37,7 @@ from regauthd.service.daemon import Daemon, SettingsLoader
 from regauthd.service.expirywatch import ExpiryWatch
 from regauthd.service.loop import Loop
 from regauthd.service.status import StatusFile
+from regauthd.service.summary import ActivitySummary
 from regauthd.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def build(
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
     journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
     expiry = _expiry(settings, daemon) if settings.expiry.enabled else None
+    _summary(daemon)
     _status_file(daemon, probes, journal)
     return App(daemon, probes, journal, expiry)
 
@@ -94,12 +96,21 @@ def _expiry(settings: Settings, daemon: Daemon) -> ExpiryWatch:
     return watch
 
 
+def _summary(daemon: Daemon) -> ActivitySummary:
+    summary = ActivitySummary(daemon.settings, loop=daemon.loop)
+    daemon.on_repair("summary", summary.on_repair)
+    daemon.alerter.add_suppressed_listener(summary.on_suppressed)
+    daemon.host(summary)
+    return summary
+
+
 def _status_file(
     daemon: Daemon, probes: ProbeScheduler | None, journal: JournalWatch | None
 ) -> StatusFile:
     status = StatusFile(daemon.settings, loop=daemon.loop, watched_configs=daemon.watched_configs)
     daemon.on_repair("status", status.on_repair)
     daemon.alerter.add_listener(status.on_alert)
+    daemon.alerter.add_suppressed_listener(status.on_suppressed)
     if probes is not None:
         status.track_probes()
         probes.subscribe(status.on_probe)

@@ -1,7 +1,8 @@
 """The daemon's status file, ``<state_dir>/status.json``: how the running daemon is doing, for
 ``regauthd status`` (and anything else that asks) to read.
 
-Kept current on the daemon's loop: every change (a repair, an alert, a probe result) schedules
+Kept current on the daemon's loop: every change (a repair, an alert, a suppressed alert, a probe
+result) schedules
 one write through :func:`regauthd.statefile.write_atomically`, at most one a second (a burst
 writes once, at its end). :class:`StatusFile` is a daemon component (written at start and at
 stop), a repair listener, an alert listener and a probe listener; ``app.py`` wires it.
@@ -12,6 +13,8 @@ The file holds one JSON object::
      "watched_configs": ["/home/u/.docker/config.json"],
      "last_repair": {"path": ..., "at": ..., "changes": ["..."]} | null,
      "last_alert": {"kind": "config.normalized", "subject": ..., "at": ..., "message": ...} | null,
+     "suppressed_alerts": {"config.normalized": 36},   # per alert kind, since the start: the
+                                    # repeats the suppression window held back
      "probes": {"interval_s": 900.0, "results": [{"config", "registry", "status", "detail",
                 "at"}]},            # only when probes run
      "journal": {"units": [...], "running": true, "failures_seen": 0, "alerts_raised": 0}}
@@ -37,6 +40,7 @@ from regauthd.settings import Settings
 from regauthd.statefile import write_atomically
 
 if TYPE_CHECKING:
+    from regauthd.alerts.catalogue import AlertKind
     from regauthd.probe.result import ProbeResult
     from regauthd.probe.schedule import ProbeKey
 
@@ -73,6 +77,7 @@ class StatusFile:
         self._last_alert: dict[str, Any] | None = None
         self._probes: dict[tuple[str, str], dict[str, Any]] | None = None
         self._journal: Callable[[], dict[str, Any]] | None = None
+        self._suppressed: dict[str, int] = {}
         self._timer: Timer | None = None
         self._last_write = float("-inf")
 
@@ -109,6 +114,11 @@ class StatusFile:
             "at": now_iso(),
             "message": str(event.get("message", "")),
         }
+        self.changed()
+
+    def on_suppressed(self, kind: AlertKind, subject: str) -> None:
+        """A suppressed-alert listener: counted per alert kind since the daemon started."""
+        self._suppressed[str(kind)] = self._suppressed.get(str(kind), 0) + 1
         self.changed()
 
     def on_probe(self, key: ProbeKey, result: ProbeResult) -> None:
@@ -159,6 +169,7 @@ class StatusFile:
             "watched_configs": [str(p) for p in self._watched_configs()],
             "last_repair": self._last_repair,
             "last_alert": self._last_alert,
+            "suppressed_alerts": dict(sorted(self._suppressed.items())),
         }
         if self._probes is not None:
             data["probes"] = {
