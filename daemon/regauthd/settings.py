@@ -167,6 +167,20 @@ class JournalSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HelperSettings:
+    """Credential helpers the configs name (run as the config's owner by the root service)."""
+
+    path: tuple[str, ...] = (
+        "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+    )  # fmt: skip
+    """Directories searched for ``docker-credential-<name>`` (as root: root's alone)."""
+    timeout: float = 5.0
+    """Hard limit for one helper call; then its process group is killed."""
+    budget: float = 15.0
+    """Seconds one user's helpers may take per minute; then they wait, with one alert."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``regauthd run`` is configured with."""
 
@@ -178,6 +192,7 @@ class Settings:
     flapping: FlappingSettings = FlappingSettings()
     probe: ProbeSettings = ProbeSettings()
     journal: JournalSettings = JournalSettings()
+    helpers: HelperSettings = HelperSettings()
     source: Path | None = None
     """The file these came from (None: defaults only)."""
 
@@ -195,6 +210,7 @@ _ALERTS = AlertSettings()
 _FLAP = FlappingSettings()
 _PROBE = ProbeSettings()
 _JOURNAL = JournalSettings()
+_HELPERS = HelperSettings()
 _WATCH = WatchSettings(paths=())
 
 
@@ -313,6 +329,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         verdict_timeout=j.duration("verdict_timeout", _JOURNAL.verdict_timeout, positive=True),
     )
     j.check_unknown()
+    helpers = _helper_settings(top.table("helpers"))
     top.check_unknown()
 
     return Settings(
@@ -324,8 +341,22 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         flapping=flapping,
         probe=probe,
         journal=journal,
+        helpers=helpers,
         source=source,
     )
+
+
+def _helper_settings(h: TomlTable) -> HelperSettings:
+    path = h.strings("path", _HELPERS.path)
+    if not path or not all(d.startswith("/") for d in path):
+        raise h.error("path", 'absolute directories ("/usr/bin")', list(path))
+    helpers = HelperSettings(
+        path=path,
+        timeout=h.duration("timeout", _HELPERS.timeout, positive=True),
+        budget=h.duration("budget", _HELPERS.budget, positive=True),
+    )
+    h.check_unknown()
+    return helpers
 
 
 def load_settings(path: Path | None = None, environment: Environment | None = None) -> Settings:

@@ -165,7 +165,8 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
         "probe.concurrency", "probe.timeout", "probe.insecure_registries",
         "probe.trusted_realms", "probe.repositories", "probe.ca_file", "journal.enabled",
         "journal.units", "journal.max_age", "journal.extra_patterns", "journal.log_files",
-        "journal.backend", "journal.directory", "journal.verdict_timeout",
+        "journal.backend", "journal.directory", "journal.verdict_timeout", "helpers.path",
+        "helpers.timeout", "helpers.budget",
     }  # fmt: skip
     assert keys == every
     parsed = parse_settings(uncommented, USER)
