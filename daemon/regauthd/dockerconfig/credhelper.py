@@ -19,7 +19,7 @@ user's config, so a helper name is input from that user. The rules:
 * each call has a hard timeout; on expiry the helper's whole process group is killed. A
   :class:`HelperBudget` bounds the seconds one user's helpers take in a minute, so one user's
   locked keychain cannot take the daemon's loop from everybody else. While waiting, ``tick`` is
-  called about once a second (the daemon's watchdog keep-alive: the wait is bounded, the loop
+  called four times a second (the daemon's watchdog keep-alive: the wait is bounded, the loop
   is not hung).
 
 Refusals and failures raise :class:`HelperRunError`: one line, never a secret.
@@ -46,7 +46,7 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CALL_TIMEOUT_S = 5.0
 """The daemon's hard limit for one helper call."""
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
-_TICK_S = 1.0
+_TICK_S = 0.25
 
 
 class HelperRunError(Exception):
