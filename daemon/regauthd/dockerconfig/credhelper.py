@@ -324,17 +324,20 @@ class HelperRunner:
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the helper and all it started (root needs CAP_KILL for a user's processes); never
+    wait long for them: the caller's time is bounded whatever happens here."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     try:
         proc.communicate(timeout=1.0)
     except subprocess.TimeoutExpired:
-        # A process that left the group still holds the pipes: do not wait for it.
+        # A process that left the group holds the pipes, or the kill was not allowed.
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
-        proc.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)  # else Popen reaps it later
 
 
 @dataclass(frozen=True, slots=True)
