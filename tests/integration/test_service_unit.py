@@ -79,7 +79,11 @@ def test_setfsuid_is_in_the_groups_the_unit_names() -> None:
 
     def group(name: str) -> set[str]:
         out = subprocess.run(
-            [analyze, "syscall-filter", name], capture_output=True, text=True, timeout=60
+            [analyze, "syscall-filter", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         return {line.strip() for line in out.splitlines()[1:] if line.strip()}
 
