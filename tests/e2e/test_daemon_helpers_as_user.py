@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,17 +50,16 @@ path = [{dirs}]
 
 
 @pytest.fixture
-def helper_dir(tmp_path: Path) -> Iterator[Path]:
+def helper_dir() -> Iterator[Path]:
     """A private directory for test helpers: root's (0755), so root may run what is in it."""
-    directory = Path(os.path.realpath(tmp_path)) / "helpers"
-    directory.mkdir()
+    # Not under tmp_path: pytest keeps /tmp/pytest-of-root 0700 (every session run as root
+    # sets it again), and the users must reach the scripts.
+    directory = Path(tempfile.mkdtemp(prefix="rgd-helpers-", dir="/tmp"))
     directory.chmod(0o755)
-    # pytest's base directories are 0700: the users must reach the scripts through them.
-    for parent in directory.parents:
-        if parent == Path("/tmp"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o055)
-    return directory
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _script(directory: Path, name: str, body: str) -> Path:
@@ -238,3 +239,40 @@ def _sleepers(marker: str) -> list[int]:
         if cmdline.strip() == marker:
             found.append(int(entry.name))
     return found
+
+
+def test_with_only_the_units_capabilities_a_users_hung_helper_is_killed(
+    tmp_path: Path, test_users: UserFactory, daemons: list[Daemon], helper_dir: Path
+) -> None:
+    """The daemon run with the unit's capability bounding set, nothing more: it reads a user's
+    config in her 0700 home (CAP_DAC_READ_SEARCH), runs her helper as her (CAP_SETUID,
+    CAP_SETGID) and kills it and its child when it hangs (CAP_KILL: they are hers)."""
+    setpriv = require_program("setpriv", "util-linux")
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "regauthd.service").read_text()
+    (bounding,) = [
+        line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("CapabilityBounding")
+    ]
+    caps = ",".join(["-all", *(f"+{c.removeprefix('CAP_').lower()}" for c in bounding.split())])
+    hang_marker, child_marker = f"sleep 7100 {os.getpid()}", f"sleep 8100 {os.getpid()}"
+    _script(helper_dir, "hang", f"{child_marker} &\nexec {hang_marker}\n")
+    alice = test_users.create()
+    alice.home.chmod(0o700)
+    cfg = alice.write(
+        ".docker/config.json",
+        json.dumps({"auths": {"127.0.0.1:1": {}}, "credsStore": "hang"}).encode(),
+    )
+    text = _settings(
+        [f"{test_users.base}/*/.docker/config.json"],
+        [helper_dir],
+        'timeout = "1s"\n[probe]\nenabled = true\ninterval = "1h"\njitter = 0\n',
+    )
+    prefix = [setpriv, "--bounding-set", caps, "--inh-caps", "-all", "--"]
+    daemon = _start(tmp_path, daemons, text, command_prefix=prefix)
+    status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+    (bnd,) = [line.split()[1] for line in status.splitlines() if line.startswith("CapBnd:")]
+    assert int(bnd, 16) == sum(1 << n for n in (2, 5, 6, 7))  # DAC_READ_SEARCH KILL SETGID SETUID
+    (failing,) = wait_until(lambda: daemon.named("probe.failing"), "the probe's verdict")
+    assert failing["path"] == str(cfg)
+    assert "did not answer within 1 s and was killed" in failing["reason"]
+    wait_until(lambda: not _sleepers(hang_marker), "the hung helper killed")
+    wait_until(lambda: not _sleepers(child_marker), "the helper's child killed")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,14 +42,21 @@ def _script(directory: Path, name: str, body: str) -> Path:
     return path
 
 
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A root-owned 0755 directory other users can reach (pytest keeps /tmp/pytest-of-root
+    0700, and every pytest session run as root sets it again)."""
+    directory = Path(tempfile.mkdtemp(prefix="rgd-helpers-", dir="/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _reachable(directory: Path) -> Path:
-    """``directory`` made reachable by other users (pytest's base directories are 0700)."""
-    directory = Path(os.path.realpath(directory))
-    directory.mkdir(parents=True, exist_ok=True)
-    for d in [directory, *directory.parents]:
-        if d == Path("/tmp"):
-            break
-        d.chmod(d.stat().st_mode | 0o055)
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
     return directory
 
 
@@ -113,15 +123,15 @@ def test_real_helper_names_are_accepted(name: str) -> None:
 
 
 def test_as_root_a_helper_another_user_can_change_is_refused(
-    tmp_path: Path, test_users: UserFactory
+    tmp_path: Path, test_users: UserFactory, shared_dir: Path
 ) -> None:
     require_root("the root-only rule applies to root")
     alice = test_users.create()
     ran = tmp_path / "ran"
     body = f'touch {ran}\necho \'{{"Username":"u","Secret":"s"}}\'\n'
-    owned = _script(_reachable(tmp_path / "owned"), "mine", body)
+    owned = _script(_reachable(shared_dir / "owned"), "mine", body)
     os.chown(owned, alice.uid, alice.gid)
-    open_dir = _reachable(tmp_path / "open")
+    open_dir = _reachable(shared_dir / "open")
     open_dir.chmod(0o777)  # anyone may swap the program in it
     _script(open_dir, "swap", body)
     for name, path in (("mine", owned.parent), ("swap", open_dir)):
@@ -132,12 +142,12 @@ def test_as_root_a_helper_another_user_can_change_is_refused(
 
 
 def test_a_users_helper_runs_as_that_user_with_her_environment_only(
-    tmp_path: Path, test_users: UserFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, test_users: UserFactory, monkeypatch: pytest.MonkeyPatch, shared_dir: Path
 ) -> None:
     require_root("switching to another user needs root")
     alice = test_users.create()
     config = alice.write(".docker/config.json", b"{}")
-    helpers = _reachable(tmp_path / "helpers")
+    helpers = _reachable(shared_dir / "helpers")
     _script(helpers, "whoami", 'echo "$(id -u) $(id -g) $(id -G) $(pwd)"\nenv | sort\n')
     monkeypatch.setenv("GNUPGHOME", "/root/.gnupg")
     monkeypatch.setenv("PASSWORD_STORE_DIR", "/root/.password-store")

@@ -299,8 +299,10 @@ class HelperRunner:
                 extra_groups=list(user.groups) if user else None,
             )
         except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
             raise HelperRunError(
-                f"credential helper `{program}` could not be started: {exc.strerror or exc}"
+                f"credential helper `{program}` could not be started as "
+                f"{user.name if user else 'this user'}: {exc.strerror or exc}{where}"
             ) from None
         deadline = time.monotonic() + timeout
         pending: str | None = stdin
