@@ -10,9 +10,11 @@ daemon is given (``[helpers] path``).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_program, require_tool
-from tests.rigs.configs import auth, wait_until
+from tests.conftest import require_program, require_tool, unavailable
+from tests.rigs.configs import HUB, auth, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon
 from tests.rigs.registry import start_registry
 from tests.rigs.tools import TOOLS_BIN
@@ -276,3 +278,45 @@ def test_with_only_the_units_capabilities_a_users_hung_helper_is_killed(
     assert "did not answer within 1 s and was killed" in failing["reason"]
     wait_until(lambda: not _sleepers(hang_marker), "the hung helper killed")
     wait_until(lambda: not _sleepers(child_marker), "the helper's child killed")
+
+
+def test_one_users_event_flood_does_not_make_another_users_write_be_missed(
+    tmp_path: Path, test_users: UserFactory, daemons: list[Daemon]
+) -> None:
+    """alice floods her own watched directory until the shared inotify queue overflows (the
+    daemon is stopped meanwhile, so nothing is read); bob's login in that time is lost as an
+    event, and still repaired (the overflow rescan); his next login is repaired as usual."""
+    queue = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if queue > 200_000:
+        unavailable(f"max_queued_events is {queue}: too many events to overflow")
+    alice, bob = test_users.create(), test_users.create()
+    alice.write(".docker/a", b"")
+    bob_cfg = bob.write(".docker/config.json", b"{}")
+    daemon = _start(tmp_path, daemons, _settings([f"{test_users.base}/*/.docker/config.json"], []))
+    flood = (
+        "import os, sys\n"
+        "a, b = sys.argv[1] + '/a', sys.argv[1] + '/b'\n"
+        f"for _ in range({queue // 2 + 64}):\n"
+        "    os.rename(a, b)\n"
+        "    os.rename(b, a)\n"
+    )
+    daemon.signal(signal.SIGSTOP)
+    try:
+        alice.run(["/usr/bin/python3", "-c", flood, str(alice.home / ".docker")])
+        bob.write(".docker/config.json", mis_keyed(password="pw-in-the-flood"))
+    finally:
+        daemon.signal(signal.SIGCONT)
+    (alert,) = daemon.wait_event("watch.overflow")
+    assert alert["configs"] == 2
+    wait_until(lambda: _auths(bob_cfg) == [HUB], "bob's login repaired after the overflow")
+    bob.write(".docker/config.json", mis_keyed(password="pw-after-the-flood"))
+    wait_until(
+        lambda: _auths(bob_cfg) == [HUB] and b"pw-after" in _decoded(bob_cfg),
+        "bob's next login repaired",
+    )
+    assert len(daemon.named("watch.overflow")) == 1
+
+
+def _decoded(path: Path) -> bytes:
+    entries = json.loads(path.read_bytes()).get("auths", {}).values()
+    return b" ".join(base64.b64decode(e["auth"]) for e in entries if "auth" in e)
