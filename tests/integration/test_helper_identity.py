@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +28,9 @@ from regauthd.dockerconfig.credhelper import (
 from regauthd.dockerconfig.stores import CredentialHelperError, HelperStore
 from regauthd.probe.targets import config_targets
 from regauthd.settings import ProbeSettings
-from tests.conftest import require_program, require_root
+from tests.conftest import require_program, require_root, require_tool
 from tests.rigs.configs import auth
+from tests.rigs.tools import TOOLS_BIN
 from tests.rigs.users import UserFactory
 
 SECRET = "identity-test-secret-4Rt"
@@ -223,3 +225,38 @@ def test_a_bad_helper_name_gives_that_configs_registries_a_problem_and_others_ar
     assert by_config[str(good)].credential.secret == SECRET
     problem = by_config[str(bad)].credential_error
     assert problem is not None and "'../../bin/sh' refused" in problem
+
+
+def test_root_running_fix_on_a_users_config_rekeys_inside_her_own_pass_store(
+    tmp_path: Path, test_users: UserFactory
+) -> None:
+    """``sudo regauthd fix --docker-config ~alice/.docker``: her helper runs as her, so her
+    own store is the one re-keyed; root's environment (its GNUPGHOME) plays no part."""
+    require_root("runs fix as root over another user's config")
+    require_program("gpg", "gnupg")
+    require_tool("pass")
+    require_tool("docker-credential-pass")
+    alice = test_users.create()
+    alice.init_pass()
+    legacy = "https://ghcr.io/v1/"
+    alice.pass_store(legacy, "ci", SECRET)
+    cfg = alice.write(
+        ".docker/config.json", json.dumps({"auths": {legacy: {}}, "credsStore": "pass"}).encode()
+    )
+    env = {
+        "PATH": f"{TOOLS_BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "GNUPGHOME": str(tmp_path / "root-gnupg"),
+        "LANG": "C.UTF-8",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "regauthd", "fix", "--docker-config", str(cfg.parent),
+         "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(json.loads(cfg.read_bytes())["auths"]) == ["ghcr.io"]
+    assert alice.pass_get("ghcr.io") == ("ci", SECRET)
+    assert not (tmp_path / "root-gnupg").exists()
+    assert not (tmp_path / ".password-store").exists()
+    assert SECRET not in proc.stdout + proc.stderr
