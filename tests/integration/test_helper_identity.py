@@ -154,7 +154,8 @@ def test_a_users_helper_runs_as_that_user_with_her_environment_only(
     monkeypatch.setenv("GNUPGHOME", "/root/.gnupg")
     monkeypatch.setenv("PASSWORD_STORE_DIR", "/root/.password-store")
     runner = HelperPolicy(path=f"{helpers}:/usr/bin:/bin").for_config(config)
-    assert runner.user is not None and runner.user.name == alice.name
+    user = runner.resolve()
+    assert user is not None and user.name == alice.name
     code, out, _ = runner.run("whoami", "get", "ghcr.io")
     assert code == 0
     first, *env_lines = out.splitlines()
@@ -168,7 +169,7 @@ def test_a_users_helper_runs_as_that_user_with_her_environment_only(
                         "SHLVL", "_", "OLDPWD"}  # fmt: skip
     # Root's own config: root's identity, the same fixed PATH.
     root_runner = HelperPolicy(path=str(helpers)).for_config(tmp_path / "config.json")
-    assert root_runner.user is None and root_runner.path == str(helpers)
+    assert root_runner.resolve() is None and root_runner.path == str(helpers)
 
 
 # -- time ----------------------------------------------------------------------------------------

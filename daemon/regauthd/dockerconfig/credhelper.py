@@ -209,13 +209,15 @@ class HelperBudget:
             self._on_exhausted(user, total)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HelperRunner:
-    """How the helpers of one config are run.
+    """How the helpers of one config are run (one thread at a time).
 
     ``user`` None: as this process, with ``env`` (None: this process's environment). As root,
     programs are found on ``path`` only (default :data:`SAFE_PATH`) and must be root's alone.
     ``refusal``: nothing is run for this config, every call fails with this line.
+    ``owner_of``: a config whose owner, when this process is root, becomes ``user`` at the first
+    call (:meth:`resolve`): a repair that runs no helper costs no password-database lookup.
     """
 
     user: HelperUser | None = None
@@ -225,6 +227,22 @@ class HelperRunner:
     budget: HelperBudget | None = None
     tick: Callable[[], None] | None = None
     refusal: str | None = None
+    owner_of: str | None = None
+
+    def resolve(self) -> HelperUser | None:
+        """The user the helpers run as (None: as this process), once ``owner_of`` is looked at."""
+        config, self.owner_of = self.owner_of, None
+        if config is None or os.geteuid() != 0:
+            return self.user
+        owner = config_owner(config)
+        if owner is None:
+            self.refusal = f"cannot tell who owns {config}: no helper is run"
+        elif owner != 0:
+            try:
+                self.user = HelperUser.lookup(owner)
+            except HelperRunError as exc:
+                self.refusal = str(exc)
+        return self.user
 
     def _who(self) -> str:
         if self.user is not None:
@@ -239,6 +257,7 @@ class HelperRunner:
         problem = helper_name_problem(name)
         if problem is not None:
             raise HelperRunError(problem)
+        self.resolve()
         if self.refusal is not None:
             raise HelperRunError(self.refusal)
         program = f"docker-credential-{name}"
@@ -352,20 +371,16 @@ class HelperPolicy:
     tick: Callable[[], None] | None = None
 
     def for_config(self, config: Path | str) -> HelperRunner:
-        """The runner for the helpers ``config`` names: as its owner when we are root."""
+        """The runner for the helpers ``config`` names: as its owner when we are root (looked
+        up at its first helper call)."""
         if os.geteuid() != 0:
             return HelperRunner(timeout=self.timeout, budget=self.budget, tick=self.tick)
-        owner = config_owner(config)
-        if owner is None:
-            return HelperRunner(refusal=f"cannot tell who owns {config}: no helper is run")
-        user: HelperUser | None = None
-        if owner != 0:
-            try:
-                user = HelperUser.lookup(owner)
-            except HelperRunError as exc:
-                return HelperRunner(refusal=str(exc))
         return HelperRunner(
-            user=user, path=self.path, timeout=self.timeout, budget=self.budget, tick=self.tick
+            path=self.path,
+            timeout=self.timeout,
+            budget=self.budget,
+            tick=self.tick,
+            owner_of=os.fspath(config),
         )
 
 
