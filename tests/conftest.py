@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.rigs.passhelper",
     "tests.rigs.hubfake",
     "tests.rigs.daemon",
+    "tests.rigs.users",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -119,6 +120,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     created = [str(p) for p in HOST_STATE_DIRS if p.exists() and p not in before]
     if created:
         problems.append(f"tests created host directories they must not touch: {created}")
+    from tests.rigs.users import leftover_users
+
+    users = leftover_users()
+    if users:
+        problems.append(f"tests left users in the password database: {users}")
     leftovers = host.stop_leftover_processes()
     if leftovers:
         listing = "\n  ".join(f"{pid}: {cmdline}" for pid, cmdline in leftovers)

@@ -179,6 +179,20 @@ class ExpirySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HelperSettings:
+    """Credential helpers the configs name (run as the config's owner by the root service)."""
+
+    path: tuple[str, ...] = (
+        "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+    )  # fmt: skip
+    """Directories searched for ``docker-credential-<name>`` (as root: root's alone)."""
+    timeout: float = 5.0
+    """Hard limit for one helper call; then its process group is killed."""
+    budget: float = 15.0
+    """Seconds one user's helpers may take per minute; then they wait, with one alert."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``regauthd run`` is configured with."""
 
@@ -191,6 +205,7 @@ class Settings:
     probe: ProbeSettings = ProbeSettings()
     journal: JournalSettings = JournalSettings()
     expiry: ExpirySettings = ExpirySettings()
+    helpers: HelperSettings = HelperSettings()
     source: Path | None = None
     """The file these came from (None: defaults only)."""
 
@@ -209,6 +224,7 @@ _FLAP = FlappingSettings()
 _PROBE = ProbeSettings()
 _JOURNAL = JournalSettings()
 _EXPIRY = ExpirySettings()
+_HELPERS = HelperSettings()
 _WATCH = WatchSettings(paths=())
 
 
@@ -242,22 +258,7 @@ def _expiry_settings(table: TomlTable) -> ExpirySettings:
     return expiry
 
 
-def parse_settings(text: str, environment: Environment, *, source: Path | None = None) -> Settings:
-    """Settings from TOML text; missing keys take their defaults. Raises :class:`SettingsError`."""
-    where = str(source) if source else "settings"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{where}: not valid TOML: {exc}") from None
-    top = TomlTable(data, "", where)
-
-    daemon = top.table("daemon")
-    state_dir = daemon.path("state_dir") or default_state_dir(environment)
-    output = OutputMode(daemon.string("output", "auto", choices=tuple(m.value for m in OutputMode)))
-    log_level = daemon.string("log_level", "info", choices=LOG_LEVELS)
-    daemon.check_unknown()
-
-    watch_table = top.table("watch")
+def _watch_settings(watch_table: TomlTable, environment: Environment) -> WatchSettings:
     default_paths = SYSTEM_WATCH_PATHS if environment.is_system else USER_WATCH_PATHS
     docker_config_env = environment.env.get("DOCKER_CONFIG", "")
     default_dirs = (docker_config_env,) if docker_config_env.startswith("/") else ()
@@ -280,6 +281,25 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         poll_interval=watch_table.duration("poll_interval", _WATCH.poll_interval, positive=True),
     )
     watch_table.check_unknown()
+    return watch
+
+
+def parse_settings(text: str, environment: Environment, *, source: Path | None = None) -> Settings:
+    """Settings from TOML text; missing keys take their defaults. Raises :class:`SettingsError`."""
+    where = str(source) if source else "settings"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{where}: not valid TOML: {exc}") from None
+    top = TomlTable(data, "", where)
+
+    daemon = top.table("daemon")
+    state_dir = daemon.path("state_dir") or default_state_dir(environment)
+    output = OutputMode(daemon.string("output", "auto", choices=tuple(m.value for m in OutputMode)))
+    log_level = daemon.string("log_level", "info", choices=LOG_LEVELS)
+    daemon.check_unknown()
+
+    watch = _watch_settings(top.table("watch"), environment)
 
     a = top.table("alerts")
     alerts = AlertSettings(
@@ -338,6 +358,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
     )
     j.check_unknown()
     expiry = _expiry_settings(top.table("expiry"))
+    helpers = _helper_settings(top.table("helpers"))
     top.check_unknown()
 
     return Settings(
@@ -350,8 +371,22 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         probe=probe,
         journal=journal,
         expiry=expiry,
+        helpers=helpers,
         source=source,
     )
+
+
+def _helper_settings(h: TomlTable) -> HelperSettings:
+    path = h.strings("path", _HELPERS.path)
+    if not path or not all(d.startswith("/") for d in path):
+        raise h.error("path", 'absolute directories ("/usr/bin")', list(path))
+    helpers = HelperSettings(
+        path=path,
+        timeout=h.duration("timeout", _HELPERS.timeout, positive=True),
+        budget=h.duration("budget", _HELPERS.budget, positive=True),
+    )
+    h.check_unknown()
+    return helpers
 
 
 def load_settings(path: Path | None = None, environment: Environment | None = None) -> Settings:

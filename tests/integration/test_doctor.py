@@ -191,3 +191,19 @@ def test_missing_credential_helper_is_named(
     assert broken.status == "problem"
     assert "pass not initialized" in broken.message
     assert "pass init" in str(broken.fix)
+
+
+def test_a_helper_name_that_is_a_path_is_refused_and_not_run(tmp_path: Path) -> None:
+    """Docker would run ``docker-credential-x/evil`` relative to its working directory (see
+    test_helper_identity.py); doctor says why that name is wrong and runs nothing."""
+    ran = tmp_path / "ran"
+    evil = tmp_path / "docker-credential-x" / "evil"
+    evil.parent.mkdir()
+    evil.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    evil.chmod(0o755)
+    cfg = write(tmp_path / "cfg", {"auths": {"ghcr.io": {}}, "credsStore": "x/evil"})
+    code, rows, _ = doctor(cfg, cwd=tmp_path)
+    row = by_check(rows, "credential_helper")
+    assert code == 1
+    assert row["status"] == "problem" and "'x/evil' refused" in row["message"]
+    assert not ran.exists()

@@ -75,6 +75,7 @@ def test_catalogue_has_every_kind_with_a_unique_stable_id() -> None:
         "watch.limit",
         "credential.expiring",
         "credential.expired",
+        "helper.budget",
     }
     ids = [k.message_id for k in CATALOGUE.values()]
     assert len(set(ids)) == len(ids)

@@ -166,7 +166,8 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
         "probe.trusted_realms", "probe.repositories", "probe.ca_file", "journal.enabled",
         "journal.units", "journal.max_age", "journal.extra_patterns", "journal.log_files",
         "journal.backend", "journal.directory", "journal.verdict_timeout", "expiry.enabled",
-        "expiry.lead_time",
+        "expiry.lead_time", "helpers.path",
+        "helpers.timeout", "helpers.budget",
     }  # fmt: skip
     assert keys == every
     parsed = parse_settings(uncommented, USER)

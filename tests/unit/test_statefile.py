@@ -66,3 +66,33 @@ def test_a_failed_write_leaves_the_old_file_whole_and_no_temp_file(tmp_path: Pat
 def test_creates_a_missing_file(tmp_path: Path) -> None:
     write_atomically(tmp_path / "new", b"1")
     assert (tmp_path / "new").read_bytes() == b"1"
+
+
+def test_the_metrics_file_never_writes_or_chmods_through_a_planted_link(tmp_path: Path) -> None:
+    """The metrics writer once used ``.regauthd.prom.tmp-<pid>`` and chmodded it 0644: a link
+    planted there (or at the metrics path) made root overwrite a root-only file and make it
+    world-readable. Now it goes through write_atomically: both links are left alone."""
+    from regauthd.alerts.metrics import Metrics
+
+    state = tmp_path / "state"
+    state.mkdir()
+    victims = []
+    for name in ("shadow-copy", "other-secret"):
+        victim = tmp_path / name
+        victim.write_bytes(b"root only: " + name.encode())
+        victim.chmod(0o600)
+        victims.append(victim)
+    target = state / "regauthd.prom"
+    planted = state / f".regauthd.prom.tmp-{os.getpid()}"
+    planted.symlink_to(victims[0])
+    target.symlink_to(victims[1])
+    metrics = Metrics()
+    metrics.count("repairs")
+    metrics.write(target)
+    for victim in victims:
+        assert victim.read_bytes().startswith(b"root only: ")
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not target.is_symlink()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert "regauthd_repairs_total 1" in target.read_text()
+    assert planted.is_symlink()  # not ours: left where it was

@@ -49,6 +49,7 @@ class AlertKind(enum.StrEnum):
     WATCH_LIMIT = "watch.limit"
     CREDENTIAL_EXPIRING = "credential.expiring"
     CREDENTIAL_EXPIRED = "credential.expired"
+    HELPER_BUDGET = "helper.budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,18 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             "and the same line in /etc/sysctl.d/ to keep it). regauthd retries by itself and "
             "watches those directories as soon as the kernel lets it.",
             ("count", "directories", "sysctl", "limit", "retry"),
+        ),
+        _entry(
+            AlertKind.HELPER_BUDGET,
+            "a275b9d3551b4a6d96df3de63d4704a5",
+            PRIORITY_WARNING,
+            "One user's credential helpers are too slow: their helper work waits",
+            "credential helpers of user {user} took {spent} of the last {window}; their "
+            "helpers are not run again until that share frees up (other users are not delayed)",
+            "Make that user's credential helper answer (unlock the keychain, start gpg-agent, "
+            "or fix the credsStore/credHelpers name in their Docker config). regauthd tries "
+            "again on the next change to their config.",
+            ("user", "spent", "window"),
         ),
         _entry(
             AlertKind.SETTINGS_RELOAD_FAILED,

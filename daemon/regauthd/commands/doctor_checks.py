@@ -19,6 +19,7 @@ from regauthd.commands.doctor_verdict import FAILING, Status, Verdict
 from regauthd.dockerconfig import audit, jsontext
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.credhelper import helper_name_problem
 from regauthd.dockerconfig.expiry import (
     ExpiryState,
     describe,
@@ -197,6 +198,11 @@ def credential_helpers(config: dict[str, Any] | None) -> list[Verdict]:
 def _helper(name: str) -> Verdict:
     check = "credential_helper"
     program = f"docker-credential-{name}"
+    refused = helper_name_problem(name)
+    if refused is not None:  # never looked up: a name holding "/" is a path to a program
+        return Verdict(
+            check, "problem", refused, "name a helper installed as docker-credential-<name>"
+        )
     found = shutil.which(program)
     if found is None:
         if name in {"desktop", "desktop.exe"}:

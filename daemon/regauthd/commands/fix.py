@@ -21,10 +21,12 @@ from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.dockerconfig import audit, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.credhelper import SAFE_PATH, HelperPolicy
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
+from regauthd.dockerconfig.stores import HELPER_TIMEOUT_S
 from regauthd.settings import resolve_state_dir
 
 if TYPE_CHECKING:
@@ -177,6 +179,8 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
     extras = extra_findings(
         [p for p, _ in paths], args.root_docker_config, explicit_root=explicit_root
     )
+    # As root, a user's config has its helpers run as that user (regauthd.dockerconfig.credhelper).
+    helpers = HelperPolicy(path=os.environ.get("PATH") or SAFE_PATH, timeout=HELPER_TIMEOUT_S)
     ok = True
     for path, explicit in paths:
         result = fix_file(
@@ -184,6 +188,7 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
             backups=backups,
             dry_run=mode.dry_run,
             erase_old_helper_entries=mode.erase_old_helper_entries,
+            helper_runner=helpers.for_config(path),
         )
         expiries = None
         if mode.read_expiry:

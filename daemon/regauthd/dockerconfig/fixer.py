@@ -16,6 +16,7 @@ from pathlib import Path
 from regauthd.dockerconfig import audit
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.file import Snapshot
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.jsontext import ConfigFileError, parse, render
@@ -39,6 +40,7 @@ def fix_file(
     dry_run: bool = False,
     erase_old_helper_entries: bool = False,
     helper_env: Mapping[str, str] | None = None,
+    helper_runner: HelperRunner | None = None,
     defer_cleanup: bool = False,
     snapshot: Snapshot | None = None,
 ) -> FixReport:
@@ -47,6 +49,8 @@ def fix_file(
     ``defer_cleanup`` (the daemon's hot path) finishes each save on a background thread; call
     :func:`regauthd.dockerconfig.file.flush_cleanup` before exiting. ``snapshot`` is a
     :func:`regauthd.dockerconfig.file.load` of ``path`` the caller has just made.
+    ``helper_runner`` runs the credential helpers the file names (the daemon: as the file's
+    owner, bounded in time; :mod:`regauthd.dockerconfig.credhelper`), else with ``helper_env``.
 
     When another program writes the file while we save, its write is merged in and the plan
     made again (:func:`regauthd.dockerconfig.merge.merge_three_way`), at most
@@ -102,7 +106,7 @@ def fix_file(
             # Before the first change to a file, and whenever a credential loses a conflict.
             backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
         helper_conflicts, helper_findings, erase = _move_helper_secrets(
-            result, helper_env, erase_old_helper_entries
+            result, helper_env, erase_old_helper_entries, helper_runner
         )
         if any(f.code == "helper_failed" for f in helper_findings):
             # The secret could not be re-keyed: moving the placeholder alone would break the
@@ -206,7 +210,10 @@ def _file_findings(snapshot: Snapshot) -> tuple[Finding, ...]:
 
 
 def _move_helper_secrets(
-    result: NormalizationPlan, env: Mapping[str, str] | None, erase_old: bool
+    result: NormalizationPlan,
+    env: Mapping[str, str] | None,
+    erase_old: bool,
+    runner: HelperRunner | None = None,
 ) -> tuple[list[Conflict], list[Finding], list[tuple[HelperStore, str]]]:
     """Get each old URL's secret from its helper and store it under the new URL.
 
@@ -218,7 +225,7 @@ def _move_helper_secrets(
     erase: list[tuple[HelperStore, str]] = []
     for move in result.helper_moves:
         try:
-            _move_one(move, env, erase_old, conflicts, findings, erase)
+            _move_one(move, env, erase_old, conflicts, findings, erase, runner)
         except CredentialError as exc:
             findings.append(
                 Finding(
@@ -240,9 +247,10 @@ def _move_one(
     conflicts: list[Conflict],
     findings: list[Finding],
     erase: list[tuple[HelperStore, str]],
+    runner: HelperRunner | None = None,
 ) -> None:
-    source = HelperStore(move.source_helper, env=env)
-    target = HelperStore(move.target_helper, env=env)
+    source = HelperStore(move.source_helper, env=env, runner=runner)
+    target = HelperStore(move.target_helper, env=env, runner=runner)
     secret = source.get(move.source_url)
     if secret is None and move.sync:
         return

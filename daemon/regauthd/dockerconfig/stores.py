@@ -9,7 +9,6 @@ registry (``credHelpers[key]``, else ``credsStore``, else the file). The credent
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ from regauthd.dockerconfig.auth import (
     encode_auth,
     helper_name_for,
 )
+from regauthd.dockerconfig.credhelper import HelperRunError, HelperRunner
 from regauthd.dockerconfig.keys import HUB_CANONICAL, auths_key_for_registry
 from regauthd.redact import redact_text
 from regauthd.redactor import REDACTOR
@@ -96,40 +96,36 @@ class HelperStore:
     The secret only ever travels on the helper's stdin/stdout, never on its command line. A
     failing helper's own words (``pass not initialized``) are quoted in the error, redacted
     (the secret regauthd handed it, and every value that is a secret by its place).
+
+    ``runner`` says as whom, from where and for how long the program runs
+    (:mod:`regauthd.dockerconfig.credhelper`: the daemon runs a user's helpers as that user);
+    without one it runs as this process with ``env`` and ``timeout``. A name that is not a
+    plain helper name (``../x``, ``/bin/sh``) is refused at every call.
     """
 
     def __init__(
-        self, name: str, *, timeout: float = HELPER_TIMEOUT_S, env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        *,
+        timeout: float = HELPER_TIMEOUT_S,
+        env: Mapping[str, str] | None = None,
+        runner: HelperRunner | None = None,
     ) -> None:
         self.name = name
         self.program = f"docker-credential-{name}"
-        self._timeout = timeout
-        self._env = dict(env) if env is not None else None
+        self._runner = runner or HelperRunner(
+            env=dict(env) if env is not None else None, timeout=timeout
+        )
         self._said = ""
         self._secrets: set[str] = set()  # every secret handed to or read from the helper
 
     def _run(self, verb: str, stdin: str) -> tuple[int, str]:
         try:
-            proc = subprocess.run(
-                [self.program, verb],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=self._timeout,
-                env=self._env,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise CredentialHelperError(
-                f"credential helper `{self.program}` is not installed or not on PATH"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise CredentialHelperError(
-                f"credential helper `{self.program} {verb}` did not answer within "
-                f"{self._timeout:g} s (locked keychain or gpg-agent waiting for a passphrase?)"
-            ) from None
-        self._said = " ".join(f"{proc.stdout.strip()} {proc.stderr.strip()}".split())
-        return proc.returncode, proc.stdout
+            code, out, err = self._runner.run(self.name, verb, stdin)
+        except HelperRunError as exc:
+            raise CredentialHelperError(str(exc)) from None
+        self._said = " ".join(f"{out.strip()} {err.strip()}".split())
+        return code, out
 
     def _failed(self, what: str, code: int, secret: str | None = None) -> CredentialHelperError:
         """The error for a failed call: the helper's own message, verbatim but redacted."""
@@ -208,15 +204,25 @@ class HelperStore:
 
 
 def store_for(
-    config: dict[str, Any], key: str, *, env: Mapping[str, str] | None = None
+    config: dict[str, Any],
+    key: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    runner: HelperRunner | None = None,
 ) -> CredentialStore:
-    """The store Docker reads and writes for ``key`` (exact ``auths``/``credHelpers`` key)."""
+    """The store Docker reads and writes for ``key`` (exact ``auths``/``credHelpers`` key).
+
+    ``runner``: how a helper is run (as the config's owner, in the daemon); else ``env``."""
     helper = helper_name_for(config, key)
-    return HelperStore(helper, env=env) if helper else FileStore(config)
+    return HelperStore(helper, env=env, runner=runner) if helper else FileStore(config)
 
 
 def resolve(
-    config: dict[str, Any], registry: str, *, env: Mapping[str, str] | None = None
+    config: dict[str, Any],
+    registry: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    runner: HelperRunner | None = None,
 ) -> tuple[str, Credential] | None:
     """The credential the Docker CLI would use for ``registry`` (``docker.io``, ``host:port``).
 
@@ -225,7 +231,7 @@ def resolve(
     key, then by the file store's legacy hostname loop.
     """
     key = auths_key_for_registry(registry)
-    cred = store_for(config, key, env=env).get(key)
+    cred = store_for(config, key, env=env, runner=runner).get(key)
     if cred is not None:
         return key, cred
     if key == HUB_CANONICAL or helper_name_for(config, key) is not None:

@@ -36,10 +36,15 @@ U|# ~/.docker/config.json; `loginctl enable-linger USER` keeps it running withou
 # `regauthd service uninstall` removes it.
 S|#
 S|# Hardening: `systemd-analyze security --offline=yes regauthd.service` rates this unit
-S|# 2.2 OK (systemd 252). What it still needs: write access to /root and /home (the
-S|# configs it repairs, and backups in its StateDirectory), CAP_CHOWN/CAP_FOWNER/CAP_DAC_OVERRIDE
-S|# (rewriting a user's file as root while keeping its owner and mode), AF_UNIX (journald,
-S|# sd_notify, credential helpers) and AF_INET/AF_INET6 (registry probes).
+S|# 2.4 OK (systemd 252). What it still needs: write access to /root and /home (the
+S|# configs it repairs; backups go to its StateDirectory), AF_UNIX (journald, sd_notify,
+S|# credential helpers), AF_INET/AF_INET6 (registry probes), and the capabilities below.
+S|#
+S|# Root acts on a user's files only as that user: the thread doing the file work takes the
+S|# owner's fs identity (setfsuid/setfsgid and the owner's groups), and credential helpers run as
+S|# the owner (setuid/setgid/setgroups, the owner's HOME). So root's override of file
+S|# permissions is not needed: CAP_DAC_OVERRIDE, CAP_CHOWN and CAP_FOWNER are gone (a file
+S|# written with the owner's fsuid is already the owner's; its mode is set by its owner).
 [Unit]
 Description=regauthd - keeps container registry credentials working
 Documentation=https://github.com/regauthd/regauthd
@@ -64,6 +69,10 @@ UMask=0077
 
 # Sandboxing
 S|ProtectSystem=strict
+S|# /home and /root stay writable: the configs there are rewritten in place. That is safe
+S|# because every write into a user's tree is made with that user's fs identity (the kernel
+S|# checks it as the user's own write, and a user's symlink cannot lead root elsewhere):
+S|# root can write there only what the owner could.
 S|ReadWritePaths=/root /home
 S|ProtectHome=no
 S|PrivateTmp=yes
@@ -87,14 +96,25 @@ NoNewPrivileges=yes
 S|RemoveIPC=yes
 S|KeyringMode=private
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-S|CapabilityBoundingSet=CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH
+S|# CAP_SETUID, CAP_SETGID: setfsuid/setfsgid and setgroups for the file work, and
+S|#   setuid/setgid/setgroups to start a user's credential helper as that user.
+S|# CAP_DAC_READ_SEARCH: find and read configs in homes that are 0700 (the watch plan, the
+S|#   probes), and watch their directories.
+S|# CAP_KILL: kill a user's credential helper (its process group) that does not answer in time;
+S|#   it runs as that user, so root needs this capability to signal it.
+S|CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_DAC_READ_SEARCH CAP_KILL
+S|# Empty: root has the capabilities above anyway; programs started as another user get none.
 S|AmbientCapabilities=
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallFilter=~@privileged @resources @mount @swap @reboot @module
 SystemCallFilter=~@raw-io @debug @cpu-emulation @obsolete @clock
-# ~@privileged also removes @chown: rewriting a user's config keeps its owner (fchown).
+# ~@privileged also removes @chown and the identity switches: @chown keeps a config's owner and
+# group when it is rewritten; @setuid (setuid, setgid, setgroups, setres*id) starts a user's
+# helper as that user and gives the file-work thread the owner's groups; setfsuid and setfsgid
+# (@privileged and @system-service both list them) switch the fs identity of that thread.
 SystemCallFilter=@chown
+SystemCallFilter=@setuid setfsuid setfsgid
 SystemCallErrorNumber=EPERM
 S|DevicePolicy=closed
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import random
 import secrets
@@ -52,7 +53,12 @@ from regauthd.probe.schedule import (
     status_text,
     sync,
 )
-from regauthd.probe.targets import conflict_targets, target_fingerprint, watched_targets
+from regauthd.probe.targets import (
+    RunnerFor,
+    conflict_targets,
+    target_fingerprint,
+    watched_targets,
+)
 from regauthd.probe.thread import ProbeThread
 from regauthd.settings import ProbeSettings
 
@@ -109,6 +115,7 @@ class ProbeScheduler:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         helper_env: Mapping[str, str] | None = None,
+        helper_runner_for: RunnerFor | None = None,
         ca_file: str | None = None,
         min_gap: float = DEFAULT_MIN_GAP_S,
     ) -> None:
@@ -120,6 +127,7 @@ class ProbeScheduler:
         self._clock = clock
         self._rand = rand
         self._helper_env = helper_env
+        self._runner_for = helper_runner_for
         self._ca_file = ca_file
         self._min_gap = min_gap
         # Fingerprints are keyed per process: equal credentials compare equal, and nothing
@@ -376,7 +384,13 @@ class ProbeScheduler:
         conflict: ReportedConflict,
     ) -> None:
         kept, removed = await asyncio.to_thread(
-            conflict_targets, conflict, self._settings, env=self._helper_env
+            functools.partial(
+                conflict_targets,
+                conflict,
+                self._settings,
+                env=self._helper_env,
+                runner=self._runner_for(path) if self._runner_for is not None else None,
+            )
         )
 
         async def one(target: ProbeTarget) -> ProbeResult:
@@ -418,4 +432,6 @@ class ProbeScheduler:
         except OSError as exc:
             log.warning("probe.configs_unlisted", reason=exc.strerror or str(exc))
             return {}, set()
-        return watched_targets(watched, known, paths, self._settings, env=self._helper_env)
+        return watched_targets(
+            watched, known, paths, self._settings, env=self._helper_env, runner_for=self._runner_for
+        )

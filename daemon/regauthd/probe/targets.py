@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
+from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.dockerconfig.stores import CredentialError, resolve, store_for
@@ -41,6 +42,7 @@ def target_for(
     insecure: bool = False,
     endpoint: str | None = None,
     env: Mapping[str, str] | None = None,
+    runner: HelperRunner | None = None,
 ) -> ProbeTarget:
     """The probe target for ``registry`` with the credential Docker would use from ``config``.
 
@@ -50,7 +52,7 @@ def target_for(
     name = registry_name(registry)
     base = ProbeTarget(registry=name, repository=repository, insecure=insecure, endpoint=endpoint)
     try:
-        found = resolve(config, name, env=env)
+        found = resolve(config, name, env=env, runner=runner)
     except CredentialError as exc:
         return dataclasses.replace(base, credential_error=str(exc))
     if found is None:
@@ -70,6 +72,7 @@ def targets_from_config(
     insecure: Iterable[str] = (),
     endpoints: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    runner: HelperRunner | None = None,
 ) -> list[ProbeTarget]:
     """Targets for ``registries`` (default: every registry with credentials in ``config``).
 
@@ -92,6 +95,7 @@ def targets_from_config(
             insecure=name in insecure_names,
             endpoint=ends.get(name),
             env=env,
+            runner=runner,
         )
         for name in seen
     ]
@@ -115,13 +119,23 @@ def target_fingerprint(target: ProbeTarget, key: bytes) -> bytes:
     return hashlib.blake2b(data, key=key, digest_size=16).digest()
 
 
+RunnerFor = Callable[[str], HelperRunner]
+"""How to run the credential helpers a config names (the daemon: as the config's owner)."""
+
+
 def config_targets(
-    names: Iterable[str], settings: ProbeSettings, *, env: Mapping[str, str] | None = None
+    names: Iterable[str],
+    settings: ProbeSettings,
+    *,
+    env: Mapping[str, str] | None = None,
+    runner_for: RunnerFor | None = None,
 ) -> tuple[dict[ProbeKey, ProbeTarget], set[str]]:
     """The targets of the configs ``names`` (one per registry per config) and the configs read.
 
-    A config that cannot be read (half-written, not UTF-8) is logged and left out of both.
-    Every secret read is remembered, so alerts redact it. Blocking: runs credential helpers.
+    A config that cannot be read (half-written, not UTF-8) is logged and left out of both; one
+    whose helpers fail or are refused gives targets carrying ``credential_error``, and the
+    other configs are read as usual. Every secret read is remembered, so alerts redact it.
+    Blocking: runs credential helpers.
     """
     targets: dict[ProbeKey, ProbeTarget] = {}
     read: set[str] = set()
@@ -142,6 +156,7 @@ def config_targets(
             repositories=settings.repositories,
             insecure=settings.insecure_registries,
             env=env,
+            runner=runner_for(name) if runner_for is not None else None,
         ):
             if target.credential is not None:
                 REDACTOR.remember([target.credential.secret])
@@ -156,6 +171,7 @@ def watched_targets(
     settings: ProbeSettings,
     *,
     env: Mapping[str, str] | None = None,
+    runner_for: RunnerFor | None = None,
 ) -> tuple[dict[ProbeKey, ProbeTarget], set[str]]:
     """Read the ``watched`` configs: all (``asked`` None), or those ``asked`` for plus those not
     ``known`` yet (a user's first login). Returns the targets found and the configs they fully
@@ -166,14 +182,19 @@ def watched_targets(
     """
     wanted = [p for p in watched if asked is None or p in asked or p not in known]
     fresh = (set(known) | set(asked or ())) - set(watched)
-    targets, read = config_targets(wanted, settings, env=env)
+    targets, read = config_targets(wanted, settings, env=env, runner_for=runner_for)
     return targets, fresh | read
 
 
 def conflict_targets(
-    conflict: ReportedConflict, settings: ProbeSettings, *, env: Mapping[str, str] | None = None
+    conflict: ReportedConflict,
+    settings: ProbeSettings,
+    *,
+    env: Mapping[str, str] | None = None,
+    runner: HelperRunner | None = None,
 ) -> tuple[ProbeTarget, ProbeTarget]:
-    """The kept and the removed credential, both read from the backup of the original file.
+    """The kept and the removed credential, both read from the backup of the original file
+    (its helpers run with ``runner``: the daemon runs them as the repaired config's owner).
 
     Blocking: runs credential helpers.
     """
@@ -197,7 +218,7 @@ def conflict_targets(
             continue
         remember_config_secrets(config)
         try:
-            cred = store_for(config, key, env=env).get(key)
+            cred = store_for(config, key, env=env, runner=runner).get(key)
         except CredentialError as exc:
             out.append(dataclasses.replace(base, credential_error=str(exc), credential_key=key))
             continue

@@ -27,6 +27,7 @@ settings needs a restart, not just a reload.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -139,6 +140,11 @@ def _probes(settings: Settings, daemon: Daemon, min_gap: float | None) -> ProbeS
         daemon.loop.post,
         daemon.alert,
         min_gap=DEFAULT_MIN_GAP_S if min_gap is None else min_gap,
+        # As each config's owner, within that user's budget; no watchdog tick: only the loop
+        # thread may feed the watchdog, and probes read configs on a worker thread.
+        helper_runner_for=lambda config: dataclasses.replace(daemon.helpers, tick=None).for_config(
+            config
+        ),
     )
     daemon.on_repair("probes", scheduler.on_repair)
     daemon.host(ProbeComponent(scheduler, daemon.watched_configs))

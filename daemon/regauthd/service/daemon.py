@@ -24,6 +24,7 @@ in order, stops them in reverse, and tells repair listeners what each repair did
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
@@ -38,6 +39,7 @@ from regauthd.alerts.alerter import Alerter
 from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.credhelper import HelperBudget, HelperPolicy, HelperRunner
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
@@ -114,13 +116,6 @@ class Daemon:
         self._replan_requested = False
         self._stopping = False
         self._exit_status = 0
-        self.repairer = Repairer(
-            settings,
-            loop=self.loop,
-            alert=self.alert,
-            metrics=self.metrics,
-            retry=self._retry,
-        )
         self.reporter = Reporter(
             settings,
             loop=self.loop,
@@ -129,11 +124,46 @@ class Daemon:
             metrics=self.metrics,
             status_line=self._status_line,
         )
+        self.helper_budget = HelperBudget(
+            settings.helpers.budget, on_exhausted=self._helper_budget_spent
+        )
+        self.helpers = HelperPolicy(
+            path=os.pathsep.join(settings.helpers.path),
+            timeout=settings.helpers.timeout,
+            budget=self.helper_budget,
+            tick=self.reporter.keepalive,
+        )
+        """How the credential helpers named by watched configs run (as each config's owner);
+        its ``tick`` keeps the watchdog fed on the loop thread only."""
+        self.repairer = Repairer(
+            settings,
+            loop=self.loop,
+            alert=self.alert,
+            metrics=self.metrics,
+            retry=self._retry,
+            helper_runner_for=self.helper_runner,
+        )
         self._watch_limit = WatchLimitRetry(
             loop=self.loop, alert=self.alert, metrics=self.metrics, retry=self._retry_watches
         )
 
     # -- hook points ---------------------------------------------------------------------------
+
+    def helper_runner(self, config: str) -> HelperRunner:
+        """How the helpers ``config`` names run now (as its owner; the settings may change)."""
+        return self.helpers.for_config(config)
+
+    def _helper_budget_spent(self, user: str, spent: float) -> None:
+        """One user's helpers used their share (any thread): one alert, on the loop thread."""
+        window = f"{self.helper_budget.window:g}s"
+        self.metrics.count("helper_budget_exhausted")
+
+        def tell() -> None:
+            self.alert(
+                AlertKind.HELPER_BUDGET, user, user=user, spent=f"{spent:.1f}s", window=window
+            )
+
+        self.loop.post(tell)
 
     def host(self, component: Component) -> None:
         """Run ``component`` beside the watcher (before :meth:`run`): started after the ones
@@ -268,6 +298,10 @@ class Daemon:
             configure_logging(new.output, new.log_level)
         self.alerter.suppressor.window = new.alerts.suppress_window
         self.repairer.reload(new)
+        self.helper_budget.seconds = new.helpers.budget
+        self.helpers = dataclasses.replace(
+            self.helpers, path=os.pathsep.join(new.helpers.path), timeout=new.helpers.timeout
+        )
         self._replan()
         for component in self.components:
             component.reload(new)

@@ -21,6 +21,7 @@ from regauthd.alerts.catalogue import AlertKind
 from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
@@ -53,6 +54,7 @@ class Repairer:
 
     ``alert`` raises the ``config.*`` alerts, ``metrics`` counts repairs and pauses, and
     ``retry(config)`` is called when a writer's pause ends, to look at that config again.
+    ``helper_runner_for(config)`` runs the credential helpers ``config`` names (as its owner).
     """
 
     def __init__(
@@ -63,12 +65,14 @@ class Repairer:
         alert: RaiseAlert,
         metrics: Metrics,
         retry: Callable[[str], None],
+        helper_runner_for: Callable[[str], HelperRunner] | None = None,
     ) -> None:
         self._settings = settings
         self._loop = loop
         self._alert = alert
         self._metrics = metrics
         self._retry = retry
+        self._runner_for = helper_runner_for
         self.flaps = FlapTracker(settings.flapping)
         self._files: dict[str, _FileState] = {}
         self._backups = BackupStore(settings.state_dir)
@@ -138,6 +142,7 @@ class Repairer:
             prefer=prefer,
             defer_cleanup=True,
             snapshot=snapshot,
+            helper_runner=self._runner_for(config) if self._runner_for is not None else None,
         )
         self._account(config, real, state, report, current, now)
         return report

@@ -6,6 +6,7 @@ Summaries of suppressed alerts when their window ends, the metrics file (at most
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import structlog
@@ -48,6 +49,9 @@ class Reporter:
         self._metrics_timer: Timer | None = None
         self._status = ""
         self._status_timer: Timer | None = None
+        self._watchdog: tuple[float, int] | None = None
+        """(interval, loop thread) once the watchdog runs."""
+        self._last_ping = 0.0
 
     def reload(self, settings: Settings) -> None:
         """New settings: whether and where the metrics file is written."""
@@ -104,12 +108,31 @@ class Reporter:
 
     def start_watchdog(self, interval: float) -> None:
         """Send WATCHDOG=1 every ``interval`` seconds from now on."""
+        self._watchdog = (interval, threading.get_ident())
+        self._last_ping = self._loop.clock()
 
         def ping() -> None:
-            self._notifier.notify("WATCHDOG=1")
+            self._ping()
             self._loop.call_later(interval, ping)
 
         self._loop.call_later(interval, ping)
+
+    def keepalive(self) -> None:
+        """WATCHDOG=1 now if one is due, called by the loop thread while it waits for work that
+        is bounded in time (a credential helper call: hard timeout, per-user budget), so a
+        busy loop is not taken for a hung one. From any other thread it does nothing: only the
+        loop thread may say that the loop is alive."""
+        if self._watchdog is None:
+            return
+        interval, loop_thread = self._watchdog
+        if threading.get_ident() == loop_thread and (
+            self._loop.clock() - self._last_ping >= interval
+        ):
+            self._ping()
+
+    def _ping(self) -> None:
+        self._last_ping = self._loop.clock()
+        self._notifier.notify("WATCHDOG=1")
 
     def status_changed(self) -> None:
         """Send STATUS= when it changed, at most once per second (bursts send one at the end)."""
