@@ -34,6 +34,7 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.report import ReportedConflict
 from regauthd.probe.component import ProbeComponent
+from regauthd.probe.conflicts import conflict_alert, conflict_verdict
 from regauthd.probe.result import ProbeResult, ProbeStatus
 from regauthd.probe.schedule import (
     AlertDecision,
@@ -42,8 +43,6 @@ from regauthd.probe.schedule import (
     Watched,
     alerts_for,
     begin,
-    conflict_alert,
-    conflict_verdict,
     due_keys,
     expedite,
     next_wakeup,

@@ -11,7 +11,7 @@ probes disabled no thread starts and nothing ever wakes up.
 When the fixer resolved a conflict (one registry under two spellings with different
 credentials), :meth:`ProbeScheduler.probe_conflict` probes both credentials, read from the backup
 of the original file, and one alert says which works
-(:func:`regauthd.probe.schedule.conflict_verdict`).
+(:func:`regauthd.probe.conflicts.conflict_verdict`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import structlog
 from regauthd.alerts.alerter import RaiseAlert
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.probe.client import make_client, probe
+from regauthd.probe.conflicts import conflict_alert
 from regauthd.probe.latest import LatestResults
 from regauthd.probe.requests import ProbeRequests
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeTarget
@@ -44,7 +45,6 @@ from regauthd.probe.schedule import (
     ProbeKey,
     Watched,
     begin,
-    conflict_alert,
     due_keys,
     expedite,
     next_wakeup,
