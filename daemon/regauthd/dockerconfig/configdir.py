@@ -127,7 +127,15 @@ def open_config_dir(path: Path, *, real_path: Path | None = None) -> ConfigDir:
     owner = config_owner(path)
     with acting_as(owner):
         real = real_path if real_path is not None else Path(os.path.realpath(path))
-        fd = _open_no_symlinks(str(real.parent), path)
+        try:
+            fd = _open_no_symlinks(str(real.parent), path)
+        except PermissionError:
+            raise ConfigFileError(
+                path,
+                f"leads to {real.parent}, which its owner {user_name(owner.uid)} cannot open "
+                "(permission denied); regauthd, running as root, acts on a user's config only "
+                "as that user could, and left it alone",
+            ) from None
     try:
         st = os.fstat(fd)
         if st.st_uid != owner.uid:
