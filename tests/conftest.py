@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.rigs.passhelper",
     "tests.rigs.hubfake",
     "tests.rigs.daemon",
+    "tests.rigs.users",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -123,6 +124,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if leftovers:
         listing = "\n  ".join(f"{pid}: {cmdline}" for pid, cmdline in leftovers)
         problems.append(f"tests left processes running (now killed):\n  {listing}")
+    from tests.rigs.users import leftover_users  # a plugin: imported by pytest first
+
+    users = leftover_users()
+    if users:
+        problems.append(f"tests left users behind (remove with userdel): {users}")
     login_before = session.config.stash.get(_docker_login_key, None)
     login_after = host.docker_login_setup()
     if login_before is not None and login_after != login_before:

@@ -172,9 +172,7 @@ def _open_no_symlinks(directory: str, config: Path) -> int:
         libc.syscall.restype = ctypes.c_long
         _openat2 = libc.syscall
     if _openat2 is not False:
-        how = (ctypes.c_uint64 * 3)(
-            _DIR_FLAGS | os.O_NOFOLLOW, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
-        )
+        how = (ctypes.c_uint64 * 3)(_DIR_FLAGS, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
         fd = int(
             _openat2(
                 ctypes.c_long(_SYS_OPENAT2),
