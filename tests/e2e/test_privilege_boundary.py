@@ -79,10 +79,12 @@ def fingerprint(directory: Path) -> dict[str, tuple[int, int, int, int, bytes]]:
 
 
 def unfixable(daemon: Daemon, config: Path) -> dict[str, object]:
+    """The one alert saying ``config`` was refused (a refusal, not a crash of the repair)."""
     (alert,) = wait_until(
         lambda: [a for a in daemon.named("config.unfixable") if a.get("path") == str(config)],
         f"config.unfixable for {config}",
     )
+    assert not daemon.named("config.repair_failed"), daemon.named("config.repair_failed")
     return alert  # type: ignore[no-any-return]
 
 

@@ -45,7 +45,7 @@ _RESOLVE_NO_MAGICLINKS = 0x02
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-_LOCK_TRIES = 50
+_LOCK_TRIES = 20
 
 
 def guarded() -> bool:
@@ -270,18 +270,17 @@ def exchange_paths(a: str, b: str) -> None:
 def lock_for_save(directory: ConfigDir, temp_prefix: str) -> None:
     """Hold a shared lock on the directory while saving, after removing temp files that
     crashed saves left (when no other regauthd save is running there; see
-    :func:`remove_stale_temps`). Locks are released with the descriptor."""
-    if remove_stale_temps(directory, temp_prefix, keep_lock=True):
-        fcntl.flock(directory.fd, fcntl.LOCK_SH)  # exclusive -> shared: no one waits on it
-        return
+    :func:`remove_stale_temps`). Locks are released with the descriptor. Never blocks: a
+    directory its owner keeps locked is saved to unlocked after a few tries."""
+    remove_stale_temps(directory, temp_prefix, keep_lock=True)
     for _ in range(_LOCK_TRIES):
         try:
+            # From exclusive (just had) or nothing to shared; non-blocking, as the owner could
+            # take the lock in between and hold it.
             fcntl.flock(directory.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            time.sleep(0.0002)  # another process is removing stale temp files: microseconds
-    # Held exclusively by someone else for long (the owner themself?): save unlocked; only
-    # the removal of stale temp files, which needs the exclusive lock, is skipped meanwhile.
+            time.sleep(0.0002)  # another process removing stale temp files: microseconds
 
 
 def remove_stale_temps(directory: ConfigDir, temp_prefix: str, *, keep_lock: bool = False) -> bool:

@@ -172,7 +172,7 @@ def remove_stale_temps(path: Path | str) -> None:
     """Remove the temp files that saves killed mid-way left beside the config at ``path``
     (ours only, see :func:`regauthd.dockerconfig.configdir.remove_stale_temps`): the daemon
     calls this for each config it starts watching; every save does it as well."""
-    with contextlib.suppress(OSError), open_config_dir(Path(path)) as directory:
+    with contextlib.suppress(OSError, ConfigFileError), open_config_dir(Path(path)) as directory:
         configdir.remove_stale_temps(directory, TEMP_PREFIX)
 
 
