@@ -112,10 +112,19 @@ def _root_controlled(link: os.stat_result, parent: os.stat_result) -> bool:
     return link.st_uid == 0 and parent.st_uid == 0 and not parent.st_mode & 0o022
 
 
-def open_config_dir(path: Path, *, real_path: Path | None = None) -> ConfigDir:
+def owner_of(path: Path) -> Owner | None:
+    """Whose identity operations on the config at ``path`` use: :func:`config_owner` when
+    guarded (root on Linux), else None (this process's own)."""
+    return config_owner(path) if guarded() else None
+
+
+def open_config_dir(
+    path: Path, *, real_path: Path | None = None, owner: Owner | None = None
+) -> ConfigDir:
     """Open the directory of the config at ``path`` (see the module for the rules as root).
 
-    ``real_path`` (from an earlier open) pins the file to the place found then. Raises
+    ``real_path`` (from an earlier open) pins the file to the place found then; ``owner`` is
+    :func:`owner_of`'s answer when the caller has it already. Raises
     ``FileNotFoundError`` when the directory does not exist, ``ConfigFileError`` when it may
     not be used, ``OSError`` otherwise.
     """
@@ -124,7 +133,8 @@ def open_config_dir(path: Path, *, real_path: Path | None = None) -> ConfigDir:
         fd = os.open(real.parent, _DIR_FLAGS)
         st = os.fstat(fd)
         return ConfigDir(fd, real.name, path, real, None, (st.st_dev, st.st_ino))
-    owner = config_owner(path)
+    if owner is None:
+        owner = config_owner(path)
     with acting_as(owner):
         real = real_path if real_path is not None else Path(os.path.realpath(path))
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from regauthd.dockerconfig import configdir
 from regauthd.dockerconfig.configdir import ConfigDir, open_config_dir
-from regauthd.dockerconfig.fsidentity import Owner
+from regauthd.dockerconfig.fsidentity import Owner, acting_as
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.savecleanup import SaveCleaner, finish
 
@@ -85,14 +85,16 @@ def config_path(location: Path | str | None = None) -> Path:
 def load(path: Path | str) -> Snapshot:
     """Read a config file safely. A missing file is an empty snapshot, not an error."""
     path = Path(path)
-    try:
-        directory = open_config_dir(path)
-    except FileNotFoundError:
-        return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
-    except OSError as exc:
-        raise ConfigFileError(path, _open_error(exc, path)) from None
-    with directory, directory.acting():
-        return _load_in(directory)
+    owner = configdir.owner_of(path)
+    with acting_as(owner):  # one switch for the whole read
+        try:
+            directory = open_config_dir(path, owner=owner)
+        except FileNotFoundError:
+            return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
+        except OSError as exc:
+            raise ConfigFileError(path, _open_error(exc, path)) from None
+        with directory:
+            return _load_in(directory)
 
 
 def _load_in(directory: ConfigDir) -> Snapshot:
@@ -256,8 +258,11 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
     no content is ever lost. Raises ``ConfigFileError`` when, as root, the directory is no longer
     the one the snapshot was read in (it was swapped: nothing is written).
     """
-    directory = open_config_dir(snapshot.path, real_path=snapshot.real_path)
-    with directory:
+    owner = configdir.owner_of(snapshot.path)
+    with (
+        acting_as(owner),  # one switch for the whole save
+        open_config_dir(snapshot.path, real_path=snapshot.real_path, owner=owner) as directory,
+    ):
         if directory.owner is not None and (
             directory.identity != snapshot.directory or directory.owner != snapshot.owner
         ):
@@ -267,8 +272,7 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
                 "nothing was written, it is looked at again at the next change",
             )
         configdir.lock_for_save(directory, TEMP_PREFIX)
-        with directory.acting():
-            return _save_in(directory, snapshot, new_data, defer_cleanup)
+        return _save_in(directory, snapshot, new_data, defer_cleanup)
 
 
 def _save_in(

@@ -23,6 +23,7 @@ import os
 import platform
 import pwd
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +39,18 @@ class Owner:
     @classmethod
     def of_uid(cls, uid: int, fallback_gid: int) -> Owner:
         """The owner ``uid`` with its primary group (``fallback_gid`` when it has no passwd
-        entry: a uid a container or NSS no longer knows)."""
+        entry: a uid a container or NSS no longer knows). Looked up once per uid while
+        ``/etc/passwd`` is unchanged."""
+        stamp = _passwd_stamp()
+        known = _owners.get(uid)
+        if known is not None and known[0] == stamp:
+            return known[1]
         try:
-            return cls(uid, pwd.getpwuid(uid).pw_gid)
+            owner = cls(uid, pwd.getpwuid(uid).pw_gid)
         except KeyError:
             return cls(uid, fallback_gid)
+        _owners[uid] = (stamp, owner)
+        return owner
 
     @property
     def is_root(self) -> bool:
@@ -56,6 +64,18 @@ class IdentitySwitchError(OSError):
 # Syscall numbers of setgroups (the C library's setgroups changes every thread; the raw
 # syscall only the calling one). An architecture not listed keeps the process's groups.
 _SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "ppc64le": 81, "s390x": 206}
+
+_owners: dict[int, tuple[int, Owner]] = {}
+_thread = threading.local()
+"""``owner``: whose identity the calling thread acts with now (absent: its own)."""
+
+
+def _passwd_stamp() -> int:
+    try:
+        return os.stat("/etc/passwd").st_mtime_ns
+    except OSError:
+        return 0
+
 
 _libc: Any = None
 _root_groups: tuple[int, ...] | None = None
@@ -75,10 +95,11 @@ def needed(owner: Owner | None) -> bool:
 @contextlib.contextmanager
 def acting_as(owner: Owner | None) -> Iterator[None]:
     """Make the calling thread's file-system calls with ``owner``'s identity until exit."""
-    if not needed(owner):
-        yield
+    if not needed(owner) or getattr(_thread, "owner", None) == owner:
+        yield  # nothing to switch, or switched already (nested: the caller's block restores)
         return
     assert owner is not None  # noqa: S101 - needed() said so
+    outer = getattr(_thread, "owner", None)
     libc = _calls()
     groups = _groups_of(owner)
     old_gid = _switch(libc.setfsgid, owner.gid, "fsgid")
@@ -86,12 +107,14 @@ def acting_as(owner: Owner | None) -> Iterator[None]:
         _set_thread_groups(libc, groups)
         try:
             old_uid = _switch(libc.setfsuid, owner.uid, "fsuid")
+            _thread.owner = owner
             try:
                 yield
             finally:
+                _thread.owner = outer
                 _switch(libc.setfsuid, old_uid, "fsuid")
         finally:
-            _set_thread_groups(libc, _process_groups())
+            _set_thread_groups(libc, _groups_of(outer) if outer else _process_groups())
     finally:
         _switch(libc.setfsgid, old_gid, "fsgid")
 
