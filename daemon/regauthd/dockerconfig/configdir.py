@@ -90,8 +90,10 @@ def config_owner(path: Path) -> Owner:
     without following a symlink that a user could have made or changed."""
     current = "/"
     st = os.lstat(current)
-    for part in Path(os.path.abspath(path)).parent.parts[1:]:
-        child = os.path.join(current, part)
+    for part in os.path.dirname(os.path.abspath(path)).split("/"):
+        if not part:
+            continue
+        child = current + part if current == "/" else f"{current}/{part}"
         try:
             child_st = os.lstat(child)
         except OSError:
