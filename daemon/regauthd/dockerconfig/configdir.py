@@ -32,6 +32,7 @@ import pwd
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,21 @@ def exchange(directory: ConfigDir, a: str, b: str) -> bool:
 def exchange_paths(a: str, b: str) -> None:
     """Swap two paths (tests: what an attacker does with ``renameat2`` in a loop)."""
     exchange(ConfigDir(_AT_FDCWD, "", Path(b), Path(b), None, (0, 0)), a, b)
+
+
+def exchange_hook(variable: str) -> Callable[[], None] | None:
+    """Tests only: a function swapping the two paths named in the environment ``variable``
+    (``os.pathsep`` between), or None (production: the variable is not set)."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    a, b = value.split(os.pathsep, 1)
+
+    def swap() -> None:
+        with contextlib.suppress(OSError):
+            exchange_paths(a, b)
+
+    return swap
 
 
 def lock_for_save(directory: ConfigDir, temp_prefix: str) -> None:

@@ -108,7 +108,14 @@ def _load_in(directory: ConfigDir) -> Snapshot:
             flags |= os.O_NOFOLLOW
         fd = os.open(name, flags, dir_fd=fd_dir)
     except FileNotFoundError:
-        return Snapshot(path=path, real_path=directory.real_path, exists=False, data=b"")
+        return Snapshot(
+            path=path,
+            real_path=directory.real_path,
+            exists=False,
+            data=b"",
+            owner=directory.owner,
+            directory=directory.identity,
+        )
     except OSError as exc:
         raise ConfigFileError(path, _open_error(exc, path)) from None
     try:
@@ -395,19 +402,6 @@ def _read_displaced(directory: ConfigDir, tmp: str) -> Snapshot:
     return _snapshot(directory, data, st)
 
 
-def _exchange_from_environment() -> Callable[[], None] | None:
-    value = os.environ.get(TEST_EXCHANGE_ENV)
-    if not value:
-        return None
-    a, b = value.split(os.pathsep, 1)
-
-    def swap() -> None:
-        with contextlib.suppress(OSError):
-            configdir.exchange_paths(a, b)
-
-    return swap
-
-
-before_exchange: Callable[[], None] | None = _exchange_from_environment()
+before_exchange: Callable[[], None] | None = configdir.exchange_hook(TEST_EXCHANGE_ENV)
 """Tests only: called between the last look and the exchange of every save (None in
 production; set from :data:`TEST_EXCHANGE_ENV` in a daemon under test)."""
