@@ -12,13 +12,18 @@ the same directory, then rename over ``config.json``. Measured per round, on CLO
 After the burst the daemon's CPU time is sampled for one second (no feedback loop: it must not
 keep working on its own writes) and the rewrites it made are counted (exactly one per write).
 
-Usage: ``.venv/bin/python bench/react.py [--writes N] [--quick]``
+``--owner UID`` (as root): the config directory and each write belong to that user, as on a
+system service over users' homes, so every repair acts with that user's file-system identity.
+
+Usage: ``.venv/bin/python bench/react.py [--writes N] [--quick] [--owner UID]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pwd
 import signal
 import sys
 import tempfile
@@ -44,7 +49,17 @@ def summary(name: str, values_ms: list[float]) -> dict[str, float]:
     return result
 
 
-def fixer_only(writes: int) -> int:
+def owned_by(uid: int | None) -> tuple[int, int] | None:
+    """(uid, gid) for ``--owner``: the user's primary group, as `docker login` leaves it."""
+    if uid is None:
+        return None
+    try:
+        return uid, pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid, uid
+
+
+def fixer_only(writes: int, owner: tuple[int, int] | None) -> int:
     """The floor the daemon stands on: rename, then fix_file in the same process."""
     sys.path.insert(0, str(ROOT / "daemon"))
     from regauthd.dockerconfig.backups import BackupStore
@@ -53,10 +68,13 @@ def fixer_only(writes: int) -> int:
     with tempfile.TemporaryDirectory(prefix="regauthd-fixer-") as tmp:
         cfg_dir = Path(tmp) / "docker"
         cfg_dir.mkdir()
+        if owner is not None:
+            Path(tmp).chmod(0o755)
+            os.chown(cfg_dir, *owner)
         backups = BackupStore(Path(tmp) / "state")
         took = []
         for i in range(writes):
-            t0 = docker_style_write(cfg_dir, mis_keyed(i), i)
+            t0 = docker_style_write(cfg_dir, mis_keyed(i), i, owner)
             report = fix_file(cfg_dir / "config.json", backups=backups)
             took.append((time.monotonic_ns() - t0) / 1e6)
             assert report.written
@@ -75,15 +93,25 @@ def main(argv: list[str] | None = None) -> int:
         help="no daemon: time regauthd.dockerconfig.fixer.fix_file alone, in this process, "
         "on the same writes",
     )
+    parser.add_argument(
+        "--owner",
+        type=int,
+        metavar="UID",
+        help="(as root) the config directory and its writes belong to this user",
+    )
     args = parser.parse_args(argv)
     writes = 200 if args.quick else args.writes
+    owner = owned_by(args.owner)
     if args.fixer_only:
-        return fixer_only(writes)
+        return fixer_only(writes, owner)
 
     with tempfile.TemporaryDirectory(prefix="regauthd-react-") as tmp:
         base = Path(tmp)
         cfg_dir = base / "docker"
         cfg_dir.mkdir()
+        if owner is not None:
+            base.chmod(0o755)
+            os.chown(cfg_dir, *owner)
         settings = base / "config.toml"
         settings.write_text('[daemon]\noutput = "json"\n')
         log = (base / "daemon.log").open("wb")
@@ -100,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             starts: list[int] = []
             lost = 0
             for i in range(writes):
-                starts.append(docker_style_write(cfg_dir, mis_keyed(i), i))
+                starts.append(docker_style_write(cfg_dir, mis_keyed(i), i, owner))
                 if not reader.wait_daemon(i + 1 - lost, 2.0):
                     lost += 1
                     print(f"write {i}: not repaired within 2 s", file=sys.stderr)

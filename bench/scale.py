@@ -146,6 +146,7 @@ def settings_toml(root: Path, backend: str | None) -> str:
 
 def run_once(users: int, args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-"))
+    root.chmod(0o755)  # as / is above /home: root acts on each config as its user, who must pass
     try:
         return measure(root, users, args)
     finally:

@@ -15,6 +15,7 @@ import pytest
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.configdir import ConfigDir
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSyntaxError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
@@ -153,7 +154,7 @@ def test_a_write_between_read_and_save_is_never_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
 ) -> None:
     if not exchange:
-        monkeypatch.setattr(dockerconfig, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(dockerconfig, "_exchange", lambda *_: False)
     path = tmp_path / "config.json"
     write(path, {"auths": {"docker.io": {"auth": SECRET}}})
     snapshot = dockerconfig.load(path)
@@ -181,12 +182,12 @@ def test_a_write_inside_the_exchange_is_merged_back(
     )
     calls = 0
 
-    def exchange_with_a_writer_first(a: Path, b: Path) -> bool:
+    def exchange_with_a_writer_first(directory: ConfigDir, a: str, b: str) -> bool:
         nonlocal calls
         calls += 1
         if calls == 1:
             docker_style_write(path, theirs)
-        return real_exchange(a, b)
+        return real_exchange(directory, a, b)
 
     monkeypatch.setattr(dockerconfig, "_exchange", exchange_with_a_writer_first)
     report = fix_file(path, backups=BackupStore(tmp_path / "state"))

@@ -9,13 +9,18 @@ Usage (a pytest fixture, root only; skips on a laptop without root, fails under 
         alice.init_pass()                       # her own gpg key and pass store
         alice.pass_store("ghcr.io", "ci", "s3cret")
 
-Users are named ``rgdt-<hex>`` (``tests/conftest.py`` fails the session if one is left behind);
+Users are named ``rgdt-...`` (``tests/conftest.py`` fails the session if one is left behind);
 at teardown their gpg-agent is stopped (``gpgconf --kill``, as them), then ``userdel``, then
 their homes are removed. Their PATH holds the private test tools (:mod:`tests.rigs.tools`).
+
+``unprivileged_users`` is the lighter factory the privilege-boundary tests use: homes at
+``<base>/home/<name>`` (so ``<base>/home/*/.docker/config.json`` watches them all) and
+:class:`User` running programs through ``setpriv``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -24,7 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +171,34 @@ class UserFactory:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: Path
+
+    def own(self, *paths: Path) -> None:
+        for path in paths:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as this user (``setpriv``, with only its own groups)."""
+        return subprocess.run(
+            [*self.command_prefix(), *argv],
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def command_prefix(self) -> list[str]:
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--"]
+
+
 def leftover_users() -> list[str]:
     """Test users still in the password database (the session must remove every one)."""
     return sorted(p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(PREFIX))
@@ -182,3 +215,42 @@ def test_users() -> Iterator[UserFactory]:
         yield factory
     finally:
         factory.remove_all()
+
+
+@pytest.fixture
+def unprivileged_users() -> Iterator[Callable[[], User]]:
+    """A factory of fresh users whose homes are ``<base>/home/<name>`` (mode 0700), ``base``
+    being a root-owned 0755 temp directory; every user and the directory go at teardown."""
+    from tests.conftest import require_program, require_root
+
+    require_root("creates users and runs the daemon as root over their homes")
+    useradd = require_program("useradd", "passwd")
+    userdel = require_program("userdel", "passwd")
+    require_program("setpriv", "util-linux")
+    base = Path(tempfile.mkdtemp(prefix="rgd-users-", dir="/tmp"))
+    base.chmod(0o755)
+    (base / "home").mkdir(mode=0o755)
+    made: list[User] = []
+
+    def make() -> User:
+        name = f"{PREFIX}{os.getpid() % 100000}x{len(made)}"
+        home = base / "home" / name
+        subprocess.run(
+            [useradd, "--user-group", "--no-create-home", "--home-dir", str(home),
+             "--shell", "/usr/sbin/nologin", "--comment", "regauthd test user", name],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        entry = pwd.getpwnam(name)
+        user = User(name, entry.pw_uid, entry.pw_gid, home)
+        made.append(user)
+        home.mkdir(mode=0o700)
+        user.own(home)
+        return user
+
+    try:
+        yield make
+    finally:
+        for user in made:
+            with contextlib.suppress(subprocess.SubprocessError):
+                subprocess.run([userdel, user.name], capture_output=True, timeout=30, check=False)
+        shutil.rmtree(base, ignore_errors=True)

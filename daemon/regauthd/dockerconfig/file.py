@@ -5,26 +5,31 @@ devices, directories, symlink loops, huge files). Saving never loses a concurren
 credential: on Linux the new file is swapped in with ``renameat2(RENAME_EXCHANGE)``, so the file
 it displaced is still in hand and can be compared with what the plan was made from; if another
 program wrote in between, the caller re-plans from that content and saves again.
+
+Every step works relative to one descriptor of the config's directory
+(:mod:`regauthd.dockerconfig.configdir`): as root, that directory is opened following no
+symlink a user controls, must belong to the config's owner, and every file-system call on it is
+made with the owner's identity (:mod:`regauthd.dockerconfig.fsidentity`); a device or FIFO is
+refused from its ``lstat``, never opened.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import pwd
-import queue
 import secrets
 import stat
-import sys
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from regauthd.dockerconfig import configdir
+from regauthd.dockerconfig.configdir import ConfigDir, open_config_dir
+from regauthd.dockerconfig.fsidentity import Owner, acting_as
 from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.savecleanup import SaveCleaner, finish
 
 MAX_CONFIG_BYTES = 1 << 20
 """A Docker config with thousands of registries is a few hundred KiB; more is not a config."""
@@ -32,7 +37,9 @@ MAX_CONFIG_BYTES = 1 << 20
 TEMP_PREFIX = ".regauthd-tmp-"
 """Prefix of the one temp file regauthd creates beside config.json (renamed into place)."""
 
-_RENAME_EXCHANGE = 2
+TEST_EXCHANGE_ENV = "REGAUTHD_TEST_EXCHANGE_BEFORE_SAVE"
+"""Tests only: two paths (``os.pathsep`` between) swapped right before each save's exchange,
+with the config owner's identity: the attacker's move at the worst moment, made deterministic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,10 @@ class Snapshot:
     gid: int = -1
     on_disk: bytes | None = None
     """What the file holds now, when that differs from ``data`` (after a race, our own write)."""
+    owner: Owner | None = None
+    """Whose identity the file was read with (None: this process's own)."""
+    directory: tuple[int, int] | None = None
+    """(st_dev, st_ino) of the directory it was read in: a save must find the same one."""
 
     @property
     def expected(self) -> bytes:
@@ -74,26 +85,42 @@ def config_path(location: Path | str | None = None) -> Path:
 def load(path: Path | str) -> Snapshot:
     """Read a config file safely. A missing file is an empty snapshot, not an error."""
     path = Path(path)
+    owner = configdir.owner_of(path)
+    with acting_as(owner):  # one switch for the whole read
+        try:
+            directory = open_config_dir(path, owner=owner)
+        except FileNotFoundError:
+            return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
+        except OSError as exc:
+            raise ConfigFileError(path, _open_error(exc, path)) from None
+        with directory:
+            return _load_in(directory)
+
+
+def _load_in(directory: ConfigDir) -> Snapshot:
+    """Read the config in ``directory`` (with the owner's identity in force)."""
+    path, name, fd_dir = directory.path, directory.name, directory.fd
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        if directory.owner is not None:
+            # As root: a device, FIFO or symlink is refused from its lstat, never opened.
+            _check_type(path, os.lstat(name, dir_fd=fd_dir))
+            flags |= os.O_NOFOLLOW
+        fd = os.open(name, flags, dir_fd=fd_dir)
     except FileNotFoundError:
-        return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
+        return Snapshot(
+            path=path,
+            real_path=directory.real_path,
+            exists=False,
+            data=b"",
+            owner=directory.owner,
+            directory=directory.identity,
+        )
     except OSError as exc:
         raise ConfigFileError(path, _open_error(exc, path)) from None
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigFileError(
-                path,
-                "is a directory, not a file; pass the directory that "
-                "contains config.json, or the file itself",
-            )
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigFileError(
-                path,
-                f"is not a regular file ({_file_kind(st.st_mode)}); refusing to read or replace it",
-            )
+        _check_type(path, st)
         if st.st_size > MAX_CONFIG_BYTES:
             raise ConfigFileError(
                 path,
@@ -101,12 +128,39 @@ def load(path: Path | str) -> Snapshot:
                 f"{MAX_CONFIG_BYTES} a Docker config can sensibly be; "
                 "refusing to read it",
             )
+        owner = directory.owner
+        if owner is not None and not owner.is_root and st.st_uid != owner.uid:
+            raise ConfigFileError(
+                path,
+                f"belongs to {configdir.user_name(st.st_uid)}, not to "
+                f"{configdir.user_name(owner.uid)} who owns its directory; regauthd, running "
+                "as root, acts on a user's config only as that user, and left it alone "
+                f"(if it is theirs: `sudo chown {configdir.user_name(owner.uid)} {path}`)",
+            )
         data = _read_fd(fd, MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigFileError(path, "grew past the size limit while being read; refusing it")
-        return _snapshot(path, real_path(path), data, st)
+        return _snapshot(directory, data, st)
     finally:
         os.close(fd)
+
+
+def _check_type(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigFileError(
+            path,
+            "is a directory, not a file; pass the directory that "
+            "contains config.json, or the file itself",
+        )
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigFileError(
+            path, "is a symlink loop, or a symlink that changed while it was read; fix the link"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigFileError(
+            path,
+            f"is not a regular file ({_file_kind(st.st_mode)}); refusing to read or replace it",
+        )
 
 
 def real_path(path: Path) -> Path:
@@ -121,6 +175,14 @@ def real_path(path: Path) -> Path:
         return Path(os.path.realpath(path, strict=False))
     except OSError:
         return path
+
+
+def remove_stale_temps(path: Path | str) -> None:
+    """Remove the temp files that saves killed mid-way left beside the config at ``path``
+    (ours only, see :func:`regauthd.dockerconfig.configdir.remove_stale_temps`): the daemon
+    calls this for each config it starts watching; every save does it as well."""
+    with contextlib.suppress(OSError, ConfigFileError), open_config_dir(Path(path)) as directory:
+        configdir.remove_stale_temps(directory, TEMP_PREFIX)
 
 
 def _open_error(exc: OSError, path: Path) -> str:
@@ -185,76 +247,12 @@ class Raced:
     ours_on_disk: bytes | None = None
 
 
-class _Cleaner:
-    """Finishes saves off the hot path: unlink the displaced file, fsync the directory.
-
-    The daemon hands these to one background thread so that the next event is not queued behind
-    them. Jobs arriving within :data:`_COALESCE_S` of each other share one directory fsync (a
-    burst of logins costs one journal commit, not one per login, and the cleanup's commit does
-    not contend with the next repair's). :func:`flush_cleanup` waits for all of them. A blocked
-    thread costs no wake-ups when idle.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Path, Path] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._idle = threading.Condition(self._lock)
-
-    def submit(self, tmp: Path, directory: Path) -> None:
-        with self._lock:
-            self._pending += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="regauthd-save-cleanup", daemon=True
-                )
-                self._thread.start()
-        self._queue.put((tmp, directory))
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            batch = [job]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < 64:
-                    more = self._queue.get(timeout=_COALESCE_S)
-                    if more is None:
-                        self._queue.put(None)
-                        break
-                    batch.append(more)
-            try:
-                for tmp, _ in batch:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                for directory in dict.fromkeys(d for _, d in batch):
-                    with contextlib.suppress(OSError):
-                        _fsync_dir(directory)
-            finally:
-                with self._lock:
-                    self._pending -= len(batch)
-                    self._idle.notify_all()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        with self._lock:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-
-_COALESCE_S = 0.002
-_cleaner = _Cleaner()
+_cleaner = SaveCleaner()
 
 
 def flush_cleanup(timeout: float | None = None) -> bool:
     """Wait until every deferred save cleanup is done (see ``save(defer_cleanup=True)``)."""
     return _cleaner.flush(timeout)
-
-
-def _finish(tmp: Path, directory: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    _fsync_dir(directory)
 
 
 def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) -> Raced | None:
@@ -264,12 +262,33 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
     file and the directory, mode and owner of the original kept. With ``defer_cleanup`` the
     directory fsync and the removal of the displaced file happen on a background thread.
     Returns None on success, or :class:`Raced` when the file changed since ``snapshot`` was read;
-    no content is ever lost.
+    no content is ever lost. Raises ``ConfigFileError`` when, as root, the directory is no longer
+    the one the snapshot was read in (it was swapped: nothing is written).
     """
-    target = snapshot.real_path
-    directory = target.parent
-    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    owner = configdir.owner_of(snapshot.path)
+    with (
+        acting_as(owner),  # one switch for the whole save
+        open_config_dir(snapshot.path, real_path=snapshot.real_path, owner=owner) as directory,
+    ):
+        if directory.owner is not None and (
+            directory.identity != snapshot.directory or directory.owner != snapshot.owner
+        ):
+            raise ConfigFileError(
+                snapshot.path,
+                "its directory was replaced by another while regauthd was saving; "
+                "nothing was written, it is looked at again at the next change",
+            )
+        configdir.lock_for_save(directory, TEMP_PREFIX)
+        return _save_in(directory, snapshot, new_data, defer_cleanup)
+
+
+def _save_in(
+    directory: ConfigDir, snapshot: Snapshot, new_data: bytes, defer_cleanup: bool
+) -> Raced | None:
+    dir_fd, name = directory.fd, directory.name
+    tmp = f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
     try:
         try:
             _write_all(fd, new_data)
@@ -283,29 +302,37 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
             os.close(fd)
         # Last look before replacing: a write that already landed is re-planned from without
         # ever exposing our (then stale) content to other readers.
-        if _peek(target) != (snapshot.expected if snapshot.exists else None):
-            os.unlink(tmp)
-            return Raced(load(snapshot.path))
-        if _exchange(tmp, target):
+        if _peek(directory) != (snapshot.expected if snapshot.exists else None):
+            os.unlink(tmp, dir_fd=dir_fd)
+            return Raced(_load_in(directory))
+        if before_exchange is not None:
+            before_exchange()
+        if _exchange(directory, tmp, name):
             # A writer that renamed in the microseconds since that look is caught here: the
             # exchange hands us the file we displaced, so its content is not lost.
-            displaced = _read_displaced(tmp, snapshot)
+            displaced = _read_displaced(directory, tmp)
             if defer_cleanup:
-                _cleaner.submit(tmp, directory)
+                _cleaner.submit(os.dup(dir_fd), tmp)
             else:
-                _finish(tmp, directory)
+                finish(dir_fd, tmp)
             if displaced.data != snapshot.expected:
                 return Raced(displaced, ours_on_disk=new_data)
             return None
         # No RENAME_EXCHANGE (macOS, some filesystems): a writer landing between the look above
         # and this rename is the one window left.
-        os.replace(tmp, target)
-        _fsync_dir(directory)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
         return None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
+
+
+def _exchange(directory: ConfigDir, a: str, b: str) -> bool:
+    """Atomically swap two names in ``directory`` (Linux renameat2). False when the platform
+    cannot."""
+    return configdir.exchange(directory, a, b)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -315,21 +342,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _fsync_dir(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+_NOT_A_FILE = b"\0not a regular file\0"
 
 
-def _peek(path: Path) -> bytes | None:
+def _peek(directory: ConfigDir) -> bytes | None:
     """The file's bytes right now (None if absent): the cheap look before a save."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if directory.owner is not None:
+        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(directory.name, flags, dir_fd=directory.fd)
     except FileNotFoundError:
         return None
+    except OSError:
+        return _NOT_A_FILE  # a symlink put there meanwhile (as root): changed, look again
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return _NOT_A_FILE  # never read a FIFO or device put there meanwhile
         return _read_fd(fd, MAX_CONFIG_BYTES + 1)
     finally:
         os.close(fd)
@@ -347,54 +376,32 @@ def _read_fd(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _snapshot(path: Path, real_path: Path, data: bytes, st: os.stat_result) -> Snapshot:
+def _snapshot(directory: ConfigDir, data: bytes, st: os.stat_result) -> Snapshot:
     return Snapshot(
-        path=path,
-        real_path=real_path,
+        path=directory.path,
+        real_path=directory.real_path,
         exists=True,
         data=data,
         mode=stat.S_IMODE(st.st_mode),
         uid=st.st_uid,
         gid=st.st_gid,
+        owner=directory.owner,
+        directory=directory.identity,
     )
 
 
-def _read_displaced(tmp: Path, original: Snapshot) -> Snapshot:
-    fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+def _read_displaced(directory: ConfigDir, tmp: str) -> Snapshot:
+    fd = os.open(
+        tmp, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=directory.fd
+    )
     try:
         st = os.fstat(fd)
         data = _read_fd(fd, st.st_size + MAX_CONFIG_BYTES)
     finally:
         os.close(fd)
-    return _snapshot(original.path, original.real_path, data, st)
+    return _snapshot(directory, data, st)
 
 
-_renameat2: Any = None
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2). False when the platform cannot."""
-    global _renameat2  # noqa: PLW0603 - resolved once, lazily
-    if not sys.platform.startswith("linux") or not b.exists():
-        return False
-    if _renameat2 is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = getattr(libc, "renameat2", None)
-        if fn is None:
-            _renameat2 = False
-            return False
-        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        _renameat2 = fn
-    if _renameat2 is False:
-        return False
-    at_fdcwd = -100
-    rc = _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        return False
-    if err == errno.ENOENT:
-        return False  # target vanished meanwhile: fall back to the checked rename
-    raise OSError(err, os.strerror(err), str(b))
+before_exchange: Callable[[], None] | None = configdir.exchange_hook(TEST_EXCHANGE_ENV)
+"""Tests only: called between the last look and the exchange of every save (None in
+production; set from :data:`TEST_EXCHANGE_ENV` in a daemon under test)."""

@@ -8,6 +8,7 @@ the file is left byte for byte as it was. Backups and race memory live in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Collection, Mapping
@@ -132,7 +133,16 @@ def fix_file(
                 backup=backup,
                 findings=(*findings, *helper_findings),
             )
-        raced = dockerconfig.save(snapshot, new_data, defer_cleanup=defer_cleanup)
+        try:
+            raced = dockerconfig.save(snapshot, new_data, defer_cleanup=defer_cleanup)
+        except ConfigFileError as exc:  # as root: the directory was swapped, nothing written
+            return report(
+                written=retries > 0,
+                changes=(),
+                conflicts=tuple(conflicts),
+                backup=backup,
+                error=exc,
+            )
         if raced is None:
             backups.races.keep(snapshot.real_path, new_data)
             for store, url in erase:
@@ -189,9 +199,10 @@ def _merge_race(pending: Snapshot, raced: dockerconfig.Raced, races: RaceMemory)
         merged = merge_config_bytes(pending.expected, pending.data, raced.found.data, pending.path)
     except ConfigFileError:
         if raced.ours_on_disk is not None:
-            dockerconfig.save(
-                dataclasses.replace(raced.found, on_disk=raced.ours_on_disk), raced.found.data
-            )
+            with contextlib.suppress(ConfigFileError):  # its directory swapped: nothing to undo
+                dockerconfig.save(
+                    dataclasses.replace(raced.found, on_disk=raced.ours_on_disk), raced.found.data
+                )
         return None
     on_disk = raced.ours_on_disk if raced.ours_on_disk is not None else raced.found.data
     if raced.ours_on_disk is not None:

@@ -22,7 +22,14 @@ class LocalFileSystem:
         return os.path.islink(path)
 
     def realpath(self, path: str) -> str:
-        return os.path.realpath(path)
+        for _ in range(3):
+            try:
+                return os.path.realpath(path)
+            except OSError:
+                # A symlink replaced by a directory between lstat and readlink (EINVAL): a user
+                # swapping it in a loop must not stop the daemon. Look again.
+                continue
+        return os.path.abspath(path)  # not resolved: the watch refuses a symlink (IN_DONT_FOLLOW)
 
 
 LOCAL: Final = LocalFileSystem()

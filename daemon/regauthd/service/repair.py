@@ -99,7 +99,12 @@ class Repairer:
         because nothing changed, the file is gone or its writer is paused)."""
         real = str(dockerconfig.real_path(Path(config)))
         now = self._loop.clock()
-        state = self._files.setdefault(real, _FileState())
+        state = self._files.get(real)
+        if state is None:
+            state = self._files[real] = _FileState()
+            # First look since start (or since it was gone): temp files a killed save left
+            # beside it hold credentials; remove ours.
+            dockerconfig.remove_stale_temps(config)
         # dockerconfig.load never blocks (a FIFO named config.json must not hang the daemon)
         # and its snapshot is handed to the fixer, which then does not read the file again.
         snapshot: dockerconfig.Snapshot | None

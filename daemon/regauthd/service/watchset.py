@@ -15,10 +15,14 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import structlog
 
+from regauthd.dockerconfig.configdir import config_owner, guarded, user_name
 from regauthd.dockerconfig.file import TEMP_PREFIX
+from regauthd.dockerconfig.fsidentity import Owner, acting_as
 from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
 from regauthd.service.routing import Routing, route
@@ -69,6 +73,8 @@ class WatchSet:
         self._stale: set[str] = set()
         self.refused: dict[str, WatchLimitError] = {}
         """Planned directories left unwatched because the kernel's watch limit is reached."""
+        self._not_owned: set[str] = set()
+        """Directories already reported as not their configs' owner's (said once each)."""
 
     def __len__(self) -> int:
         return len(self._watched)
@@ -116,6 +122,7 @@ class WatchSet:
         self._watched.clear()
         self._stale.clear()
         self.refused.clear()
+        self._not_owned.clear()
         if watcher is not None:
             loop.remove_reader(watcher.fileno())
             watcher.close()
@@ -197,8 +204,12 @@ class WatchSet:
         """Watch ``directory``: (watched now, the file system held still meanwhile). Raises
         :class:`WatchLimitError`."""
         inode = _inode(directory)
+        owner = self._owner_for(directory)
+        if owner is False:
+            return False, True
         try:
-            watcher.watch(directory, contents=contents)
+            with acting_as(owner):
+                watcher.watch(directory, contents=contents)
         except WatchLimitError:
             raise
         except (FileNotFoundError, NotADirectoryError):
@@ -213,6 +224,32 @@ class WatchSet:
         self._watched[directory] = _Watched(inode, contents)
         log.debug("watch.added", directory=directory)
         return True, still
+
+    def _owner_for(self, directory: str) -> Owner | Literal[False] | None:
+        """As root: whose identity adds the watch on a directory holding configs (None: the
+        daemon's own), or False when the directory is not its configs' owner's (a symlinked
+        ``~/.docker`` leading to ``/etc`` or to root's directory is not watched)."""
+        role = self._plan.dirs.get(directory)
+        if role is None or not role.files or not guarded():
+            return None
+        try:
+            uid = os.lstat(directory).st_uid
+            owners = {config_owner(Path(c)) for cs in role.files.values() for c in cs}
+        except OSError:
+            return None  # gone: the watch fails and the plan is made again
+        others = sorted({user_name(o.uid) for o in owners if o.uid != uid})
+        if others and directory not in self._not_owned:
+            # Said once. Each config's repair refuses the directory for those owners as well.
+            self._not_owned.add(directory)
+            log.warning(
+                "watch.not_owned",
+                directory=directory,
+                reason=f"belongs to {user_name(uid)}, not to {', '.join(others)} whose config "
+                "leads there through a symlink; regauthd, running as root, does not watch it "
+                "for them",
+            )
+        mine = [owner for owner in owners if owner.uid == uid]
+        return mine[0] if mine else False
 
     def refused_configs(self) -> Iterator[str]:
         """The configs in directories the kernel refused a watch for."""

@@ -1,0 +1,94 @@
+"""Root saving a user's config (in process): one directory descriptor, the owner's identity.
+
+The steps of :func:`regauthd.dockerconfig.file.save` with the user's ``~/.docker`` swapped for a
+link to root's directory at the worst moments: between the read and the save, and right before
+the exchange (the module's test hook). Plus stale temp files removed at the next save.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from regauthd.dockerconfig import configdir
+from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import ConfigFileError, render
+from tests.e2e.test_privilege_boundary import (
+    ROOT_SECRET,
+    Users,
+    base_of,
+    docker_dir,
+    fingerprint,
+    root_home,
+    write_as,
+)
+from tests.rigs.configs import HUB, auths_keys, mis_keyed
+
+NEW = render({"auths": {HUB: {"auth": "YWxpY2U6cHc="}}})
+
+
+@pytest.mark.parametrize("opening", ["openat2", "per-component walk"])
+def test_a_swap_between_read_and_save_writes_nothing(
+    unprivileged_users: Users, monkeypatch: pytest.MonkeyPatch, opening: str
+) -> None:
+    if opening != "openat2":
+        monkeypatch.setattr(configdir, "_openat2", False)  # as on a kernel before 5.6
+    alice = unprivileged_users()
+    root_config = root_home(base_of(alice))
+    docker = docker_dir(alice)
+    write_as(alice, docker, mis_keyed("alice", "pw"))
+    snapshot = dockerconfig.load(docker / "config.json")
+    assert snapshot.uid == alice.uid
+    before = fingerprint(root_config.parent)
+    docker.rename(alice.home / "real")
+    docker.symlink_to(root_config.parent)
+    with pytest.raises(ConfigFileError) as info:
+        dockerconfig.save(snapshot, NEW)
+    assert "left it alone" in str(info.value) or "replaced" in str(info.value)
+    assert fingerprint(root_config.parent) == before
+    assert sorted(os.listdir(alice.home / "real")) == ["config.json"]
+
+
+def test_a_swap_right_before_the_exchange_lands_in_the_users_directory(
+    unprivileged_users: Users, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    alice = unprivileged_users()
+    root_config = root_home(base_of(alice))
+    docker = docker_dir(alice)
+    swap = alice.home / ".docker-swap"
+    swap.symlink_to(root_config.parent)
+    write_as(alice, docker, mis_keyed("alice", "pw"))
+    before = fingerprint(root_config.parent)
+    swapped: list[bool] = []
+
+    def swap_once() -> None:  # her move: her directory out, the link to root's in its place
+        if not swapped:
+            swapped.append(True)
+            os.replace(docker, alice.home / "moved")
+            os.replace(swap, docker)
+
+    monkeypatch.setattr(dockerconfig, "before_exchange", swap_once, raising=False)
+    report = fix_file(docker / "config.json", backups=BackupStore(tmp_path / "state"))
+    assert report.written and report.error is None
+    assert swapped and docker.is_symlink()
+    assert auths_keys(alice.home / "moved" / "config.json") == [HUB]
+    assert os.stat(alice.home / "moved" / "config.json").st_uid == alice.uid
+    assert fingerprint(root_config.parent) == before
+    assert ROOT_SECRET.encode() not in (alice.home / "moved" / "config.json").read_bytes()
+
+
+def test_stale_temp_files_go_at_the_next_save_ours_only(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_bytes(mis_keyed("a", "b"))
+    stale = tmp_path / f"{dockerconfig.TEMP_PREFIX}deadbeef0000"
+    stale.write_bytes(mis_keyed("a", "old-secret"))
+    link = tmp_path / f"{dockerconfig.TEMP_PREFIX}link"
+    link.symlink_to(config)
+    report = fix_file(config, backups=BackupStore(tmp_path / "state"))
+    assert report.written
+    assert not stale.exists()
+    assert link.is_symlink()
