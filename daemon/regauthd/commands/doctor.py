@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import urllib.request
@@ -54,6 +53,7 @@ from regauthd.probe.result import (
 )
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.targets import targets_from_config
+from regauthd.terminal import json_line, printable
 
 JOURNAL_WINDOW = timedelta(hours=24)
 _MARKS = {
@@ -113,12 +113,12 @@ class Printer:
     def __call__(self, verdict: Verdict) -> None:
         self.failed |= verdict.status in FAILING
         if self.as_json:
-            print(json.dumps(verdict.as_dict(), ensure_ascii=False), flush=True)
+            print(json_line(verdict.as_dict()), flush=True)
             return
         where = f" {verdict.registry}" if verdict.registry else ""
-        print(f"{_MARKS[verdict.status]:<11} {verdict.check}{where}: {verdict.message}")
+        print(printable(f"{_MARKS[verdict.status]:<11} {verdict.check}{where}: {verdict.message}"))
         if verdict.fix and verdict.status in {"problem", "not_checked", "warning"}:
-            print(f"{'':<11}   next step: {verdict.fix}")
+            print(f"{'':<11}   next step: {printable(verdict.fix)}")
         sys.stdout.flush()
 
 
@@ -282,7 +282,7 @@ def command(args: argparse.Namespace) -> int:
         if args.ca_file and not Path(args.ca_file).is_file():
             raise UsageError(f"--ca-file {args.ca_file}: no such file")
     except UsageError as exc:
-        print(f"regauthd doctor: {exc}", file=sys.stderr)
+        print(f"regauthd doctor: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     emit = Printer(args.json)
     path = dockerconfig.config_path(args.docker_config)

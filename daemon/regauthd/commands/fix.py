@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import sys
@@ -24,6 +23,7 @@ from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.settings import resolve_state_dir
+from regauthd.terminal import json_line, printable
 
 ROOT_CONFIG = Path("/root/.docker/config.json")
 
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
     try:
         paths = config_paths(args.docker_config)
     except UsageError as exc:
-        print(f"regauthd {mode.name}: {exc}", file=sys.stderr)
+        print(f"regauthd {mode.name}: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     backups = BackupStore(state_dir)
     explicit_root = args.root_docker_config != ROOT_CONFIG
@@ -192,7 +192,7 @@ def emit(result: FixReport, args: argparse.Namespace, *, dry_run: bool, explicit
         return
     if result.before is None and result.error is None:
         note = "no config.json here" + ("" if explicit else " (nothing to do)")
-        print(f"{result.path}: {note}", file=sys.stderr)
+        print(f"{printable(result.path)}: {note}", file=sys.stderr)
         return
     print(report.as_text(result, dry_run=dry_run))
     if dry_run and result.changed:
@@ -205,10 +205,10 @@ def emit_findings(source: str, findings: tuple[Finding, ...], args: argparse.Nam
         return
     if not findings:
         return
-    print(f"{source}:")
+    print(f"{printable(source)}:")
     for f in findings:
         print(f.as_text(indent="  "))
 
 
 def _print_json_line(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), flush=True)
+    print(json_line(obj), flush=True)
