@@ -38,6 +38,7 @@ class AlertKind(enum.StrEnum):
     CONFIG_CONFLICT = "config.conflict"
     CONFIG_UNFIXABLE = "config.unfixable"
     CONFIG_FLAPPING = "config.flapping"
+    CONFIG_SAVE_FAILED = "config.save_failed"
     SETTINGS_RELOAD_FAILED = "settings.reload_failed"
     PROBE_FAILING = "probe.failing"
     PROBE_RECOVERED = "probe.recovered"
@@ -131,6 +132,17 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             "a configuration-management run may too) and have it write the canonical key, "
             "or stop it. regauthd tries again after the pause.",
             ("path", "undos", "window", "backoff"),
+        ),
+        _entry(
+            AlertKind.CONFIG_SAVE_FAILED,
+            "d969edb2182a472f8a04f03787092708",
+            PRIORITY_ERR,
+            "A repaired Docker config could not be saved",
+            "{path}: not repaired, the file is unchanged: {reason}; retrying in {retry}",
+            "Free space on the filesystem of the file (or of the state directory, for a failed "
+            "backup), make it writable, or give the daemon permission. regauthd retries by "
+            "itself (the pause doubles up to {last_retry}) and repairs the file once it can.",
+            ("path", "reason", "retry", "last_retry"),
         ),
         _entry(
             AlertKind.WATCH_OVERFLOW,
