@@ -138,10 +138,11 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             "d969edb2182a472f8a04f03787092708",
             PRIORITY_ERR,
             "A repaired Docker config could not be saved",
-            "{path}: not repaired, the file is unchanged: {reason}; retrying in {retry}",
+            "{path}: not repaired, the file is unchanged: {reason}; retrying in {retry} "
+            "(the pause doubles up to {last_retry})",
             "Free space on the filesystem of the file (or of the state directory, for a failed "
             "backup), make it writable, or give the daemon permission. regauthd retries by "
-            "itself (the pause doubles up to {last_retry}) and repairs the file once it can.",
+            "itself and repairs the file once it can.",
             ("path", "reason", "retry", "last_retry"),
         ),
         _entry(

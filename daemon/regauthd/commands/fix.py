@@ -19,7 +19,7 @@ from regauthd.dockerconfig import audit, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.fixer import fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.settings import resolve_state_dir
@@ -124,7 +124,7 @@ def extra_findings(
 
 
 def _read(path: Path) -> dict[str, object] | None:
-    snap = dockerconfig.load(path)
+    snap = read(path)
     return jsontext.parse(snap.data, path) if snap.exists else None
 
 

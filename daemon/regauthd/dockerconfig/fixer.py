@@ -89,7 +89,7 @@ def _fix_file(
 ) -> FixReport:
     if snapshot is None:  # else: the caller just read it (the daemon's hot path)
         try:
-            snapshot = dockerconfig.load(path)
+            snapshot = read(path)
         except ConfigFileError as exc:
             return FixReport(path=path, error=exc)
     if not snapshot.exists:
@@ -212,6 +212,15 @@ def _fix_file(
             "regauthd was saving; it was left as that program wrote it",
         ),
     )
+
+
+def read(path: Path) -> Snapshot:
+    """:func:`regauthd.dockerconfig.file.load`, with a read the kernel refuses (``/proc`` files
+    that error on read: EIO, EINVAL, EAGAIN) as a :class:`ConfigFileError` too."""
+    try:
+        return dockerconfig.load(path)
+    except OSError as exc:
+        raise ConfigFileError(path, f"cannot be read: {os_cause(exc)}") from None
 
 
 def _merge_race(pending: Snapshot, raced: dockerconfig.Raced, races: RaceMemory) -> Snapshot | None:

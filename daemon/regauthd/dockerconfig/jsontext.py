@@ -52,15 +52,21 @@ of over 4,300 digits); :func:`render` writes them back unchanged."""
 @dataclass(frozen=True, slots=True)
 class RawNumber:
     """A JSON number Python cannot hold without changing it (a float that overflows to
-    infinity, an integer too long to convert): kept as its original text and written back
-    verbatim, so ``1e999999`` never becomes ``Infinity`` (which Go's decoder refuses)."""
+    infinity or underflows to zero, an integer too long to convert): kept as its original
+    text and written back verbatim, so ``1e999999`` never becomes ``Infinity`` (which Go's
+    decoder refuses)."""
 
     text: str
 
 
 def _parse_float(text: str) -> float | RawNumber:
     value = float(text)
-    return value if math.isfinite(value) else RawNumber(text)
+    if not math.isfinite(value) or (value == 0.0 and _NONZERO_MANTISSA.match(text)):
+        return RawNumber(text)  # overflow or underflow: writing the value would change it
+    return value
+
+
+_NONZERO_MANTISSA = re.compile(r"-?[0.]*[1-9]")
 
 
 def _parse_int(text: str) -> int | RawNumber:
@@ -117,7 +123,7 @@ def os_cause(exc: OSError) -> str:
         errno.EROFS: "the filesystem is read-only",
         errno.EACCES: "permission denied",
         errno.EPERM: "operation not permitted",
-        errno.EIO: "input/output error (a failing disk?)",
+        errno.EIO: "input/output error",
     }
     code = exc.errno or 0
     name = errno.errorcode.get(code, str(code))

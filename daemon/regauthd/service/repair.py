@@ -20,7 +20,7 @@ from regauthd.alerts.catalogue import AlertKind
 from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
-from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.fixer import fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
@@ -101,7 +101,7 @@ class Repairer:
         # and its snapshot is handed to the fixer, which then does not read the file again.
         snapshot: dockerconfig.Snapshot | None
         try:
-            snapshot = dockerconfig.load(Path(config))
+            snapshot = read(Path(config))
             data = snapshot.data
         except ConfigFileError:
             snapshot, data = None, b""
