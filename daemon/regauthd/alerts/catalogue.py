@@ -163,12 +163,12 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             PRIORITY_ERR,
             "The kernel's watch limit is reached: some Docker configs are not watched",
             "{count} director(ies) not watched, the kernel's limit {sysctl} (now {limit}) is "
-            "reached: {directories}; their configs are repaired only when regauthd retries "
-            "(next in {retry})",
+            "reached: {directories}; their configs ({configs}) are repaired only when regauthd "
+            "retries (next in {retry})",
             "Raise the limit named in the alert (`sysctl -w fs.inotify.max_user_watches=524288`, "
             "and the same line in /etc/sysctl.d/ to keep it). regauthd retries by itself and "
             "watches those directories as soon as the kernel lets it.",
-            ("count", "directories", "sysctl", "limit", "retry"),
+            ("count", "directories", "configs", "sysctl", "limit", "retry"),
         ),
         _entry(
             AlertKind.SETTINGS_RELOAD_FAILED,

@@ -337,7 +337,7 @@ class Daemon:
             if stable and again == plan:
                 break
             plan = again
-        self._watch_limit.update(self._watches.refused)
+        self._watch_limit.update(self._watches.refused, self._watches.refused_configs())
         self.metrics.gauge("watched_directories", len(self._watches))
         self.metrics.gauge("watched_configs", plan.config_count())
         self.reporter.metrics_changed()
