@@ -73,3 +73,11 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
 def test_hostile_bench_runs_every_case() -> None:
     figures = _run("hostile.py", "--quick")
     assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]
+
+
+def test_fuzz_bench_runs_every_target_without_a_failure() -> None:
+    figures = _run("fuzz.py", "--seconds", "0.5")
+    names = [t["target"] for t in figures["targets"]]
+    assert names == ["config", "settings", "challenge", "token", "journal"]
+    for target in figures["targets"]:
+        assert target["cases"] > 0 and target["failures"] == [], target
