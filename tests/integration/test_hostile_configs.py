@@ -171,7 +171,7 @@ def test_a_helper_that_cannot_run_is_one_finding_and_the_file_stays(
     program.write_bytes(content)
     program.chmod(mode)
     # The Hub entry's secret lives in the helper under docker.io: renaming needs the helper.
-    data = json.dumps({"auths": {"docker.io": {}}, "credsStore": helper}).encode()
+    data = json.dumps({"auths": {"docker.io": {}, "ghcr.io": {}}, "credsStore": helper}).encode()
     config = write(tmp_path, data)
     proc = run(
         "fix",
@@ -186,6 +186,11 @@ def test_a_helper_that_cannot_run_is_one_finding_and_the_file_stays(
     assert len(lines) == 1 and cause in lines[0], proc.stdout
     assert f"`docker-credential-{helper}`" in lines[0]
     assert config.read_bytes() == data
+    # The probe asks the same helper: one result naming the cause, no network needed for that.
+    proc = run("probe", "--docker-config", str(config), "ghcr.io", path=str(bin_dir))
+    assert proc.returncode == 1
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("ghcr.io")]
+    assert len(lines) == 1 and "could not be run" in lines[0] and cause in lines[0], proc.stdout
 
 
 # -- files under /proc -----------------------------------------------------------------------------
