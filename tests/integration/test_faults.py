@@ -21,10 +21,12 @@ import pytest
 from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.file import TEMP_PREFIX, load
+from regauthd.service.app import build
 from regauthd.service.loop import Loop
 from regauthd.service.repair import SAVE_FIRST_RETRY, SAVE_LAST_RETRY, Repairer
 from regauthd.settings import load_settings, with_overrides
 from tests.conftest import require_program, require_root
+from tests.rigs.cli import run_in_process
 from tests.rigs.configs import auth
 
 NOBODY = 65534
@@ -86,12 +88,17 @@ def tmpfs(tmp_path: Path) -> Iterator[Any]:
 
 
 def run_cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "regauthd", *args]
-    if user is not None:
+    """In this process; as ``user`` (a real process under setpriv) when given."""
+    if user is None:
+        proc = run_in_process(*args)
+    else:
         setpriv = require_program("setpriv", "util-linux")
-        argv = [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_AUTH_CONFIG"}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+        argv = [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        argv += [sys.executable, "-m", "regauthd", *args]
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_AUTH_CONFIG"}
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, env=env, check=False
+        )
     assert PASSWORD not in proc.stdout + proc.stderr
     assert AUTH not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -277,3 +284,25 @@ def test_run_with_a_state_directory_it_cannot_create_exits_2_in_one_line(
         "read-only (EROFS); make it writable, or set [daemon] state_dir (or --state-dir) "
         "to a directory that is"
     ]
+
+
+def test_a_reload_naming_a_state_directory_it_cannot_create_keeps_the_old_one(
+    tmpfs: Any, tmp_path: Path
+) -> None:
+    disk = tmpfs("ro")
+    disk.read_only()
+    (tmp_path / "settings.toml").write_text("")
+    settings = with_overrides(
+        load_settings(tmp_path / "settings.toml"), state_dir=tmp_path / "state"
+    )
+    bad = with_overrides(settings, state_dir=disk.path / "state")
+    daemon = build(settings, reload_settings=lambda: bad, configure_output=False).daemon
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    daemon.alert = lambda kind, subject, **fields: bool(alerts.append((kind, fields)))  # type: ignore[method-assign]
+    try:
+        daemon.reload()
+        assert daemon.settings.state_dir == tmp_path / "state"
+        assert [kind for kind, _ in alerts] == ["settings.reload_failed"]
+        assert "the filesystem is read-only (EROFS)" in alerts[0][1]["reason"]
+    finally:
+        daemon.loop.close()

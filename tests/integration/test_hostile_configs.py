@@ -7,18 +7,14 @@ as they were). What Docker accepts or refuses is checked against the real docker
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import subprocess
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from regauthd.cli import main
 from tests.conftest import require_program
+from tests.rigs.cli import run_in_process
 from tests.rigs.clients import run_client
 from tests.rigs.configs import auth
 
@@ -28,13 +24,7 @@ HUB_ALIAS = b'"auths": {"docker.io": {"auth": "' + AUTH.encode() + b'"}}'
 
 
 def run(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``regauthd ARGS`` in this process (a traceback would fail the test): its output."""
-    out, err = io.StringIO(), io.StringIO()
-    env = {"PATH": f"{path}:{os.environ['PATH']}"} if path is not None else {}
-    with mock.patch.dict(os.environ, env), redirect_stdout(out), redirect_stderr(err):
-        os.environ.pop("DOCKER_AUTH_CONFIG", None)
-        code = main(list(args))
-    proc = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    proc = run_in_process(*args, path=path)
     output = proc.stdout + proc.stderr
     assert PASSWORD not in output and AUTH not in output
     return proc

@@ -37,6 +37,7 @@ from regauthd.alerts.alerter import Alerter
 from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
+from regauthd.dockerconfig.jsontext import os_cause
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
@@ -258,6 +259,12 @@ class Daemon:
             new = self._reload_settings()
         except SettingsError as exc:
             self.alert(AlertKind.SETTINGS_RELOAD_FAILED, str(self.settings.source), reason=str(exc))
+            return
+        try:
+            new.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            reason = f"the state directory {new.state_dir} cannot be created: {os_cause(exc)}"
+            self.alert(AlertKind.SETTINGS_RELOAD_FAILED, str(self.settings.source), reason=reason)
             return
         old = self.settings
         self.settings = new
