@@ -33,7 +33,7 @@ from regauthd.terminal import json_line, printable
 from regauthd.tomltable import SettingsError
 
 CI = settings(
-    max_examples=120,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
@@ -69,51 +69,83 @@ def _b64(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-SEED_CONFIGS: tuple[bytes, ...] = tuple(
-    json.dumps(c, indent="\t").encode()
-    for c in (
-        {"auths": {"docker.io": {"auth": _b64("alice", _PASSWORDS[0])}}},
-        {
-            "auths": {
-                "https://index.docker.io/v1/": {"auth": _b64("alice", _PASSWORDS[0])},
-                "registry-1.docker.io": {"auth": _b64("bob", _PASSWORDS[1])},
-                "ghcr.io": {"identitytoken": _PASSWORDS[1]},
-                "https://quay.io/v1/": {"username": "u", "password": _PASSWORDS[2]},
-            },
-            "credsStore": "desktop",
-            "currentContext": "default",
+SEEDS: tuple[dict[str, Any], ...] = (
+    {"auths": {"docker.io": {"auth": _b64("alice", _PASSWORDS[0])}}},
+    {
+        "auths": {
+            "https://index.docker.io/v1/": {"auth": _b64("alice", _PASSWORDS[0])},
+            "registry-1.docker.io": {"auth": _b64("bob", _PASSWORDS[1])},
+            "ghcr.io": {"identitytoken": _PASSWORDS[1]},
+            "https://quay.io/v1/": {"username": "u", "password": _PASSWORDS[2]},
         },
-        {
-            "auths": {"docker.io": {}, "index.docker.io": {}, "hub.docker.com": {}},
-            "credHelpers": {"docker.io": "pass", "gcr.io": "gcloud", "index.docker.io": "pass"},
-            "HttpHeaders": {"X-Meta-Api-Key": _PASSWORDS[1]},
-            "proxies": {"default": {"httpsProxy": f"http://bob:{_PASSWORDS[2]}@proxy:3128"}},
+        "credsStore": "desktop",
+        "currentContext": "default",
+    },
+    {
+        "auths": {"docker.io": {}, "index.docker.io": {}, "hub.docker.com": {}},
+        "credHelpers": {"docker.io": "pass", "gcr.io": "gcloud", "index.docker.io": "pass"},
+        "HttpHeaders": {"X-Meta-Api-Key": _PASSWORDS[1]},
+        "proxies": {"default": {"httpsProxy": f"http://bob:{_PASSWORDS[2]}@proxy:3128"}},
+    },
+    {
+        "auths": {
+            "localhost:5000": {"auth": _b64("ci", _PASSWORDS[0]), "email": "ci@example.com"},
+            "http://localhost:5000/v2/": {"auth": _b64("ci", _PASSWORDS[2])},
         },
-        {
-            "auths": {
-                "localhost:5000": {"auth": _b64("ci", _PASSWORDS[0]), "email": "ci@example.com"},
-                "http://localhost:5000/v2/": {"auth": _b64("ci", _PASSWORDS[2])},
-            },
-            "psFormat": "table {{.ID}}",
-            "plugins": {"x": {"n": [1, 2.5, -3e-7, True, None]}},
-            "experimental": "enabled",
-        },
-    )
+        "psFormat": "table {{.ID}}",
+        "plugins": {"x": {"n": [1, 2.5, -3e-7, True, None]}},
+        "experimental": "enabled",
+    },
 )
+SEED_CONFIGS: tuple[bytes, ...] = tuple(json.dumps(c, indent="\t").encode() for c in SEEDS)
+"""Real configs as Docker writes them: the mutation fuzzer's starting points."""
 
-_HOSTILE_PIECES = (
+_HOSTILE_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            b"1e999999",
+            b"-1e-999999",
+            b"9" * 4400,
+            b"NaN",
+            b"-Infinity",
+            b'"\\ud800"',
+            b'"\\u001b[2J\\nregauthd: ok"',
+            b"5",
+            b'"x"',
+            b"[]",
+            b"{}",
+            b"null",
+            b"true",
+            b'{"auth": "' + _b64("eve", _PASSWORDS[0]).encode() + b'"}',
+            b'{"auth": "not base64!"}',
+            b'{"auth": 1e999999}',
+        ]
+    ),
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 1500).map(lambda n: b'{"a": ' * n + b"1" + b"}" * n),
+)
+_HOSTILE_KEYS = st.sampled_from(
+    [
+        "docker.io",
+        "https://index.docker.io/v1/",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "ghcr.io",
+        "https://ghcr.io/v2/",
+        "\x1b[31mghcr.io\nregauthd: ok",
+        "\ud800",
+        "",
+        "x",
+    ]
+)
+_PIECES = (
     b"[" * 300,
     b"]" * 300,
     b"1e999999",
-    b"-1e-999999",
     b"9" * 4400,
     b"NaN",
-    b"Infinity",
     b'"\\ud800"',
-    b'"\\u001b[2J\\n"',
     b"\xff\xfe",
-    b'{"docker.io": 5}',
-    b'"auths": []',
     b"null",
     b"\x00",
 )
@@ -121,11 +153,28 @@ _HOSTILE_PIECES = (
 
 @st.composite
 def mutated_configs(draw: st.DrawFn) -> bytes:
-    """A real config, mutated a few times (bit flips, truncation, splices, nesting, hostile
-    pieces): what a held-out mutation fuzzer feeds ``fix`` and ``check``."""
-    data = bytearray(draw(st.sampled_from(SEED_CONFIGS)))
-    for _ in range(draw(st.integers(0, 4))):
-        kind = draw(st.sampled_from(("flip", "truncate", "splice", "insert", "nest", "delete")))
+    """A real config, mutated the way a mutation fuzzer does: hostile values and keys put at
+    value positions (still JSON Docker may accept), then a few byte-level mutations (bit
+    flips, truncation, splices, deletions, hostile pieces)."""
+    config = json.loads(draw(st.sampled_from(SEED_CONFIGS)))
+    raw: list[bytes] = []
+    for _ in range(draw(st.integers(0, 3))):
+        containers: list[dict[str, Any]] = [config]
+        for section in ("auths", "credHelpers"):
+            value = config.get(section)
+            if isinstance(value, dict):
+                containers.append(value)
+                containers.extend(v for v in value.values() if isinstance(v, dict))
+        where = draw(st.sampled_from(containers))
+        key = draw(_HOSTILE_KEYS | st.sampled_from(sorted(where) or ["x"]))
+        where[key] = f"@@raw-{len(raw)}@@"
+        raw.append(draw(_HOSTILE_VALUES))
+    text = json.dumps(config, indent="\t").encode()
+    for i, value in enumerate(raw):
+        text = text.replace(f'"@@raw-{i}@@"'.encode(), value)
+    data = bytearray(text)
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(("flip", "truncate", "splice", "insert", "delete")))
         at = draw(st.integers(0, max(0, len(data) - 1)))
         if kind == "flip" and data:
             data[at] ^= 1 << draw(st.integers(0, 7))
@@ -135,10 +184,7 @@ def mutated_configs(draw: st.DrawFn) -> bytes:
             start = draw(st.integers(0, len(data) - 1))
             data[at:at] = data[start : start + draw(st.integers(1, 64))]
         elif kind == "insert":
-            data[at:at] = draw(st.sampled_from(_HOSTILE_PIECES) | st.binary(max_size=8))
-        elif kind == "nest":
-            depth = draw(st.integers(1, 2500))
-            data = bytearray(b'{"x": ' + b"[" * depth + b"]" * depth + b", " + data[1:])
+            data[at:at] = draw(st.sampled_from(_PIECES) | st.binary(max_size=8))
         elif kind == "delete" and data:
             del data[at : at + draw(st.integers(1, 16))]
     return bytes(data)
