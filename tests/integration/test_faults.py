@@ -194,7 +194,10 @@ def test_a_full_state_directory_refuses_the_fix_and_keeps_every_good_backup(
     state.fill()
     proc = run_cli("fix", "--docker-config", str(config), "--state-dir", str(state.path))
     assert proc.returncode == 1
-    assert_one_clear_line(proc, config, "writing the backup failed: no space left on the device")
+    backups = state.path / "backups"
+    assert_one_clear_line(
+        proc, config, f"writing the backup in {backups} failed: no space left on the device"
+    )
     assert config.read_bytes() == MIS_KEYED
     assert sorted(p.name for p in good.parent.iterdir()) == [good.name]
 

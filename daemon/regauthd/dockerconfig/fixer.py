@@ -138,7 +138,7 @@ def _fix_file(
                 backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
             except OSError as exc:
                 # No way back, no change: a fix is only made with its backup in place.
-                raise ConfigSaveError(path, "writing the backup", exc) from None
+                raise ConfigSaveError(path, f"writing the backup in {backups.root}", exc) from None
         helper_conflicts, helper_findings, erase = _move_helper_secrets(
             result, helper_env, erase_old_helper_entries
         )

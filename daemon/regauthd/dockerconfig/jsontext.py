@@ -11,6 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -107,7 +108,10 @@ class ConfigSaveError(ConfigFileError):
     """
 
     def __init__(self, path: Path | str, what: str, exc: OSError) -> None:
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        # The directory that refused, when it is not the file's own (the backups' directory);
+        # never the name of a temp file, which is gone by now.
+        folder = str(PurePosixPath(str(exc.filename)).parent) if exc.filename else ""
+        where = f" in {folder}" if folder and folder != str(PurePosixPath(path).parent) else ""
         super().__init__(
             path,
             f"{what} failed: {os_cause(exc)}{where}; the file was left unchanged",
