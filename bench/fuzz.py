@@ -117,7 +117,7 @@ def main() -> int:
                     "baseline_per_s": round(base_rate, 1),
                     "distinct_inputs": len(tally.inputs),
                     "failures": sorted(tally.failures),
-                    "database_entries": saved,
+                    "db_files": saved,
                 }
             )
             for key, example in tally.failures.items():
