@@ -8,7 +8,9 @@ as they were). What Docker accepts or refuses is checked against the real docker
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,7 +179,16 @@ def test_a_helper_that_cannot_run_is_one_finding_and_the_file_stays(
     assert f"`docker-credential-{helper}`" in lines[0]
     assert config.read_bytes() == data
     # The probe asks the same helper: one result naming the cause, no network needed for that.
-    proc = run("probe", "--docker-config", str(config), "ghcr.io", path=str(bin_dir))
+    # A real process: `probe` configures logging for the whole process.
+    proc = subprocess.run(
+        [sys.executable, "-m", "regauthd", "probe", "--docker-config", str(config), "ghcr.io"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    assert "Traceback" not in proc.stderr
     assert proc.returncode == 1
     lines = [x for x in proc.stdout.splitlines() if x.startswith("ghcr.io")]
     assert len(lines) == 1 and "could not be run" in lines[0] and cause in lines[0], proc.stdout
