@@ -269,3 +269,24 @@ def test_the_dry_run_diff_redacts_strings_it_does_not_know(tmp_path: Path) -> No
 
 def proc_pw_absent(proc: subprocess.CompletedProcess[str], secret: str) -> bool:
     return secret not in proc.stdout + proc.stderr
+
+
+def test_doctor_shows_a_hostile_registry_name_escaped_and_does_not_crash(tmp_path: Path) -> None:
+    """Before, a registry key with a control character ended doctor in a traceback."""
+    key = "\x1b[2Jreg.invalid\nOK          everything: fine"
+    config = write(tmp_path, json.dumps({"auths": {key: {"auth": AUTH}}}).encode())
+    proc = subprocess.run(  # a process of its own: doctor configures logging process-wide
+        [sys.executable, "-m", "regauthd", "doctor", "--docker-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output and "\x1b" not in output
+    assert not any(x.startswith("OK") for x in output.splitlines())
+    connectivity = [x for x in proc.stdout.splitlines() if " connectivity \\x1b" in x]
+    assert len(connectivity) == 1 and connectivity[0].startswith("PROBLEM"), proc.stdout
+    assert "\\x1b[2Jreg.invalid\\x0aOK" in connectivity[0]
+    assert PASSWORD not in output and AUTH not in output

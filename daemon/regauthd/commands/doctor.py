@@ -53,6 +53,7 @@ from regauthd.probe.result import (
 )
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.targets import targets_from_config
+from regauthd.probe.url import InvalidURL
 from regauthd.terminal import json_line, printable
 
 JOURNAL_WINDOW = timedelta(hours=24)
@@ -170,7 +171,14 @@ def _proxy_note(host: str) -> str:
 def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
     """``connectivity`` and ``authentication`` from one probe."""
     name, status, detail = result.registry, result.status, result.detail
-    network = _proxy_note(target.host)
+    try:
+        network = _proxy_note(target.host)
+    except InvalidURL as exc:  # a key no URL can hold (a control character, a space)
+        why = f"the registry name is no address, so it was not asked ({exc})"
+        return [
+            Verdict("connectivity", "problem", why, "remove the entry for it (a typo?)", name),
+            Verdict("authentication", "not_checked", why, "see the connectivity check", name),
+        ]
     if status is ProbeStatus.NO_CREDENTIALS:
         why = "no credential to test, so the registry was not asked"
         return [
