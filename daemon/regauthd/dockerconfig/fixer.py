@@ -8,6 +8,7 @@ the file is left byte for byte as it was. Backups and race memory live in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Collection, Mapping
@@ -171,7 +172,10 @@ def _fix_file(
         except OSError as exc:
             raise ConfigSaveError(path, "saving", exc) from None
         if raced is None:
-            backups.races.keep(snapshot.real_path, new_data)
+            # The file is saved: a full state directory must not make that look like a failure
+            # (the race memory is kept in this process even when its file cannot be written).
+            with contextlib.suppress(OSError):
+                backups.races.keep(snapshot.real_path, new_data)
             for store, url in erase:
                 store.erase(url)
             return report(
