@@ -51,7 +51,8 @@ _BY_PLACE: Final = (
     # header values as clients write them, long enough that "no basic auth credentials" stays
     (re.compile(r"\b(Bearer|Basic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
     (re.compile(r"(://)[^\s@\"/]*(?::[^\s@\"]*)?@"), rf"\1{REDACTED}@"),
-    (re.compile(rf"\b({_KEYS})=[^&\s\"\\,;}}]+", re.IGNORECASE), rf"\1={REDACTED}"),
+    # No word boundary before the key: `db_password=`, `xpassword=` hide a value as well.
+    (re.compile(rf"({_KEYS})=[^&\s\"\\,;}}]+", re.IGNORECASE), rf"\1={REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), REDACTED),
 )
 

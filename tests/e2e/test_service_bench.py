@@ -104,3 +104,11 @@ def test_doctor_bench_reaches_every_registry_and_reports_the_hung_one_last() -> 
     figures = _run("doctor.py", "--quick", "--timeout", "1")
     assert figures["registries"] == 5
     assert figures["hung_rounds_in_order"] == figures["hung_rounds"] == 1
+
+
+def test_fuzz_bench_runs_every_target_without_a_failure() -> None:
+    figures = _run("fuzz.py", "--seconds", "0.5")
+    names = [t["target"] for t in figures["targets"]]
+    assert names == ["config", "settings", "challenge", "token", "journal"]
+    for target in figures["targets"]:
+        assert target["cases"] > 0 and target["failures"] == [], target

@@ -264,3 +264,28 @@ def test_ends_with_a_summary_per_registry(
         for name, n in counts.items():
             assert n == sum(1 for f in found if (f["registry"] or "unknown") == name)
         assert all(" by " in row and "; last " in row for row in rows)
+
+
+def test_logged_escapes_and_newlines_cannot_forge_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A process that logs a terminal escape or a newline (journald keeps both) cannot clear
+    the reader's screen or add a line that looks like scan-journal's own."""
+    require_program("systemd-journal-remote", "systemd-journal-remote")
+    forged = "regauthd scan-journal: 0 registry auth failure(s)"
+    line = f'level=error msg="\x1b[2Jpull failed\n{forged}\x9b" error="denied: requested access"'
+    write_journal(
+        tmp_path / "j",
+        [{"_SYSTEMD_UNIT": "docker.service", "MESSAGE": line}],
+        start=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    status, out, err = _run(capsys, "--directory", str(tmp_path / "j"))
+    assert status == 1
+    assert "\x1b" not in out + err and "\x9b" not in out + err
+    assert len(out.splitlines()) == 1
+    assert "\\x1b[2Jpull failed\\x0a" + forged in out
+    assert not any(x.startswith(forged) for x in (out + err).splitlines())
+    status, out, _ = _run(capsys, "--directory", str(tmp_path / "j"), "--json")
+    (entry,) = map(json.loads, out.splitlines())
+    assert "\x1b[2Jpull failed\n" + forged in entry["message"]  # the JSON keeps it, escaped
+    assert "\x1b" not in out and "\x9b" not in out

@@ -242,7 +242,7 @@ def test_watch_limit_alerts_new_directories_once_and_retries_with_back_off() -> 
         loop.run_once(lambda: None)
 
     try:
-        limit.update(refused)
+        limit.update(refused, ["/c/config.json"])
         assert alerts == [
             (
                 "watch.limit",
@@ -250,6 +250,7 @@ def test_watch_limit_alerts_new_directories_once_and_retries_with_back_off() -> 
                 {
                     "count": 1,
                     "directories": "/c",
+                    "configs": "/c/config.json",
                     "sysctl": "fs.inotify.max_user_watches",
                     "limit": 8192,
                     "retry": "30s",
@@ -257,6 +258,7 @@ def test_watch_limit_alerts_new_directories_once_and_retries_with_back_off() -> 
             )
         ]
         assert "regauthd_unwatched_directories 1\n" in metrics.render()
+        assert "regauthd_unwatched_configs 1\n" in metrics.render()
         fire_at(30)
         assert retries == [30]
         more = {f"/d{i}": refused["/c"] for i in range(6)}
@@ -346,6 +348,8 @@ def test_a_directory_over_the_limit_is_repaired_at_each_retry_and_watched_when_i
     def drive() -> None:
         try:
             wait("both repaired at start", lambda: repaired(watched) and repaired(refused))
+            unwatched = "regauthd_unwatched_configs 1\n"
+            wait("its config counted", lambda: unwatched in daemon.metrics.render())
             (refused / "config.json").write_text(mis_keyed)  # unwatched: the retry repairs it
             wait("repaired at a retry", lambda: repaired(refused))
             refuse.clear()  # the limit was raised
@@ -361,6 +365,7 @@ def test_a_directory_over_the_limit_is_repaired_at_each_retry_and_watched_when_i
     driver.join()
     assert list(seen) == [
         "both repaired at start",
+        "its config counted",
         "repaired at a retry",
         "watched",
         "repaired as it is written",

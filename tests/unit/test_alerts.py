@@ -64,6 +64,7 @@ def test_catalogue_has_every_kind_with_a_unique_stable_id() -> None:
         "config.conflict",
         "config.unfixable",
         "config.flapping",
+        "config.save_failed",
         "settings.reload_failed",
         "probe.failing",
         "probe.recovered",

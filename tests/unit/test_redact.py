@@ -64,6 +64,16 @@ def test_secrets_by_place_need_no_memory() -> None:
     assert out.count(REDACTED) == 4
 
 
+def test_a_key_glued_to_a_word_still_hides_its_value() -> None:
+    """Found by the journal fuzz target: `requiredpassword=...`, `db_password=...`."""
+    for line in (
+        "authentication requiredpassword=hunter2x",
+        "db_password=hunter2x",
+        "XTOKEN=hunter2x",
+    ):
+        assert "hunter2x" not in redact_text(line)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=string.ascii_letters + string.digits + "-._~+/=!#$%", min_size=1))
 def test_a_remembered_secret_never_survives_as_a_whole_value(secret: str) -> None:

@@ -38,6 +38,7 @@ class AlertKind(enum.StrEnum):
     CONFIG_CONFLICT = "config.conflict"
     CONFIG_UNFIXABLE = "config.unfixable"
     CONFIG_FLAPPING = "config.flapping"
+    CONFIG_SAVE_FAILED = "config.save_failed"
     SETTINGS_RELOAD_FAILED = "settings.reload_failed"
     PROBE_FAILING = "probe.failing"
     PROBE_RECOVERED = "probe.recovered"
@@ -136,6 +137,18 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             ("path", "undos", "window", "backoff"),
         ),
         _entry(
+            AlertKind.CONFIG_SAVE_FAILED,
+            "d969edb2182a472f8a04f03787092708",
+            PRIORITY_ERR,
+            "A repaired Docker config could not be saved",
+            "{path}: not repaired, the file is unchanged: {reason}; retrying in {retry} "
+            "(the pause doubles up to {last_retry})",
+            "Free space on the filesystem of the file (or of the state directory, for a failed "
+            "backup), make it writable, or give the daemon permission. regauthd retries by "
+            "itself and repairs the file once it can.",
+            ("path", "reason", "retry", "last_retry"),
+        ),
+        _entry(
             AlertKind.WATCH_OVERFLOW,
             "c7b3703054064c04af73bbd6ba842ecb",
             PRIORITY_WARNING,
@@ -153,12 +166,12 @@ CATALOGUE: Final[Mapping[AlertKind, CatalogueEntry]] = {
             PRIORITY_ERR,
             "The kernel's watch limit is reached: some Docker configs are not watched",
             "{count} director(ies) not watched, the kernel's limit {sysctl} (now {limit}) is "
-            "reached: {directories}; their configs are repaired only when regauthd retries "
-            "(next in {retry})",
+            "reached: {directories}; their configs ({configs}) are repaired only when regauthd "
+            "retries (next in {retry})",
             "Raise the limit named in the alert (`sysctl -w fs.inotify.max_user_watches=524288`, "
             "and the same line in /etc/sysctl.d/ to keep it). regauthd retries by itself and "
             "watches those directories as soon as the kernel lets it.",
-            ("count", "directories", "sysctl", "limit", "retry"),
+            ("count", "directories", "configs", "sysctl", "limit", "retry"),
         ),
         _entry(
             AlertKind.HELPER_BUDGET,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -57,6 +56,8 @@ from regauthd.probe.result import (
 )
 from regauthd.probe.rules import registries_in_config
 from regauthd.probe.targets import targets_from_config
+from regauthd.probe.url import InvalidURL
+from regauthd.terminal import json_line, printable
 
 _MARKS = {
     "ok": "ok",
@@ -121,12 +122,12 @@ class Printer:
     def __call__(self, verdict: Verdict) -> None:
         self.failed |= verdict.status in FAILING
         if self.as_json:
-            print(json.dumps(verdict.as_dict(), ensure_ascii=False), flush=True)
+            print(json_line(verdict.as_dict()), flush=True)
             return
         where = f" {verdict.registry}" if verdict.registry else ""
-        print(f"{_MARKS[verdict.status]:<11} {verdict.check}{where}: {verdict.message}")
+        print(printable(f"{_MARKS[verdict.status]:<11} {verdict.check}{where}: {verdict.message}"))
         if verdict.fix and verdict.status in {"problem", "not_checked", "warning"}:
-            print(f"{'':<11}   next step: {verdict.fix}")
+            print(f"{'':<11}   next step: {printable(verdict.fix)}")
         sys.stdout.flush()
 
 
@@ -178,7 +179,14 @@ def _proxy_note(target: ProbeTarget) -> str:
 def probe_verdicts(result: ProbeResult, target: ProbeTarget) -> list[Verdict]:
     """``connectivity`` and ``authentication`` from one probe."""
     name, status, detail = result.registry, result.status, result.detail
-    network = _proxy_note(target)
+    try:
+        network = _proxy_note(target)
+    except InvalidURL as exc:  # a key no URL can hold (a control character, a space)
+        why = f"the registry name is no address, so it was not asked ({exc})"
+        return [
+            Verdict("connectivity", "problem", why, "remove the entry for it (a typo?)", name),
+            Verdict("authentication", "not_checked", why, "see the connectivity check", name),
+        ]
     if status is ProbeStatus.NO_CREDENTIALS:
         why = "no credential to test, so the registry was not asked"
         return [
@@ -228,7 +236,11 @@ async def _per_registry(
     trust = trust_stores(args.ca_file, context)
 
     async def network(target: ProbeTarget) -> None:
-        report = await examine(target, trust=trust, timeout_s=args.timeout)
+        try:
+            report = await examine(target, trust=trust, timeout_s=args.timeout)
+        except InvalidURL:
+            return  # a name no URL can hold: its connectivity line already says so
+
         for verdict in network_verdicts(report, time.time()):
             emit(verdict)
 
@@ -254,7 +266,7 @@ def command(args: argparse.Namespace) -> int:
         if args.ca_file and not Path(args.ca_file).is_file():
             raise UsageError(f"--ca-file {args.ca_file}: no such file")
     except UsageError as exc:
-        print(f"regauthd doctor: {exc}", file=sys.stderr)
+        print(f"regauthd doctor: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     emit = Printer(args.json)
     path = dockerconfig.config_path(args.docker_config)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pwd
 import sys
@@ -23,11 +22,12 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.credhelper import SAFE_PATH, HelperPolicy
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.fixer import fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.dockerconfig.stores import HELPER_TIMEOUT_S
 from regauthd.settings import resolve_state_dir
+from regauthd.terminal import json_line, printable
 
 if TYPE_CHECKING:
     from regauthd.dockerconfig.expiry import CredentialExpiry
@@ -131,7 +131,7 @@ def extra_findings(
 
 
 def _read(path: Path) -> dict[str, object] | None:
-    snap = dockerconfig.load(path)
+    snap = read(path)
     return jsontext.parse(snap.data, path) if snap.exists else None
 
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
     try:
         paths = config_paths(args.docker_config)
     except UsageError as exc:
-        print(f"regauthd {mode.name}: {exc}", file=sys.stderr)
+        print(f"regauthd {mode.name}: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     backups = BackupStore(state_dir)
     explicit_root = args.root_docker_config != ROOT_CONFIG
@@ -242,7 +242,7 @@ def emit(
         return
     if result.before is None and result.error is None:
         note = "no config.json here" + ("" if explicit else " (nothing to do)")
-        print(f"{result.path}: {note}", file=sys.stderr)
+        print(f"{printable(result.path)}: {note}", file=sys.stderr)
         return
     print(report.as_text(result, dry_run=dry_run))
     if dry_run and result.changed:
@@ -262,10 +262,10 @@ def emit_findings(source: str, findings: tuple[Finding, ...], args: argparse.Nam
         return
     if not findings:
         return
-    print(f"{source}:")
+    print(f"{printable(source)}:")
     for f in findings:
         print(f.as_text(indent="  "))
 
 
 def _print_json_line(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), flush=True)
+    print(json_line(obj), flush=True)

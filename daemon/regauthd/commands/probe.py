@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from regauthd.probe.result import (
     ProbeTarget,
 )
 from regauthd.probe.targets import targets_from_config
+from regauthd.terminal import json_line, printable
 
 
 class UsageError(Exception):
@@ -197,7 +197,7 @@ class Table:
 
     def _row(self, row: Sequence[str]) -> None:
         cells = [cell.ljust(self._widths[i]) for i, cell in enumerate(row[:-1])]
-        print("  ".join([*cells, row[-1]]).rstrip(), file=self._out, flush=True)
+        print(printable("  ".join([*cells, row[-1]]).rstrip()), file=self._out, flush=True)
 
 
 def render_table(results: Sequence[ProbeResult], out: TextIO) -> None:
@@ -209,7 +209,7 @@ def render_table(results: Sequence[ProbeResult], out: TextIO) -> None:
 
 
 def _print_json(result: ProbeResult) -> None:
-    print(json.dumps(result.to_dict(), sort_keys=False), flush=True)
+    print(json_line(result.to_dict()), flush=True)
 
 
 async def _run(
@@ -244,10 +244,10 @@ def command(args: argparse.Namespace) -> int:
         endpoints = split_endpoints(args.endpoint)
         path, config = load_config(args.docker_config)
     except UsageError as exc:
-        print(f"regauthd probe: {exc}", file=sys.stderr)
+        print(f"regauthd probe: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except jsontext.ConfigFileError as exc:
-        print(f"regauthd probe: {exc}", file=sys.stderr)
+        print(f"regauthd probe: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
     targets = targets_from_config(

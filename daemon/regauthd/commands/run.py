@@ -5,7 +5,10 @@ Settings come from ``--config FILE``, else the standard location (``/etc/regauth
 for root, ``$XDG_CONFIG_HOME/regauthd/config.toml`` otherwise), else the defaults. Invalid
 settings exit with status 2 and one message naming the key, so a service manager does not
 restart-loop on them (the launchd agent passes ``--settings-error-exit 0``: launchd restarts any
-non-zero exit). SIGHUP reads the same file again.
+non-zero exit). SIGHUP reads the same file again. A state directory that cannot be created
+(read-only filesystem, no permission, no space) is treated the same way: one line, that status.
+Running on without it would mean repairing without backups, which regauthd never does; and
+restarting cannot help until a person fixes the directory.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from pathlib import Path
 
 from regauthd.commands import EXIT_USAGE
+from regauthd.dockerconfig.jsontext import os_cause
 from regauthd.service.app import run_daemon
 from regauthd.settings import (
     LOG_LEVELS,
@@ -89,5 +93,15 @@ def command(args: argparse.Namespace) -> int:
         settings = _loader(args)
     except SettingsError as exc:
         print(f"regauthd run: settings error: {exc}", file=sys.stderr)
+        return int(args.settings_error_exit)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        print(
+            f"regauthd run: the state directory {settings.state_dir} cannot be created: "
+            f"{os_cause(exc)}; make it writable, or set [daemon] state_dir (or --state-dir) "
+            "to a directory that is",
+            file=sys.stderr,
+        )
         return int(args.settings_error_exit)
     return run_daemon(settings, reload_settings=lambda: _loader(args))

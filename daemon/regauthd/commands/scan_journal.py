@@ -9,7 +9,6 @@ none was found, 1 when some were, 2 on a usage error or when the journal cannot 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -22,6 +21,7 @@ from regauthd.journal.backend import DEFAULT_UNITS, FollowOptions, JournalError
 from regauthd.journal.recognize import AuthFailure, PatternError, Recognizer, compile_patterns
 from regauthd.journal.scan import scan
 from regauthd.journal.since import SinceError, parse_since
+from regauthd.terminal import json_line, printable
 
 DEFAULT_SINCE = timedelta(hours=24)
 
@@ -92,7 +92,7 @@ def command(args: argparse.Namespace) -> int:
         since = parse_since(args.since, now=now.astimezone()) if args.since else now - DEFAULT_SINCE
         recognizer = Recognizer(compile_patterns(args.pattern))
     except (SinceError, PatternError) as exc:
-        print(f"regauthd scan-journal: {exc}", file=sys.stderr)
+        print(f"regauthd scan-journal: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     options = FollowOptions(
         units=tuple(args.unit) if args.unit else DEFAULT_UNITS,
@@ -110,11 +110,11 @@ def command(args: argparse.Namespace) -> int:
             count += 1
             summary.add(failure)
             if args.json:
-                print(json.dumps(failure.as_dict(), ensure_ascii=False), flush=False)
+                print(json_line(failure.as_dict()), flush=False)
             else:
-                print(render(failure))
+                print(printable(render(failure)))
     except JournalError as exc:
-        print(f"regauthd scan-journal: {exc}", file=sys.stderr)
+        print(f"regauthd scan-journal: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.flush()
     print(
@@ -123,7 +123,7 @@ def command(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     for line in summary.lines():
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {printable(line)}", file=sys.stderr)
     return EXIT_PROBLEMS if count else EXIT_OK
 
 

@@ -1,11 +1,19 @@
 """Backups: rotated 0600 copies of configs in the state directory, the way back from any fix.
 
+A backup counts only once it is verified: written whole (short writes continued), fsync'd, read
+back byte for byte, then renamed from its ``.partial`` name to ``*.json``. A failed
+attempt (no space, read-only filesystem) removes its partial file and raises, and rotation only
+ever counts ``*.json`` files that hold something, so a run of failures never rotates the last
+good backup out.
+
 The state directory also holds the race memory (:mod:`regauthd.dockerconfig.races`); a
 :class:`BackupStore` is the handle :func:`regauthd.dockerconfig.fixer.fix_file` gets for both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 import urllib.parse
@@ -16,6 +24,11 @@ from regauthd.dockerconfig.races import RaceMemory
 
 BACKUPS_KEPT = 20
 """Backups kept per config file; older ones are removed as new ones are written."""
+
+PARTIAL_SUFFIX = ".partial"
+"""A backup being written; renamed to ``.json`` once verified."""
+_STALE_PARTIAL_S = 3600.0
+"""A partial file this old was left by a crash (a backup takes milliseconds): removed."""
 
 
 class BackupStore:
@@ -34,21 +47,83 @@ class BackupStore:
         return real_path in self._backed_up
 
     def save(self, snapshot: Snapshot) -> Path:
+        """Write and verify one backup of ``snapshot.data``; its path. Raises :class:`OSError`
+        (nothing left behind, no older backup removed) when it cannot be written whole."""
         folder = self.folder_for(snapshot.real_path)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        dest = folder / f"{stamp}.{time.time_ns() % 1_000_000_000:09d}.json"
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        name = f"{stamp}.{time.time_ns() % 1_000_000_000:09d}"
+        partial = folder / f".{name}{PARTIAL_SUFFIX}"
+        dest = folder / f"{name}.json"
         try:
-            os.write(fd, snapshot.data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, snapshot.data)
+                os.fsync(fd)
+                _verify(fd, snapshot.data, partial)
+            finally:
+                os.close(fd)
+            os.rename(partial, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        with contextlib.suppress(OSError):  # the backup is whole; only its name may not be
+            _fsync_dir(folder)
         self._backed_up.add(snapshot.real_path)
         self._rotate(folder)
         return dest
 
+    def verified(self, real_path: Path) -> list[Path]:
+        """The backups of ``real_path`` that count, oldest first."""
+        return _verified(self.folder_for(real_path))
+
     def _rotate(self, folder: Path) -> None:
-        backups = sorted(folder.glob("*.json"))
+        backups = _verified(folder)
         for old in backups[: max(0, len(backups) - self.keep)]:
             old.unlink(missing_ok=True)
+        now = time.time()
+        for partial in folder.glob(f".*{PARTIAL_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if now - partial.stat().st_mtime > _STALE_PARTIAL_S:
+                    partial.unlink()
+
+
+def _verified(folder: Path) -> list[Path]:
+    """``*.json`` files that hold something (older versions left 0-byte files behind)."""
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        with contextlib.suppress(OSError):
+            if path.stat().st_size > 0:
+                out.append(path)
+    return out
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # never loop on a device that takes nothing
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _verify(fd: int, data: bytes, path: Path) -> None:
+    """Read the backup back from the file: byte for byte what was meant (stronger than parsing
+    it: a truncated or altered copy of a config never parses as the same config)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > len(data):
+            break
+    if b"".join(chunks) != data:
+        raise OSError(errno.EIO, "the backup read back differs from what was written", str(path))
+
+
+def _fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -41,6 +41,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from regauthd.dockerconfig.jsontext import os_cause
+
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """Where helpers are looked up when running as root (systemd's default PATH)."""
 CALL_TIMEOUT_S = 5.0
@@ -145,16 +147,24 @@ def _root_only(path: str) -> str | None:
 def find_program(program: str, path: str, *, root_only: bool) -> str:
     """The absolute path of ``program`` on ``path``; :class:`HelperRunError` when absent or
     (``root_only``) changeable by someone other than root."""
+    not_executable = None
     for directory in path.split(os.pathsep):
         if not directory.startswith("/"):
             continue  # a relative PATH entry would depend on the working directory
         candidate = os.path.join(directory, program)
+        if os.path.isfile(candidate) and not os.access(candidate, os.X_OK):
+            not_executable = not_executable or candidate
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             real = os.path.realpath(candidate)
             why = (_root_only(candidate) or _root_only(real)) if root_only else None
             if why is not None:
                 raise HelperRunError(f"credential helper `{program}` refused: {why}")
             return real
+    if not_executable is not None:
+        raise HelperRunError(
+            f"credential helper `{program}` could not be run: {not_executable} is not "
+            "executable, permission denied (EACCES); `chmod +x` it, or reinstall the helper"
+        )
     raise HelperRunError(f"credential helper `{program}` is not installed or not on PATH")
 
 
@@ -320,8 +330,8 @@ class HelperRunner:
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise HelperRunError(
-                f"credential helper `{program}` could not be started as "
-                f"{user.name if user else 'this user'}: {exc.strerror or exc}{where}"
+                f"credential helper `{program}` could not be run as "
+                f"{user.name if user else 'this user'}: {os_cause(exc)}{where}"
             ) from None
         deadline = time.monotonic() + timeout
         pending: str | None = stdin

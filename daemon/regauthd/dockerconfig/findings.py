@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from regauthd.terminal import printable
+
 Severity = Literal["error", "warning"]
 """``error``: a client fails or a credential is at risk. ``warning``: works, but risky or odd."""
 
@@ -35,5 +37,8 @@ class Finding:
 
         Shown under a heading that names :attr:`path` (a report's, or the source's).
         """
-        where = f" [{self.key}]" if self.key is not None else ""
-        return f"{indent}{self.severity}{where}: {self.message}\n{indent}  fix: {self.fix}"
+        where = f" [{printable(self.key)}]" if self.key is not None else ""
+        return (
+            f"{indent}{self.severity}{where}: {printable(self.message)}\n"
+            f"{indent}  fix: {printable(self.fix)}"
+        )

@@ -20,7 +20,13 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.file import Snapshot
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.jsontext import ConfigFileError, parse, render
+from regauthd.dockerconfig.jsontext import (
+    ConfigFileError,
+    ConfigSaveError,
+    os_cause,
+    parse,
+    render,
+)
 from regauthd.dockerconfig.keys import HUB_CANONICAL, classify
 from regauthd.dockerconfig.merge import merge_config_bytes
 from regauthd.dockerconfig.normalize import Change, Conflict, HelperMove, NormalizationPlan, plan
@@ -55,12 +61,42 @@ def fix_file(
 
     When another program writes the file while we save, its write is merged in and the plan
     made again (:func:`regauthd.dockerconfig.merge.merge_three_way`), at most
-    :data:`MAX_ATTEMPTS` times.
+    :data:`MAX_ATTEMPTS` times. A save or backup the system refuses (no space, read-only
+    filesystem, permission) is reported as a :class:`ConfigSaveError`; the file is unchanged.
     """
-    path = Path(path)
+    try:
+        return _fix_file(
+            Path(path),
+            backups=backups,
+            prefer=prefer,
+            dry_run=dry_run,
+            erase_old_helper_entries=erase_old_helper_entries,
+            helper_env=helper_env,
+            helper_runner=helper_runner,
+            defer_cleanup=defer_cleanup,
+            snapshot=snapshot,
+        )
+    except ConfigSaveError as exc:
+        return FixReport(path=Path(path), error=exc)
+    except OSError as exc:
+        return FixReport(path=Path(path), error=ConfigSaveError(path, "saving", exc))
+
+
+def _fix_file(
+    path: Path,
+    *,
+    backups: BackupStore,
+    prefer: Collection[str] = (),
+    dry_run: bool = False,
+    erase_old_helper_entries: bool = False,
+    helper_env: Mapping[str, str] | None = None,
+    helper_runner: HelperRunner | None = None,
+    defer_cleanup: bool = False,
+    snapshot: Snapshot | None = None,
+) -> FixReport:
     if snapshot is None:  # else: the caller just read it (the daemon's hot path)
         try:
-            snapshot = dockerconfig.load(path)
+            snapshot = read(path)
         except ConfigFileError as exc:
             return FixReport(path=path, error=exc)
     if not snapshot.exists:
@@ -105,7 +141,11 @@ def fix_file(
             )
         if needs_write and (result.conflicts or not backups.has_backup(snapshot.real_path)):
             # Before the first change to a file, and whenever a credential loses a conflict.
-            backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
+            try:
+                backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
+            except OSError as exc:
+                # No way back, no change: a fix is only made with its backup in place.
+                raise ConfigSaveError(path, f"writing the backup in {backups.root}", exc) from None
         helper_conflicts, helper_findings, erase = _move_helper_secrets(
             result, helper_env, erase_old_helper_entries, helper_runner
         )
@@ -143,8 +183,13 @@ def fix_file(
                 backup=backup,
                 error=exc,
             )
+        except OSError as exc:
+            raise ConfigSaveError(path, "saving", exc) from None
         if raced is None:
-            backups.races.keep(snapshot.real_path, new_data)
+            # The file is saved: a full state directory must not make that look like a failure
+            # (the race memory is kept in this process even when its file cannot be written).
+            with contextlib.suppress(OSError):
+                backups.races.keep(snapshot.real_path, new_data)
             for store, url in erase:
                 store.erase(url)
             return report(
@@ -185,6 +230,15 @@ def fix_file(
             "regauthd was saving; it was left as that program wrote it",
         ),
     )
+
+
+def read(path: Path) -> Snapshot:
+    """:func:`regauthd.dockerconfig.file.load`, with a read the kernel refuses (``/proc`` files
+    that error on read: EIO, EINVAL, EAGAIN) as a :class:`ConfigFileError` too."""
+    try:
+        return dockerconfig.load(path)
+    except OSError as exc:
+        raise ConfigFileError(path, f"cannot be read: {os_cause(exc)}") from None
 
 
 def _merge_race(pending: Snapshot, raced: dockerconfig.Raced, races: RaceMemory) -> Snapshot | None:
@@ -237,18 +291,26 @@ def _move_helper_secrets(
     for move in result.helper_moves:
         try:
             _move_one(move, env, erase_old, conflicts, findings, erase, runner)
-        except CredentialError as exc:
+        except (CredentialError, OSError) as exc:
+            # OSError: the helper exists but cannot run (not executable, not a program).
+            reason = str(exc) if isinstance(exc, CredentialError) else _exec_error(move, exc)
             findings.append(
                 Finding(
                     "helper_sync_failed" if move.sync else "helper_failed",
                     "error",
                     "credential helper",
                     move.source_url,
-                    str(exc),
+                    reason,
                     "make the helper work (unlock it), then run `regauthd fix` again",
                 )
             )
     return conflicts, findings, erase
+
+
+def _exec_error(move: HelperMove, exc: OSError) -> str:
+    names = sorted({move.source_helper, move.target_helper})
+    programs = " or ".join(f"`docker-credential-{n}`" for n in names)
+    return f"credential helper {programs} could not be run: {os_cause(exc)}"
 
 
 def _move_one(

@@ -197,10 +197,17 @@ def _normalize_auths(
     moves: list[HelperMove],
 ) -> dict[str, Any]:
     groups: dict[str, list[str]] = {}
+    broken: set[str] = set()
     for key, entry in auths.items():
         info = classify(key)
         if info.kind in _GROUPED and isinstance(entry, dict):
             groups.setdefault(info.canonical, []).append(key)
+        elif info.kind in _GROUPED:
+            broken.add(info.canonical)
+    # A spelling whose entry is not an object (Docker refuses the whole file; validate says
+    # so): merging around it would replace a credential with it, or it with a credential.
+    for canonical in broken:
+        groups.pop(canonical, None)
 
     # Where each surviving key goes: canonical -> (position key, entry).
     placed: dict[str, dict[str, Any]] = {}
@@ -286,6 +293,8 @@ def _copy_hub_mirror(
     """``registry-1.docker.io`` / ``hub.docker.com`` -> canonical, when Hub has no credential."""
     target_helper = helper_name_for(new_config, HUB_CANONICAL)
     current = out.get(HUB_CANONICAL)
+    if current is not None and not isinstance(current, dict):
+        return  # not an object: reported by validate, never overwritten
     if isinstance(current, dict) and (entry_identity(current) or target_helper is not None):
         return
     candidates = [

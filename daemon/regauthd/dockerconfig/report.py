@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regauthd.dockerconfig.findings import Finding
-from regauthd.dockerconfig.jsontext import ConfigFileError, parse, render
+from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse, render
 from regauthd.dockerconfig.normalize import Change
 from regauthd.redact import redact_config
+from regauthd.terminal import printable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,6 +58,8 @@ class FixReport:
 
 
 def status_of(report: FixReport, *, dry_run: bool) -> str:
+    if isinstance(report.error, ConfigSaveError):
+        return "not_saved"
     if report.error is not None:
         return "refused"
     status = ("would_fix" if dry_run else "fixed") if report.changed else "clean"
@@ -125,21 +128,24 @@ def as_text(report: FixReport, *, dry_run: bool) -> str:
     status = status_of(report, dry_run=dry_run)
     if status == "clean" and report.findings:
         status = "works, with warnings"  # `clean` only when nothing is printed under it
-    lines = [f"{report.path}: {status.replace('_', ' ')}"]
+    lines = [f"{printable(report.path)}: {status.replace('_', ' ')}"]
     if report.error is not None:
-        lines.append(f"  refused: {report.error.reason}")
+        label = "not saved" if isinstance(report.error, ConfigSaveError) else "refused"
+        lines.append(f"  {label}: {printable(report.error.reason)}")
     would = "would be " if dry_run else ""
     for c in report.changes:
-        lines.append(f"  {would}{c.describe()}")
+        lines.append(f"  {would}{printable(c.describe())}")
     for k in report.conflicts:
         where = f"; the removed one is in backup {k.backup}" if k.backup else ""
         lines.append(
-            f"  conflict for {k.canonical!r}: {k.winner!r} and {k.loser!r} held different "
-            f"credentials; kept {k.winner!r} ({k.reason}){where}"
+            printable(
+                f"  conflict for {k.canonical!r}: {k.winner!r} and {k.loser!r} held different "
+                f"credentials; kept {k.winner!r} ({k.reason}){where}"
+            )
         )
     lines.extend(f.as_text(indent="  ") for f in report.findings)
     if report.backup is not None and report.written:
-        lines.append(f"  backup of the previous version: {report.backup}")
+        lines.append(f"  backup of the previous version: {printable(report.backup)}")
     if report.retries:
         lines.append(f"  another program wrote the file meanwhile; merged {report.retries} time(s)")
     return "\n".join(lines)

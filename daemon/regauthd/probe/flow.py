@@ -38,6 +38,7 @@ from regauthd.probe.rules import (
     granted_actions,
     location_refusal,
     parse_rate_limit,
+    parse_token_answer,
     realm_refusal,
     requested_scopes,
 )
@@ -292,16 +293,11 @@ class ProbeFlow:
                 ProbeStatus.ERROR,
                 f"the token service answered HTTP {response.status_code}{error_text(response)}",
             )
-        try:
-            body = response.json()
-            token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
+        token, refresh = parse_token_answer(response.content)
+        if token is None:
             raise StopProbe(ProbeStatus.ERROR, "the token service answered without a token")
         self.secrets.append(token)
-        refresh = body.get("refresh_token")
-        if isinstance(refresh, str):
+        if refresh is not None:
             self.secrets.append(refresh)
         return token
 

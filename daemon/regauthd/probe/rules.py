@@ -192,9 +192,27 @@ def decode_claims(token: str) -> dict[str, Any] | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # the registry wrote it: anything
         return None
     return claims if isinstance(claims, dict) else None
+
+
+def parse_token_answer(body: bytes) -> tuple[str | None, str | None]:
+    """(token, refresh token) from a token service's JSON answer: ``token``, else
+    ``access_token`` (the two names the distribution spec allows); None for what is missing or
+    not a string. Any bytes at all (deep nesting, huge numbers, not JSON) give (None, None)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(value, dict):
+        return None, None
+    token = value.get("token") or value.get("access_token")
+    refresh = value.get("refresh_token")
+    return (
+        token if isinstance(token, str) and token else None,
+        refresh if isinstance(refresh, str) and refresh else None,
+    )
 
 
 def granted_actions(claims: Mapping[str, Any] | None, repository: str) -> frozenset[str] | None:

@@ -19,7 +19,7 @@ import structlog
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.credhelper import HelperRunner
-from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.jsontext import ConfigFileError, os_cause
 from regauthd.dockerconfig.keys import registry_name
 from regauthd.dockerconfig.stores import CredentialError, resolve, store_for
 from regauthd.probe.result import ProbeTarget
@@ -53,8 +53,8 @@ def target_for(
     base = ProbeTarget(registry=name, repository=repository, insecure=insecure, endpoint=endpoint)
     try:
         found = resolve(config, name, env=env, runner=runner)
-    except CredentialError as exc:
-        return dataclasses.replace(base, credential_error=str(exc))
+    except (CredentialError, OSError) as exc:
+        return dataclasses.replace(base, credential_error=_helper_error(exc))
     if found is None:
         return dataclasses.replace(base, unread_keys=tuple(unread_hub_keys(config, name)))
     key, credential = found
@@ -219,8 +219,10 @@ def conflict_targets(
         remember_config_secrets(config)
         try:
             cred = store_for(config, key, env=env, runner=runner).get(key)
-        except CredentialError as exc:
-            out.append(dataclasses.replace(base, credential_error=str(exc), credential_key=key))
+        except (CredentialError, OSError) as exc:
+            out.append(
+                dataclasses.replace(base, credential_error=_helper_error(exc), credential_key=key)
+            )
             continue
         if cred is not None:
             REDACTOR.remember([cred.secret])
@@ -233,3 +235,12 @@ def conflict_targets(
             )
         )
     return out[0], out[1]
+
+
+def _helper_error(exc: CredentialError | OSError) -> str:
+    """A helper's failure in words; OSError: the helper exists but cannot run (not executable,
+    not a program), which :mod:`regauthd.dockerconfig.stores` does not turn into words."""
+    if isinstance(exc, CredentialError):
+        return str(exc)
+    name = f"`{exc.filename}` " if exc.filename else ""
+    return f"the credential helper {name}could not be run: {os_cause(exc)}"

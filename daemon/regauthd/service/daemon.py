@@ -40,6 +40,7 @@ from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.credhelper import HelperBudget, HelperPolicy, HelperRunner
+from regauthd.dockerconfig.jsontext import os_cause
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
@@ -291,6 +292,12 @@ class Daemon:
         except SettingsError as exc:
             self.alert(AlertKind.SETTINGS_RELOAD_FAILED, str(self.settings.source), reason=str(exc))
             return
+        try:
+            new.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            reason = f"the state directory {new.state_dir} cannot be created: {os_cause(exc)}"
+            self.alert(AlertKind.SETTINGS_RELOAD_FAILED, str(self.settings.source), reason=reason)
+            return
         old = self.settings
         self.settings = new
         self.reporter.reload(new)
@@ -373,7 +380,7 @@ class Daemon:
             if stable and again == plan:
                 break
             plan = again
-        self._watch_limit.update(self._watches.refused)
+        self._watch_limit.update(self._watches.refused, self._watches.refused_configs())
         _settle_heap()
         self.metrics.gauge("watched_directories", len(self._watches))
         self.metrics.gauge("watched_configs", plan.config_count())

@@ -8,7 +8,6 @@ timer that tries again), tells the fixer which Docker Hub spelling is newest, an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.credhelper import HelperRunner
-from regauthd.dockerconfig.fixer import fix_file
-from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.fixer import fix_file, read
+from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.report import FixReport
 from regauthd.redactor import remember_config_secrets
@@ -39,6 +38,12 @@ from regauthd.settings import Settings
 
 log = structlog.get_logger("regauthd")
 
+SAVE_FIRST_RETRY = 5.0
+"""Seconds before looking again at a config whose repair could not be saved (no space,
+read-only filesystem, permission); doubled after each failure..."""
+SAVE_LAST_RETRY = 300.0
+"""...up to this, for as long as saving fails."""
+
 
 @dataclass(slots=True)
 class _FileState:
@@ -47,6 +52,8 @@ class _FileState:
     is our own write coming back, or a second event for one write: nothing to do, no loop."""
     last_hub: HubFingerprints | None = None
     """The Hub entries of the content last seen or written: tell which keys a new write added."""
+    save_retry: float = 0.0
+    """The pause before the next retry of a repair that could not be saved (0: none due)."""
 
 
 class Repairer:
@@ -109,7 +116,7 @@ class Repairer:
         # and its snapshot is handed to the fixer, which then does not read the file again.
         snapshot: dockerconfig.Snapshot | None
         try:
-            snapshot = dockerconfig.load(Path(config))
+            snapshot = read(Path(config))
             data = snapshot.data
         except ConfigFileError:
             snapshot, data = None, b""
@@ -161,6 +168,11 @@ class Repairer:
         current: dict[str, Any] | None,
         now: float,
     ) -> None:
+        if isinstance(report.error, ConfigSaveError):
+            self._save_failed(config, real, state, report.error)
+            state.last_hub = hub_fingerprints(current)
+            return
+        state.save_retry = 0.0
         if report.error is not None:
             self._alert(AlertKind.CONFIG_UNFIXABLE, config, path=config, reason=report.error.reason)
             state.last_hub = hub_fingerprints(current)
@@ -194,6 +206,35 @@ class Repairer:
         else:
             state.last_hub = hub_fingerprints(current)
 
+    def _save_failed(
+        self, config: str, real: str, state: _FileState, error: ConfigSaveError
+    ) -> None:
+        """Alert, then look again after a pause that doubles up to :data:`SAVE_LAST_RETRY`."""
+        delay = min(state.save_retry * 2, SAVE_LAST_RETRY) if state.save_retry else SAVE_FIRST_RETRY
+        state.save_retry = delay
+        self._metrics.count("save_failures")
+        self._alert(
+            AlertKind.CONFIG_SAVE_FAILED,
+            config,
+            path=config,
+            reason=error.reason,
+            retry=f"{delay:g}s",
+            last_retry=f"{SAVE_LAST_RETRY:g}s",
+        )
+        old = self._resume_timers.pop(real, None)
+        if old is not None:
+            old.cancel()
+
+        def retry() -> None:
+            self._resume_timers.pop(real, None)
+            again = self._files.get(real)
+            if again is not None:
+                again.last_seen = None  # the same content must be tried again
+            log.info("config.save_retry", path=config)
+            self._retry(config)
+
+        self._resume_timers[real] = self._loop.call_later(delay, retry)
+
     def _schedule_resume(self, real: str, config: str, delay: float) -> None:
         old = self._resume_timers.pop(real, None)
         if old is not None:
@@ -212,11 +253,11 @@ class Repairer:
 
 
 def _parse_json(data: bytes) -> dict[str, Any] | None:
+    # jsontext.parse, not json.loads: deep nesting and huge numbers are refusals, not crashes.
     try:
-        value = json.loads(data)
-    except ValueError:
+        return parse(data)
+    except ConfigFileError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def normalized_fix(report: FixReport) -> str:

@@ -3,13 +3,14 @@
 When the per-user watch limit (``fs.inotify.max_user_watches``) is reached, the directories
 beyond it are not watched: their configs are repaired at start and at each retry, not within
 milliseconds. :class:`WatchLimitRetry` raises ``watch.limit`` when directories newly go
-unwatched, keeps the ``unwatched_directories`` gauge, and calls ``retry`` after a back-off
+unwatched (naming the directories and the configs in them), keeps the ``unwatched_directories``
+and ``unwatched_configs`` gauges, and calls ``retry`` after a back-off
 (:data:`FIRST_RETRY` doubling up to :data:`LAST_RETRY`) for as long as any stay unwatched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
@@ -43,9 +44,12 @@ class WatchLimitRetry:
         self._timer: Timer | None = None
         self._unwatched: frozenset[str] = frozenset()
 
-    def update(self, refused: Mapping[str, WatchLimitError]) -> None:
-        """After each reconcile: ``refused`` maps each directory left unwatched to the error."""
+    def update(self, refused: Mapping[str, WatchLimitError], configs: Iterable[str] = ()) -> None:
+        """After each reconcile: ``refused`` maps each directory left unwatched to the error;
+        ``configs`` are the configs in those directories (the plan's)."""
+        unwatched_configs = sorted(set(configs))
         self._metrics.gauge("unwatched_directories", len(refused))
+        self._metrics.gauge("unwatched_configs", len(unwatched_configs))
         before, self._unwatched = self._unwatched, frozenset(refused)
         if not refused:
             if before:
@@ -56,14 +60,13 @@ class WatchLimitRetry:
         if self._unwatched - before:
             error = next(iter(refused.values()))
             names = sorted(refused)
-            shown = ", ".join(names[:_NAMED])
-            if len(names) > _NAMED:
-                shown += f" and {len(names) - _NAMED} more"
+            shown = _named(names)
             self._alert(
                 AlertKind.WATCH_LIMIT,
                 error.sysctl,
                 count=len(names),
                 directories=shown,
+                configs=_named(unwatched_configs),
                 sysctl=error.sysctl,
                 limit="unknown" if error.limit is None else error.limit,
                 retry=f"{self._delay:g}s",
@@ -84,3 +87,11 @@ class WatchLimitRetry:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _named(names: list[str]) -> str:
+    """The first :data:`_NAMED` names, and how many more."""
+    shown = ", ".join(names[:_NAMED]) or "none yet"
+    if len(names) > _NAMED:
+        shown += f" and {len(names) - _NAMED} more"
+    return shown
