@@ -73,3 +73,9 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
 def test_hostile_bench_runs_every_case() -> None:
     figures = _run("hostile.py", "--quick")
     assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]
+
+
+def test_cli_start_bench_times_every_command() -> None:
+    figures = _run("cli_start.py", "--quick")
+    assert set(figures["commands"]) >= {"python -c pass", "regauthd fix", "regauthd --help"}
+    assert all(f["p50_ms"] > 0 for f in figures["commands"].values())

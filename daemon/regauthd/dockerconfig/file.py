@@ -10,13 +10,10 @@ program wrote in between, the caller re-plans from that content and saves again.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import pwd
 import queue
-import secrets
 import stat
 import sys
 import threading
@@ -268,7 +265,7 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
     """
     target = snapshot.real_path
     directory = target.parent
-    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    tmp = directory / f"{TEMP_PREFIX}{os.urandom(6).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
@@ -377,8 +374,12 @@ def _exchange(a: Path, b: Path) -> bool:
     global _renameat2  # noqa: PLW0603 - resolved once, lazily
     if not sys.platform.startswith("linux") or not b.exists():
         return False
+    # ctypes only here: importing it (and ctypes.util's subprocess) cost `regauthd fix` a third of
+    # its start. CDLL(None) is the C library this process runs on, without find_library's ldconfig.
+    import ctypes  # noqa: PLC0415
+
     if _renameat2 is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         fn = getattr(libc, "renameat2", None)
         if fn is None:
             _renameat2 = False

@@ -9,7 +9,6 @@ registry (``credHelpers[key]``, else ``credsStore``, else the file). The credent
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -109,6 +108,8 @@ class HelperStore:
         self._secrets: set[str] = set()  # every secret handed to or read from the helper
 
     def _run(self, verb: str, stdin: str) -> tuple[int, str]:
+        import subprocess  # noqa: PLC0415 - only with a helper: `fix` on plain auths starts faster
+
         try:
             proc = subprocess.run(
                 [self.program, verb],
