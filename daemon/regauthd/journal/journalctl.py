@@ -2,6 +2,16 @@
 
 Same cursor file as the systemd-python follower. ``--cursor`` rather than ``--after-cursor``,
 because the latter skips one entry blindly, losing one when the cursor's entry was vacuumed.
+
+journalctl filters in C: ``--grep`` (PCRE2 on MESSAGE, with ``--case-sensitive=false``) keeps
+only the entries whose message holds one of the recognizer's pre-filter words
+(:data:`~regauthd.journal.recognize.PREFILTER_WORDS`, see :func:`grep_pattern`), so only those
+are formatted, piped and parsed here; every kept entry still goes through
+:meth:`~regauthd.journal.recognize.Recognizer.might_match` and the rules, so the failures found
+are exactly the unfiltered ones. A journalctl built without PCRE2 (or one that refuses the
+pattern) is asked once (:func:`grep_accepted`) and then read unfiltered. With extra patterns from
+the settings (Python regexes) nothing is filtered. The cursor then moves only on kept entries: a
+restart reads again from the last one kept, and finds the same.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from typing import IO, Any
 
 from regauthd.journal.backend import FollowOptions, JournalError, glob_matches, split_globs
 from regauthd.journal.cursor import CursorKeeper, from_realtime_us
-from regauthd.journal.recognize import AuthFailure
+from regauthd.journal.recognize import PREFILTER_WORDS, AuthFailure, Recognizer
 
 # json, subprocess and shutil are imported where this backend needs them: `scan-journal` on the
 # systemd-python path starts in about half the time, and that start is part of what
@@ -28,6 +38,51 @@ def journalctl_present() -> bool:
     return shutil.which("journalctl") is not None
 
 
+_REFUSAL_WORDS = ("pattern", "pcre", "grep")
+"""What journalctl says when it cannot --grep: "Compiled without pattern matching support",
+"PCRE2 support is not installed", "Bad pattern ...", "unrecognized option '--grep'"."""
+_grep_verdicts: dict[tuple[str, str], bool] = {}
+
+
+def grep_pattern(recognizer: Recognizer) -> str | None:
+    """The PCRE2 pattern for ``journalctl --grep --case-sensitive=false``: any pre-filter word.
+
+    ``None`` when the settings add patterns: they can match any message. Case-insensitive
+    matching folds every ASCII letter as ``bytes.lower()`` does (and, in UTF-8, a few more), so
+    the kept entries are a superset of what the pre-filter accepts.
+    """
+    if recognizer.extra:
+        return None
+    words = [w.decode("ascii") for w in PREFILTER_WORDS]
+    # The words are letters, blanks and underscores; anything else is made literal.
+    return "|".join("".join(c if c.isalnum() or c in " _" else f"\\{c}" for c in w) for w in words)
+
+
+def grep_accepted(program: str, pattern: str) -> bool:
+    """Whether this journalctl runs ``--grep=pattern``; asked once per program and pattern.
+
+    journalctl compiles the pattern before it opens any journal, so a source that cannot be
+    opened (``/dev/null``) answers in a few milliseconds: refused with words about the pattern,
+    PCRE2 or the option, or accepted (any other complaint).
+    """
+    key = (program, pattern)
+    if key not in _grep_verdicts:
+        import subprocess  # noqa: PLC0415 - see the imports
+
+        argv = [program, f"--grep={pattern}", "--case-sensitive=false", "--lines=0"]
+        proc = subprocess.run(
+            [*argv, "--quiet", "--no-pager", "--file=/dev/null"],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
+        said = proc.stderr.lower()
+        _grep_verdicts[key] = proc.returncode == 0 or not any(w in said for w in _REFUSAL_WORDS)
+    return _grep_verdicts[key]
+
+
 class JournalctlFollower:
     """The same follower on ``journalctl -o json`` (hosts without systemd-python)."""
 
@@ -39,6 +94,7 @@ class JournalctlFollower:
         now: datetime | None = None,
         since: datetime | None = None,
         follow: bool = True,
+        grep: bool = True,
     ) -> None:
         import shutil  # noqa: PLC0415 - see the imports
         import subprocess  # noqa: PLC0415
@@ -65,7 +121,15 @@ class JournalctlFollower:
         argv += [f"_SYSTEMD_UNIT={u}" for u in units] or ["_SYSTEMD_UNIT=regauthd-no-such.service"]
         if not source:
             argv += _this_machine()
+        pattern = grep_pattern(options.recognizer) if grep else None
+        self.grep: str | None = None
+        """The ``--grep`` pattern journalctl filters with, or None: every entry is read."""
+        if pattern is not None and grep_accepted(program, pattern):
+            argv += [f"--grep={pattern}", "--case-sensitive=false"]
+            self.grep = pattern
         self._buffer = b""
+        self.entries_read = 0
+        """How many entries journalctl handed over (all of them without ``--grep``)."""
         self._eof = False
         self._follow = follow
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
@@ -108,6 +172,7 @@ class JournalctlFollower:
         failures: list[AuthFailure] = []
         for line in lines:
             if line:
+                self.entries_read += 1
                 failure = self._entry(json.loads(line))
                 if failure is not None:
                     failures.append(failure)
@@ -137,6 +202,9 @@ class JournalctlFollower:
         status = self.proc.wait()
         if status != 0 or self._follow:
             detail = self._stderr.read().decode("utf-8", "replace").strip()
+            # With --grep, journalctl exits 1, saying nothing, when no entry matched.
+            if status == 1 and self.grep is not None and not self._follow and not detail:
+                return
             raise JournalError(f"journalctl exited with status {status}: {detail}")
 
     def close(self) -> None:
