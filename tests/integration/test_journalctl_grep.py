@@ -13,8 +13,14 @@ import pytest
 
 from regauthd.journal import journalctl
 from regauthd.journal.backend import FollowOptions
-from regauthd.journal.journalctl import JournalctlFollower, grep_accepted, grep_pattern
-from regauthd.journal.recognize import DEFAULT, AuthFailure, Recognizer, compile_patterns
+from regauthd.journal.journalctl import GREP_WORDS, JournalctlFollower, grep_accepted, grep_pattern
+from regauthd.journal.recognize import (
+    DEFAULT,
+    AuthFailure,
+    Recognizer,
+    compile_patterns,
+    rule_literals,
+)
 from regauthd.journal.scan import scan
 from tests.conftest import require_journal_backend, require_program
 from tests.rigs.journald import write_export, write_journal
@@ -133,3 +139,10 @@ def test_a_refused_pattern_falls_back_to_reading_everything(
     found, follower = _read(options, grep=True)
     assert follower.grep is None
     assert found == expected
+
+
+def test_every_rule_literal_holds_a_grep_word() -> None:
+    """What makes --grep safe: the rules accept no message without one of their literals."""
+    for literal in rule_literals():
+        assert any(word in literal for word in GREP_WORDS), literal
+    assert "permission denied" not in " ".join(GREP_WORDS)

@@ -4,8 +4,8 @@ Same cursor file as the systemd-python follower. ``--cursor`` rather than ``--af
 because the latter skips one entry blindly, losing one when the cursor's entry was vacuumed.
 
 journalctl filters in C: ``--grep`` (PCRE2 on MESSAGE, with ``--case-sensitive=false``) keeps
-only the entries whose message holds one of the recognizer's pre-filter words
-(:data:`~regauthd.journal.recognize.PREFILTER_WORDS`, see :func:`grep_pattern`), so only those
+only the entries whose message holds one of :data:`GREP_WORDS` (every rule's literal holds one:
+see :func:`grep_pattern`), so only those
 are formatted, piped and parsed here; every kept entry still goes through
 :meth:`~regauthd.journal.recognize.Recognizer.might_match` and the rules, so the failures found
 are exactly the unfiltered ones. A journalctl built without PCRE2 (or one that refuses the
@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from regauthd.journal.backend import FollowOptions, JournalError, glob_matches, split_globs
 from regauthd.journal.cursor import CursorKeeper, from_realtime_us
-from regauthd.journal.recognize import PREFILTER_WORDS, AuthFailure, Recognizer
+from regauthd.journal.recognize import AuthFailure, Recognizer
 
 # json, subprocess and shutil are imported where this backend needs them: `scan-journal` on the
 # systemd-python path starts in about half the time, and that start is part of what
@@ -44,18 +44,30 @@ _REFUSAL_WORDS = ("pattern", "pcre", "grep")
 _grep_verdicts: dict[tuple[str, str], bool] = {}
 
 
-def grep_pattern(recognizer: Recognizer) -> str | None:
-    """The PCRE2 pattern for ``journalctl --grep --case-sensitive=false``: any pre-filter word.
+GREP_WORDS = (
+    "auth", "access denied", "is denied", "denied:", "many", "forbidden", "rate limit", "rname",
+    "_scope",
+)  # fmt: skip
+"""Every rule's literal holds one of these (a test checks it): the pre-filter's words, with
+``denied`` narrowed to the forms the rules use, which keeps ``permission denied`` out."""
 
-    ``None`` when the settings add patterns: they can match any message. Case-insensitive
-    matching folds every ASCII letter as ``bytes.lower()`` does (and, in UTF-8, a few more), so
-    the kept entries are a superset of what the pre-filter accepts.
+
+def grep_pattern(recognizer: Recognizer) -> str | None:
+    """The PCRE2 pattern for ``journalctl --grep --case-sensitive=false``: any of
+    :data:`GREP_WORDS`.
+
+    ``None`` when the settings add patterns: they can match any message. A message the rules
+    accept holds a rule literal in its lowercased text, so one of the words: case-insensitive
+    matching folds every ASCII letter as ``str.lower()`` does (the only non-ASCII letters that
+    lower to ASCII, the Kelvin sign and dotted I, cannot complete a word), so the kept entries
+    are a superset of the failures.
     """
     if recognizer.extra:
         return None
-    words = [w.decode("ascii") for w in PREFILTER_WORDS]
-    # The words are letters, blanks and underscores; anything else is made literal.
-    return "|".join("".join(c if c.isalnum() or c in " _" else f"\\{c}" for c in w) for w in words)
+    # The words are letters, blanks, underscores and colons; anything else is made literal.
+    return "|".join(
+        "".join(c if c.isalnum() or c in " _:" else f"\\{c}" for c in word) for word in GREP_WORDS
+    )
 
 
 def grep_accepted(program: str, pattern: str) -> bool:
