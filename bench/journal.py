@@ -17,7 +17,8 @@ of R by wall-clock time:
   with the workers ``regauthd scan-journal`` uses by default (one per CPU, at most 4), and with one
   process (the figure that compares CPU for CPU);
 - regauthd on the journalctl backend (hosts without systemd-python): ``journalctl --grep`` with
-  the recognizer's pre-filter words, ``-o json``, parsed in Python;
+  the rules' words, ``-o json``, parsed in Python; and, for comparison, the same without
+  ``--grep`` (every docker.service entry as JSON, as before ``--grep``);
 - the pipeline ``journalctl --directory D -u docker.service -o cat | grep -c -E PATTERN``
   (journal-remote rotates at ~50 MB, so the million entries span several files);
 - for reference, the default ``Reader.get_next()`` loop (every field converted) with the same
@@ -152,9 +153,12 @@ from pathlib import Path
 from regauthd.journal.backend import FollowOptions
 from regauthd.journal.scan import scan
 t0 = time.perf_counter()
-options = FollowOptions(
-    directory=Path(sys.argv[1]), units=("docker.service",), backend=sys.argv[3]
-)
+backend = sys.argv[3]
+if backend == "journalctl-unfiltered":  # the journalctl backend as it was: no --grep
+    import regauthd.journal.journalctl as ctl
+    ctl.grep_pattern = lambda recognizer: None
+    backend = "journalctl"
+options = FollowOptions(directory=Path(sys.argv[1]), units=("docker.service",), backend=backend)
 workers = int(sys.argv[2])
 n = sum(1 for _ in scan(options, since=datetime(1970, 1, 2, tzinfo=UTC), workers=workers))
 print(n, time.perf_counter() - t0)
@@ -222,6 +226,7 @@ def main() -> int:
 
     python = sys.executable
     workers = min(4, os.cpu_count() or 1)
+    directory = str(journal_file.parent)
     runs = {
         # `regauthd scan-journal` shares a scan between one process per CPU (at most 4).
         "regauthd": [
@@ -240,13 +245,14 @@ def main() -> int:
             "1",
             "systemd",
         ],
-        "regauthd (journalctl)": [
+        "regauthd (journalctl)": [python, "-c", REGAUTHD_SCAN, directory, "1", "journalctl"],
+        "regauthd (journalctl, no --grep)": [
             python,
             "-c",
             REGAUTHD_SCAN,
-            str(journal_file.parent),
+            directory,
             "1",
-            "journalctl",
+            "journalctl-unfiltered",
         ],
         "journalctl|grep": [
             "sh",
@@ -279,10 +285,10 @@ def main() -> int:
         f"\n{args.entries:,} entries ({size / 1e6:.0f} MB journal), {failures} failures, "
         f"best of {args.repeat}"
     )
-    print(f"{'':26}{'seconds':>9}{'CPU s':>8}{'entries/s':>13}{'peak RSS':>11}{'found':>7}")
+    print(f"{'':34}{'seconds':>9}{'CPU s':>8}{'entries/s':>13}{'peak RSS':>11}{'found':>7}")
     for name, r in results.items():
         print(
-            f"{name:26}{r['seconds']:>9.3f}{r['cpu_seconds']:>8.3f}{r['entries_per_second']:>13,}"
+            f"{name:34}{r['seconds']:>9.3f}{r['cpu_seconds']:>8.3f}{r['entries_per_second']:>13,}"
             f"{r['peak_rss_mib']:>8.1f} MiB{r['failures_found']:>7}"
         )
     theirs = results["journalctl|grep"]
