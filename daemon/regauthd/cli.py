@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol, cast
 
 from regauthd import __version__
@@ -20,9 +20,10 @@ EPILOG = """\
 Exit status: 0 all good, 1 problems found (or something could not be checked), 2 usage or
 settings errors. `regauthd COMMAND --help` explains each command."""
 
-# name -> (module under regauthd.commands, one-line help, what the command's --help says).
-# Modules are imported only when their command runs, so `regauthd fix` never pays for httpx or
-# systemd imports.
+# The registry of commands: name -> (module under regauthd.commands, one-line help, what the
+# command's --help says). The top-level parser is built from this table alone; a command's module
+# is imported only when that command is named on the command line (for its arguments and to run
+# it), so `regauthd fix` and `regauthd --help` never pay for httpx, watchdog or systemd.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": (
         "check",
@@ -105,16 +106,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _load(module: str) -> _CommandModule | None:
-    try:
-        return cast(_CommandModule, importlib.import_module(f"regauthd.commands.{module}"))
-    except ModuleNotFoundError as exc:
-        if exc.name == f"regauthd.commands.{module}":
-            return None  # command not built yet in this version
-        raise
+def _load(module: str) -> _CommandModule:
+    return cast(_CommandModule, importlib.import_module(f"regauthd.commands.{module}"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def selected_command(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv``, or None (``--help``, ``--version``, nothing, a typo).
+
+    The top-level parser takes no option with a value, so the first word that is not an option
+    is the command.
+    """
+    for word in argv:
+        if word == "--":
+            continue
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
+
+
+def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; only the commands in ``load`` get their arguments (their modules are
+    imported for that), the others only their name and help. ``None`` loads every command."""
     parser = _Parser(
         prog="regauthd",
         description=DESCRIPTION,
@@ -125,18 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module, help_text, description) in _COMMANDS.items():
-        mod = _load(module)
-        if mod is None:
-            continue
         p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG)
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod)
+        if load is None or name in load:
+            _load(module).add_arguments(p)
+        p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    mod = cast(_CommandModule, args._module)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = selected_command(words)
+    args = build_parser(load=() if command is None else (command,)).parse_args(words)
+    mod = _load(cast(str, args._module))
     try:
         return mod.command(args)
     except KeyboardInterrupt:

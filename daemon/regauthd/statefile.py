@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -28,7 +27,7 @@ def write_atomically(path: Path | str, data: bytes, *, mode: int = 0o600) -> Non
     directory, name = os.path.split(os.fspath(path))
     dir_fd = os.open(directory or ".", _DIR_FLAGS)
     try:
-        temp = f".{name}.{secrets.token_hex(6)}.tmp"
+        temp = f".{name}.{os.urandom(6).hex()}.tmp"
         fd = os.open(temp, _TEMP_FLAGS, mode, dir_fd=dir_fd)
         try:
             try:

@@ -112,3 +112,9 @@ def test_fuzz_bench_runs_every_target_without_a_failure() -> None:
     assert names == ["config", "settings", "challenge", "token", "journal"]
     for target in figures["targets"]:
         assert target["cases"] > 0 and target["failures"] == [], target
+
+
+def test_cli_start_bench_times_every_command() -> None:
+    figures = _run("cli_start.py", "--quick")
+    assert set(figures["commands"]) >= {"python -c pass", "regauthd fix", "regauthd --help"}
+    assert all(f["p50_ms"] > 0 for f in figures["commands"].values())

@@ -326,7 +326,15 @@ def test_bench_smoke(tmp_path: Path) -> None:
     require_program("journalctl", "systemd")
     bench = Path(__file__).parents[2] / "bench" / "journal.py"
     done = subprocess.run(
-        [sys.executable, str(bench), "--quick", "--results", str(tmp_path)],
+        [
+            sys.executable,
+            str(bench),
+            "--quick",
+            "--results",
+            str(tmp_path),
+            "--cache",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         check=False,

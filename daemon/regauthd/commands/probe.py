@@ -17,13 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
-
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.keys import registry_name
-from regauthd.probe.client import DEFAULT_CONCURRENCY, make_client, probe_many
 from regauthd.probe.result import (
     DEFAULT_TIMEOUT_S,
     ProbePolicy,
@@ -31,6 +28,7 @@ from regauthd.probe.result import (
     ProbeStatus,
     ProbeTarget,
 )
+from regauthd.probe.rules import DEFAULT_CONCURRENCY
 from regauthd.probe.targets import targets_from_config
 from regauthd.terminal import json_line, printable
 
@@ -222,6 +220,8 @@ async def _run(
         trusted_realm_hosts=frozenset(h.lower() for h in args.trust_realm),
         timeout_s=3 * args.timeout,
     )
+    from regauthd.probe.client import make_client, probe_many  # noqa: PLC0415 - httpx: see command
+
     async with make_client(
         ca_file=args.ca_file, insecure_hosts=insecure_hosts, request_timeout_s=args.timeout
     ) as client:
@@ -231,6 +231,9 @@ async def _run(
 
 
 def command(args: argparse.Namespace) -> int:
+    # httpx and structlog are imported only here, not for `probe --help` (see regauthd.cli).
+    import structlog  # noqa: PLC0415
+
     # Probe events are for the daemon's log; this command prints its own results.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     try:

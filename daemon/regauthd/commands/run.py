@@ -19,7 +19,6 @@ from pathlib import Path
 
 from regauthd.commands import EXIT_USAGE
 from regauthd.dockerconfig.jsontext import os_cause
-from regauthd.service.app import run_daemon
 from regauthd.settings import (
     LOG_LEVELS,
     OutputMode,
@@ -104,4 +103,8 @@ def command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return int(args.settings_error_exit)
+    # Imported here: the daemon pulls watchdog, httpx and systemd, which `run --help` and the
+    # parser (see regauthd.cli) must not.
+    from regauthd.service.app import run_daemon  # noqa: PLC0415
+
     return run_daemon(settings, reload_settings=lambda: _loader(args))

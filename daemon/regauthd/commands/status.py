@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS
-from regauthd.service.status import STATUS_FILE
 from regauthd.settings import resolve_state_dir
 
 SYSTEM_STATE_DIR = Path("/var/lib/regauthd")
@@ -138,6 +137,9 @@ def render(data: dict[str, Any], running: bool, reason: str, path: Path) -> list
 
 
 def command(args: argparse.Namespace) -> int:
+    # The daemon's status writer (and its logging) is imported only when the command runs.
+    from regauthd.service.status import STATUS_FILE  # noqa: PLC0415
+
     path = resolve_state_dir(args.state_dir) / STATUS_FILE
     data, why = read_status(path)
     if data is None:

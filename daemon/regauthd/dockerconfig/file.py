@@ -19,7 +19,6 @@ import contextlib
 import errno
 import os
 import pwd
-import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -286,7 +285,7 @@ def _save_in(
     directory: ConfigDir, snapshot: Snapshot, new_data: bytes, defer_cleanup: bool
 ) -> Raced | None:
     dir_fd, name = directory.fd, directory.name
-    tmp = f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    tmp = f"{TEMP_PREFIX}{os.urandom(6).hex()}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
     try:

@@ -120,6 +120,7 @@ class HelperStore:
         self._secrets: set[str] = set()  # every secret handed to or read from the helper
 
     def _run(self, verb: str, stdin: str) -> tuple[int, str]:
+
         try:
             code, out, err = self._runner.run(self.name, verb, stdin)
         except HelperRunError as exc:

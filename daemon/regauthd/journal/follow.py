@@ -94,8 +94,10 @@ def open_follower(
             backend = "files"
         else:
             raise JournalError(
-                "no journal here (neither systemd-python nor journalctl): configure log files "
-                "to follow, e.g. Docker Desktop's log or /var/log/messages"
+                "no journal here (neither systemd-python nor journalctl), so no auth failures "
+                "are read: set [journal] log_files to follow a log file instead, e.g. Docker "
+                "Desktop's ~/Library/Containers/com.docker.docker/Data/log/vm/init.log on macOS "
+                "(vm/dockerd.log in older releases), or /var/log/messages"
             )
     if backend == "systemd":
         return SystemdFollower(options, state_dir, now=now)

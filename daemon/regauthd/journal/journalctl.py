@@ -2,6 +2,16 @@
 
 Same cursor file as the systemd-python follower. ``--cursor`` rather than ``--after-cursor``,
 because the latter skips one entry blindly, losing one when the cursor's entry was vacuumed.
+
+journalctl filters in C: ``--grep`` (PCRE2 on MESSAGE, with ``--case-sensitive=false``) keeps
+only the entries whose message holds one of :data:`GREP_WORDS` (every rule's literal holds one:
+see :func:`grep_pattern`), so only those
+are formatted, piped and parsed here; every kept entry still goes through
+:meth:`~regauthd.journal.recognize.Recognizer.might_match` and the rules, so the failures found
+are exactly the unfiltered ones. A journalctl built without PCRE2 (or one that refuses the
+pattern) is asked once (:func:`grep_accepted`) and then read unfiltered. With extra patterns from
+the settings (Python regexes) nothing is filtered. The cursor then moves only on kept entries: a
+restart reads again from the last one kept, and finds the same.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from typing import IO, Any
 
 from regauthd.journal.backend import FollowOptions, JournalError, glob_matches, split_globs
 from regauthd.journal.cursor import CursorKeeper, from_realtime_us
-from regauthd.journal.recognize import AuthFailure
+from regauthd.journal.recognize import AuthFailure, Recognizer
 
 # json, subprocess and shutil are imported where this backend needs them: `scan-journal` on the
 # systemd-python path starts in about half the time, and that start is part of what
@@ -28,6 +38,63 @@ def journalctl_present() -> bool:
     return shutil.which("journalctl") is not None
 
 
+_REFUSAL_WORDS = ("pattern", "pcre", "grep")
+"""What journalctl says when it cannot --grep: "Compiled without pattern matching support",
+"PCRE2 support is not installed", "Bad pattern ...", "unrecognized option '--grep'"."""
+_grep_verdicts: dict[tuple[str, str], bool] = {}
+
+
+GREP_WORDS = (
+    "auth", "access denied", "is denied", "denied:", "many", "forbidden", "rate limit", "rname",
+    "_scope",
+)  # fmt: skip
+"""Every rule's literal holds one of these (a test checks it): the pre-filter's words, with
+``denied`` narrowed to the forms the rules use, which keeps ``permission denied`` out."""
+
+
+def grep_pattern(recognizer: Recognizer) -> str | None:
+    """The PCRE2 pattern for ``journalctl --grep --case-sensitive=false``: any of
+    :data:`GREP_WORDS`.
+
+    ``None`` when the settings add patterns: they can match any message. A message the rules
+    accept holds a rule literal in its lowercased text, so one of the words: case-insensitive
+    matching folds every ASCII letter as ``str.lower()`` does (the only non-ASCII letters that
+    lower to ASCII, the Kelvin sign and dotted I, cannot complete a word), so the kept entries
+    are a superset of the failures.
+    """
+    if recognizer.extra:
+        return None
+    # The words are letters, blanks, underscores and colons; anything else is made literal.
+    return "|".join(
+        "".join(c if c.isalnum() or c in " _:" else f"\\{c}" for c in word) for word in GREP_WORDS
+    )
+
+
+def grep_accepted(program: str, pattern: str) -> bool:
+    """Whether this journalctl runs ``--grep=pattern``; asked once per program and pattern.
+
+    journalctl compiles the pattern before it opens any journal, so a source that cannot be
+    opened (``/dev/null``) answers in a few milliseconds: refused with words about the pattern,
+    PCRE2 or the option, or accepted (any other complaint).
+    """
+    key = (program, pattern)
+    if key not in _grep_verdicts:
+        import subprocess  # noqa: PLC0415 - see the imports
+
+        argv = [program, f"--grep={pattern}", "--case-sensitive=false", "--lines=0"]
+        proc = subprocess.run(
+            [*argv, "--quiet", "--no-pager", "--file=/dev/null"],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
+        said = proc.stderr.lower()
+        _grep_verdicts[key] = proc.returncode == 0 or not any(w in said for w in _REFUSAL_WORDS)
+    return _grep_verdicts[key]
+
+
 class JournalctlFollower:
     """The same follower on ``journalctl -o json`` (hosts without systemd-python)."""
 
@@ -39,6 +106,7 @@ class JournalctlFollower:
         now: datetime | None = None,
         since: datetime | None = None,
         follow: bool = True,
+        grep: bool = True,
     ) -> None:
         import shutil  # noqa: PLC0415 - see the imports
         import subprocess  # noqa: PLC0415
@@ -65,7 +133,15 @@ class JournalctlFollower:
         argv += [f"_SYSTEMD_UNIT={u}" for u in units] or ["_SYSTEMD_UNIT=regauthd-no-such.service"]
         if not source:
             argv += _this_machine()
+        pattern = grep_pattern(options.recognizer) if grep else None
+        self.grep: str | None = None
+        """The ``--grep`` pattern journalctl filters with, or None: every entry is read."""
+        if pattern is not None and grep_accepted(program, pattern):
+            argv += [f"--grep={pattern}", "--case-sensitive=false"]
+            self.grep = pattern
         self._buffer = b""
+        self.entries_read = 0
+        """How many entries journalctl handed over (all of them without ``--grep``)."""
         self._eof = False
         self._follow = follow
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
@@ -106,11 +182,13 @@ class JournalctlFollower:
         lines = data.split(b"\n")
         self._buffer = lines.pop()
         failures: list[AuthFailure] = []
-        for line in lines:
-            if line:
-                failure = self._entry(json.loads(line))
-                if failure is not None:
-                    failures.append(failure)
+        # One JSON document per read, not one per entry: a third less time in the decoder.
+        entries = json.loads(b"[" + b",".join(line for line in lines if line) + b"]")
+        self.entries_read += len(entries)
+        for entry in entries:
+            failure = self._entry(entry)
+            if failure is not None:
+                failures.append(failure)
         if self._eof:
             self._check_exit()
         return failures
@@ -126,17 +204,20 @@ class JournalctlFollower:
         message = _json_value(entry.get("MESSAGE"))
         if message is None or not self._options.recognizer.might_match(message):
             return None
+        found = self._options.recognizer.find(message.decode("utf-8", "replace"))
+        if found is None:
+            return None  # the unit and the time are read for failures only
         unit = _json_value(entry.get("_SYSTEMD_UNIT")) or b"unknown"
-        return self._options.recognizer.recognize(
-            message.decode("utf-8", "replace"),
-            unit=unit.decode("utf-8", "replace"),
-            time=from_realtime_us(int(entry["__REALTIME_TIMESTAMP"])),
-        )
+        when = from_realtime_us(int(entry["__REALTIME_TIMESTAMP"]))
+        return found.at(unit.decode("utf-8", "replace"), when)
 
     def _check_exit(self) -> None:
         status = self.proc.wait()
         if status != 0 or self._follow:
             detail = self._stderr.read().decode("utf-8", "replace").strip()
+            # With --grep, journalctl exits 1, saying nothing, when no entry matched.
+            if status == 1 and self.grep is not None and not self._follow and not detail:
+                return
             raise JournalError(f"journalctl exited with status {status}: {detail}")
 
     def close(self) -> None:

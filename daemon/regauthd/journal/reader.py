@@ -67,7 +67,9 @@ class JournalReader:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = os.pipe()  # close-on-exec (PEP 446); pipe2 is Linux-only
+        for fd in self._wake:
+            os.set_blocking(fd, False)
         self._thread = threading.Thread(
             target=self._run, args=(self._wake[0],), name="regauthd-journal", daemon=True
         )

@@ -224,6 +224,11 @@ _NOT_REGISTRY = ("health check for container", "apparmor=", "audit: type=", 'msg
 PREFILTER_WORDS = (b"auth", b"denied", b"many", b"forbidden", b"rate limit", b"rname", b"_scope")
 
 
+def rule_literals() -> tuple[str, ...]:
+    """The literal of every rule branch (lowercase): a message holding none is no failure."""
+    return tuple(literal for _, branches in _RULES for literal, _ in branches)
+
+
 def classify_wording(text: str) -> FailureKind | None:
     """The failure kind a text's wording names, most specific first; ``None`` if none."""
     return _classify_lowered(text.lower())

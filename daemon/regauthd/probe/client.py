@@ -37,11 +37,10 @@ from regauthd.probe.result import (
     ProbeStatus,
     ProbeTarget,
 )
+from regauthd.probe.rules import DEFAULT_CONCURRENCY
 from regauthd.probe.transport import StopProbe, short
 
 log = structlog.get_logger("regauthd.probe")
-
-DEFAULT_CONCURRENCY = 8
 
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:

@@ -20,6 +20,9 @@ from regauthd.probe.url import InvalidURL, parse_url
 if TYPE_CHECKING:
     from regauthd.probe.result import ProbePolicy, ProbeTarget
 
+DEFAULT_CONCURRENCY = 8
+"""How many registries are probed at the same time (``regauthd probe --concurrency``)."""
+
 
 def is_hub_registry(registry: str) -> bool:
     info = classify(registry)
