@@ -11,16 +11,19 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from regauthd.commands import fix
+from regauthd.commands import documents, fix
 
 CHECK = fix.Mode("check", dry_run=True, changes_are_problems=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     fix.add_common_arguments(parser)
+    documents.add_arguments(parser, fixing=False)
 
 
 def command(args: argparse.Namespace) -> int:
+    if documents.wanted(args):
+        return documents.run(args, fixing=False)
     # A dry run writes no backup; an empty scratch state directory also keeps check from
     # reading (or expiring) the race memory of `fix` and the daemon.
     with tempfile.TemporaryDirectory(prefix="regauthd-check-") as scratch:

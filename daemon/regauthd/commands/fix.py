@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, documents
 from regauthd.dockerconfig import audit, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
@@ -65,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after re-keying a secret in a credential helper, erase the old URL",
     )
+    documents.add_arguments(parser, fixing=True)
 
 
 class UsageError(Exception):
@@ -148,6 +149,8 @@ class Mode:
 
 
 def command(args: argparse.Namespace) -> int:
+    if documents.wanted(args):
+        return documents.run(args, fixing=True)
     mode = Mode(
         "fix",
         dry_run=args.dry_run,
