@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, documents
-from regauthd.dockerconfig import audit, jsontext, report
+from regauthd.dockerconfig import audit, authfile, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.findings import Finding
@@ -44,6 +44,16 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=ROOT_CONFIG,
         help="root's config, compared to catch `sudo docker login` (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--auth-file",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a podman/skopeo auth.json, judged by containers' key rules (where docker.io IS "
+        "Docker Hub's key); repeatable (default: $REGISTRY_AUTH_FILE, "
+        "$XDG_RUNTIME_DIR/containers/auth.json and ~/.config/containers/auth.json, when they "
+        "exist)",
     )
 
 
@@ -183,10 +193,50 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
         ok &= result.clean and not (mode.changes_are_problems and result.changed)
         more = any(source == str(path) and findings for source, findings in extras)
         emit(result, args, dry_run=mode.dry_run, explicit=explicit or more)
+    ok &= _auth_files(args, mode, backups, [p for p, _ in paths])
     for source, findings in extras:
         ok &= not any(f.severity == "error" for f in findings)
         emit_findings(source, findings, args)
     return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+def auth_file_paths(values: list[str]) -> list[authfile.AuthFileLocation]:
+    """Each --auth-file (read before the Docker config), or podman's own ones here."""
+    if values:
+        return [authfile.AuthFileLocation(str(Path(v).expanduser()), True) for v in values]
+    return authfile.podman_auth_files(os.environ, os.geteuid(), str(Path.home()))
+
+
+def _auth_files(
+    args: argparse.Namespace, mode: Mode, backups: BackupStore, configs: list[Path]
+) -> bool:
+    """podman's auth files by containers' rules, then where they and Docker's config disagree."""
+    ok = True
+    read: list[tuple[Path, dict[str, object]]] = []
+    for location in auth_file_paths(args.auth_file):
+        path = Path(location.path)
+        if not args.auth_file and not path.exists():
+            continue
+        result = fix_file(path, backups=backups, dry_run=mode.dry_run, rules=authfile.plan)
+        ok &= result.clean and not (mode.changes_are_problems and result.changed)
+        emit(result, args, dry_run=mode.dry_run, explicit=True)
+        data = _read_quietly(path)
+        if data is not None and location.before_docker_config:
+            read.append((path, data))
+    for config in configs:
+        docker = _read_quietly(config)
+        if docker is None:
+            continue
+        claimed: set[str] = set()
+        for path, data in read:  # podman uses the first file that has the registry
+            mine = [r for r in authfile.registries_in(data) if r not in claimed]
+            claimed.update(mine)
+            found = authfile.disagreement_findings(
+                str(config), docker, str(path), data, registries=mine
+            )
+            if found:
+                emit_findings(str(config), found, args)
+    return ok
 
 
 def emit(result: FixReport, args: argparse.Namespace, *, dry_run: bool, explicit: bool) -> None:

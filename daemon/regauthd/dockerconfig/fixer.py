@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from regauthd.dockerconfig import audit
@@ -27,6 +27,9 @@ from regauthd.dockerconfig.report import FixReport, ReportedConflict
 from regauthd.dockerconfig.stores import CredentialError, HelperStore
 from regauthd.dockerconfig.validate import login_command
 
+Planner = Callable[..., NormalizationPlan]
+"""``(config, *, path, prefer) -> NormalizationPlan``: which client's key rules a file follows."""
+
 MAX_ATTEMPTS = 50
 """Rounds of re-planning when other programs keep writing while we save."""
 
@@ -41,6 +44,7 @@ def fix_file(
     helper_env: Mapping[str, str] | None = None,
     defer_cleanup: bool = False,
     snapshot: Snapshot | None = None,
+    rules: Planner = plan,
 ) -> FixReport:
     """Normalize one Docker config file in place (rules: :mod:`regauthd.dockerconfig.normalize`).
 
@@ -50,7 +54,8 @@ def fix_file(
 
     When another program writes the file while we save, its write is merged in and the plan
     made again (:func:`regauthd.dockerconfig.merge.merge_three_way`), at most
-    :data:`MAX_ATTEMPTS` times.
+    :data:`MAX_ATTEMPTS` times. ``rules`` plans the change: Docker's (the default) or
+    containers' for a podman auth.json (:func:`regauthd.dockerconfig.authfile.plan`).
     """
     path = Path(path)
     if snapshot is None:  # else: the caller just read it (the daemon's hot path)
@@ -74,7 +79,7 @@ def fix_file(
             config = parse(snapshot.data, path)
         except ConfigFileError as exc:
             return FixReport(path=path, error=exc, before=snapshot.data, retries=retries)
-        result = plan(config, path=str(path), prefer=prefer)
+        result = rules(config, path=str(path), prefer=prefer)
         findings = [*result.findings, *_file_findings(snapshot)]
         changes.update(dict.fromkeys(result.changes))
         new_data = render(result.config, like=snapshot.data)
