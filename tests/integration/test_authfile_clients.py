@@ -211,3 +211,36 @@ def test_with_docker_config_set_podman_reads_the_docker_config_first(tmp_path: P
     assert proc.returncode == 0, proc.stdout
     assert "clients_disagree" not in proc.stdout and "podman and skopeo use" not in proc.stdout
     assert f"{setup.auth_file}: clean" in proc.stdout  # still checked: `podman login` writes it
+
+
+def test_doctor_names_the_auth_file_and_the_disagreement(setup: Setup) -> None:
+    (setup.cfg_dir / "config.json").write_text(
+        json.dumps(
+            {"auths": {"https://index.docker.io/v1/": {"auth": auth(DOCKER_USER, DOCKER_SECRET)}}}
+        )
+    )
+    (setup.cfg_dir / "config.json").chmod(0o600)
+    setup.write_auth_file(
+        {
+            "docker.io": {"auth": auth(USER, SECRET)},
+            "https://reg.example.test/v2/": {"auth": auth(USER, SECRET)},
+        }
+    )
+
+    # --registry: a closed loopback port, so no probe leaves the machine.
+    proc = setup.regauthd(
+        "doctor",
+        "--docker-config",
+        str(setup.cfg_dir),
+        "--json",
+        "--registry",
+        "127.0.0.1:9",
+        "--timeout",
+        "2",
+    )
+
+    verdicts = {(v["check"], v["status"]): v for v in map(json.loads, proc.stdout.splitlines())}
+    keys = verdicts[("auth_file_keys", "problem")]
+    assert "https://reg.example.test/v2/ -> reg.example.test" in keys["message"]
+    agree = verdicts[("clients_agree", "warning")]
+    assert f"user '{USER}' there, '{DOCKER_USER}' here" in agree["message"]

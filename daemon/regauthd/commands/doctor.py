@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, doctor_clients
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
 from regauthd.commands.fix import ROOT_CONFIG
@@ -289,6 +289,8 @@ def command(args: argparse.Namespace) -> int:
     verdict, config = checks.config_file(path, args.docker_config is not None)
     emit(verdict)
     emit(checks.podman_auth_file())
+    for clients_verdict in doctor_clients.auth_file_verdicts(path, config):
+        emit(clients_verdict)
     explicit_root = args.root_docker_config != ROOT_CONFIG
     emit(checks.root_config(path, config, args.root_docker_config, explicit_root))
     if config is not None:

@@ -1,0 +1,82 @@
+"""``regauthd doctor`` checks about the other clients' files: podman's and skopeo's auth files
+(by containers' key rules) and whether they and the Docker config agree. Additive to
+:mod:`regauthd.commands.doctor_checks`; nothing here changes a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from regauthd.commands.doctor_checks import Verdict
+from regauthd.dockerconfig import authfile
+from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.findings import Finding
+from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.jsontext import parse
+from regauthd.dockerconfig.report import FixReport
+
+
+def auth_file_verdicts(docker_path: Path, docker_config: dict[str, Any] | None) -> list[Verdict]:
+    """``auth_file_keys`` for each existing podman auth file, then ``clients_agree``."""
+    out: list[Verdict] = []
+    before: list[tuple[str, dict[str, Any]]] = []
+    locations = authfile.podman_auth_files(os.environ, os.geteuid(), str(Path.home()))
+    for location in locations:
+        path = Path(location.path)
+        if not path.is_file():
+            continue
+        with tempfile.TemporaryDirectory(prefix="regauthd-doctor-") as scratch:
+            report = fix_file(
+                path, backups=BackupStore(Path(scratch)), dry_run=True, rules=authfile.plan
+            )
+        out.append(_keys_verdict(path, report))
+        if report.error is None and location.before_docker_config and report.before:
+            before.append((str(path), parse(report.before, path)))
+    if not before:
+        return out
+    claimed: set[str] = set()
+    disagree: list[Finding] = []
+    for path_text, data in before:
+        mine = [r for r in authfile.registries_in(data) if r not in claimed]
+        claimed.update(mine)
+        disagree.extend(
+            authfile.disagreement_findings(
+                str(docker_path), docker_config or {}, path_text, data, registries=mine
+            )
+        )
+    if not disagree:
+        out.append(
+            Verdict(
+                "clients_agree",
+                "ok",
+                "podman/skopeo and the Docker CLI use the same credential for every registry "
+                "both have one for",
+            )
+        )
+    for finding in disagree:
+        out.append(Verdict("clients_agree", "warning", finding.message, finding.fix))
+    return out
+
+
+def _keys_verdict(path: Path, report: FixReport) -> Verdict:
+    check = "auth_file_keys"
+    if report.error is not None:
+        return Verdict(check, "not_checked", f"{path}: {report.error.reason}", "see the message")
+    changes = report.changes
+    errors = [f for f in report.findings if f.severity == "error"]
+    if changes:
+        reasons = "; ".join(f"{c.from_key} -> {c.to_key}: {c.reason}" for c in changes[:3])
+        return Verdict(
+            check,
+            "problem",
+            f"{path}: {len(changes)} key(s) not as `podman login` writes them ({reasons})",
+            f"run `regauthd fix --auth-file {path}`",
+        )
+    if errors:
+        first = errors[0]
+        where = f" [{first.key}]" if first.key else ""
+        return Verdict(check, "problem", f"{path}: {first.message}{where}", first.fix)
+    return Verdict(check, "ok", f"{path}: every key is where podman and skopeo look")
