@@ -68,3 +68,13 @@ def test_disagreement_is_only_about_inline_credentials_that_differ() -> None:
     assert "pw-" not in finding.message + finding.fix
     helper = {"auths": {"ghcr.io": {}}, "credsStore": "pass"}
     assert authfile.disagreement_findings("c.json", helper, "a.json", podman) == ()
+
+
+def test_which_watched_files_follow_containers_rules() -> None:
+    from regauthd.service.watchplan import follows_containers_rules
+
+    patterns = ("/run/user/*/containers/auth.json", "/home/ci/.config/containers/auth.json")
+    assert follows_containers_rules("/run/user/1000/containers/auth.json", patterns)
+    assert follows_containers_rules("/home/ci/.config/containers/auth.json", patterns)
+    assert not follows_containers_rules("/home/ci/.docker/config.json", patterns)
+    assert not follows_containers_rules("/run/user/1000/x/containers/auth.json", patterns)

@@ -19,6 +19,7 @@ import structlog
 from regauthd.alerts.alerter import RaiseAlert
 from regauthd.alerts.catalogue import AlertKind
 from regauthd.alerts.metrics import Metrics
+from regauthd.dockerconfig import authfile, normalize
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
@@ -28,6 +29,7 @@ from regauthd.dockerconfig.report import FixReport
 from regauthd.redactor import remember_config_secrets
 from regauthd.service.flapping import FlapTracker, digest, newest_hub_keys
 from regauthd.service.loop import Loop, Timer
+from regauthd.service.watchplan import follows_containers_rules
 from regauthd.settings import Settings
 
 log = structlog.get_logger("regauthd")
@@ -125,13 +127,19 @@ class Repairer:
             self._metrics.count("flapping_pauses")
             self._schedule_resume(real, config, verdict.backoff)
             return None
-        prefer = newest_hub_keys(state.last_config, current) if current is not None else ()
+        containers = follows_containers_rules(
+            config, self._settings.watch.auth_file_patterns(Path.home())
+        )
+        prefer: tuple[str, ...] = ()
+        if current is not None and not containers:
+            prefer = newest_hub_keys(state.last_config, current)
         report = fix_file(
             Path(config),
             backups=self._backups,
             prefer=prefer,
             defer_cleanup=True,
             snapshot=snapshot,
+            rules=authfile.plan if containers else normalize.plan,
         )
         self._account(config, real, state, report, current, now)
         return report
