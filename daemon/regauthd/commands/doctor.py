@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, doctor_clients
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, doctor_clients, mirrors
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
 from regauthd.commands.fix import ROOT_CONFIG
@@ -101,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"per-request timeout of the probes (default {DEFAULT_TIMEOUT_S:g})",
     )
     add_network_arguments(parser)
+    doctor_clients.add_arguments(parser)
 
 
 class Printer:
@@ -281,7 +282,8 @@ def command(args: argparse.Namespace) -> int:
         endpoints = split_endpoints(args.endpoint)
         if args.ca_file and not Path(args.ca_file).is_file():
             raise UsageError(f"--ca-file {args.ca_file}: no such file")
-    except UsageError as exc:
+        mirrors.configured(args.daemon_json, args.containerd_certs)
+    except (UsageError, mirrors.MirrorUsageError) as exc:
         print(f"regauthd doctor: {exc}", file=sys.stderr)
         return EXIT_USAGE
     emit = Printer(args.json)
@@ -297,6 +299,8 @@ def command(args: argparse.Namespace) -> int:
         emit(checks.config_keys(path))
     for helper in checks.credential_helpers(config):
         emit(helper)
+    for mirror_verdict in doctor_clients.mirror_verdicts(args):
+        emit(mirror_verdict)
     names = args.registry or registries_in_config(config or {})
     if not names:
         emit(

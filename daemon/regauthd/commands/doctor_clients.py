@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from regauthd.commands import mirrors
 from regauthd.commands.doctor_checks import Verdict
 from regauthd.dockerconfig import authfile
 from regauthd.dockerconfig.backups import BackupStore
@@ -17,6 +19,7 @@ from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import parse
 from regauthd.dockerconfig.report import FixReport
+from regauthd.probe.mirrorconf import finding
 
 
 def auth_file_verdicts(docker_path: Path, docker_config: dict[str, Any] | None) -> list[Verdict]:
@@ -56,8 +59,8 @@ def auth_file_verdicts(docker_path: Path, docker_config: dict[str, Any] | None) 
                 "both have one for",
             )
         )
-    for finding in disagree:
-        out.append(Verdict("clients_agree", "warning", finding.message, finding.fix))
+    for problem in disagree:
+        out.append(Verdict("clients_agree", "warning", problem.message, problem.fix))
     return out
 
 
@@ -80,3 +83,33 @@ def _keys_verdict(path: Path, report: FixReport) -> Verdict:
         where = f" [{first.key}]" if first.key else ""
         return Verdict(check, "problem", f"{path}: {first.message}{where}", first.fix)
     return Verdict(check, "ok", f"{path}: every key is where podman and skopeo look")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """doctor's flags for the other clients' files (the mirrors' settings files)."""
+    mirrors.add_arguments(parser)
+
+
+def mirror_verdicts(args: argparse.Namespace) -> list[Verdict]:
+    """``registry_mirrors``: each mirror dockerd or containerd pulls through, tried anonymously
+    as they do. Raises :class:`regauthd.commands.mirrors.MirrorUsageError`."""
+    check = "registry_mirrors"
+    report = mirrors.check(args.daemon_json, args.containerd_certs, ca_file=args.ca_file)
+    out = [Verdict(check, "not_checked", f.message, f.fix) for f in report.errors]
+    for mirror, outcome, detail in report.results:
+        found = finding(mirror, outcome, detail)
+        if found is None:
+            out.append(
+                Verdict(
+                    check, "ok", f"{mirror.url} ({mirror.engine}): anonymous pulls work ({detail})"
+                )
+            )
+        else:
+            out.append(
+                Verdict(
+                    check, "warning", f"{mirror.url} ({mirror.engine}): {found.message}", found.fix
+                )
+            )
+    if not out:
+        out.append(Verdict(check, "not_applicable", "no registry mirror is configured"))
+    return out
