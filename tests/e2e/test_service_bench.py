@@ -73,3 +73,10 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
 def test_hostile_bench_runs_every_case() -> None:
     figures = _run("hostile.py", "--quick")
     assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]
+
+
+def test_documents_bench_measures_each_rule_against_its_baseline() -> None:
+    figures = _run("documents.py", "--quick")
+    assert set(figures) == {
+        "registries", "rounds", "pull_secret", "kubelet_lookup", "auth_json_plan",
+    }  # fmt: skip

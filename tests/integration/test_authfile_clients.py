@@ -93,9 +93,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 # key in auth.json, registry asked, does skopeo find it as written
 KEYS = [
-    ("docker.io", "docker.io", True),
-    ("https://index.docker.io/v1/", "docker.io", True),
-    ("index.docker.io", "docker.io", True),
+    ("https://index.docker.io/v1/", "docker.io", True),  # Docker's Hub key: podman's fallback
     ("hub.docker.com", "docker.io", False),
     ("https://reg.example.test:5000/v2/", "reg.example.test:5000", True),
     ("reg.example.test:5000/v2/", "reg.example.test:5000", False),

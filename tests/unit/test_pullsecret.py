@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from regauthd.dockerconfig import pullsecret, secretdoc
 from regauthd.dockerconfig.findings import Finding
@@ -230,3 +232,36 @@ def test_kubectl_json_output_stays_json_and_keeps_its_metadata() -> None:
 def test_what_is_no_document_says_why(text: bytes, why: str) -> None:
     with pytest.raises(secretdoc.DocumentError, match=why):
         secretdoc.read(text)
+
+
+KEYS = ["docker.io", "https://index.docker.io/v1/", "ghcr.io", "*.example.com", "quay.io/acme"]
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> bytes:
+    """Pull secrets in every form, with the repairable mistakes people make."""
+    keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True))
+    entries = {}
+    for key in keys:
+        value = AUTH if draw(st.booleans()) else b64(AUTH)  # once, or twice encoded
+        entries[key] = {"auth": value}
+    wrapped = draw(st.booleans())
+    payload = json.dumps({"auths": entries} if wrapped else entries)
+    if draw(st.booleans()):
+        payload = b64(payload)  # double base64 of the whole payload
+    form = draw(st.sampled_from(["raw", "data", "stringData"]))
+    if form == "raw":
+        return json.dumps({"auths": entries}).encode()
+    type_ = draw(st.sampled_from(["kubernetes.io/dockerconfigjson", "Opaque", None]))
+    return secret_yaml(payload, type_=type_, field=form)
+
+
+@settings(max_examples=60, deadline=None)
+@given(documents())
+def test_a_fixed_document_is_clean_and_fixing_it_again_changes_nothing(data: bytes) -> None:
+    verdict = judge(data, images=("alpine", "ghcr.io/a/b"))
+    again = judge(secretdoc.render(verdict.fixed), images=("alpine", "ghcr.io/a/b"))
+    assert again.changes == ()
+    assert {f.code for f in again.findings} <= {"no_credential_for_image"}
+    if verdict.ok:
+        assert verdict.changes == ()

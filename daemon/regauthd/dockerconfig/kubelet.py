@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,17 +114,33 @@ def is_default_registry_match(repository: str) -> bool:
 
 def urls_match(glob: str, target: str) -> bool:
     """keyring.go ``URLsMatch`` over schemeless strings (a parse or pattern error: no match)."""
-    g = _parse_url("https://" + glob)
     t = _parse_url("https://" + target)
-    if g is None or t is None:
+    if t is None:
         return False
-    g_parts, g_port = _split_host(g[0])
-    t_parts, t_port = _split_host(t[0])
-    if g_port != t_port or len(g_parts) != len(t_parts):
+    parts, port = _split_host(t[0])
+    return _matches(glob, parts, port, t[1])
+
+
+def _matches(glob: str, t_parts: list[str], t_port: str, t_path: str) -> bool:
+    g = _compiled_glob(glob)
+    if g is None:
         return False
-    if not t[1].startswith(g[1]):
+    g_parts, g_port, g_path = g
+    if g_port != t_port or len(g_parts) != len(t_parts) or not t_path.startswith(g_path):
         return False
-    return all(_glob_match(p, q) for p, q in zip(g_parts, t_parts, strict=True))
+    return all(
+        p is not None and p.fullmatch(q) is not None for p, q in zip(g_parts, t_parts, strict=True)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_glob(glob: str) -> tuple[tuple[re.Pattern[str] | None, ...], str, str] | None:
+    """A keyring location parsed once: each host part's glob, the port, the path."""
+    parsed = _parse_url("https://" + glob)
+    if parsed is None:
+        return None
+    parts, port = _split_host(parsed[0])
+    return tuple(_glob_regex(p) for p in parts), port, parsed[1]
 
 
 def lookup(entries: tuple[KeyringEntry, ...], image: str) -> tuple[KeyringEntry, ...]:
@@ -133,7 +150,11 @@ def lookup(entries: tuple[KeyringEntry, ...], image: str) -> tuple[KeyringEntry,
     the kubelet cannot parse.
     """
     repository = normalized_repository(image)
-    found = tuple(e for e in entries if urls_match(e.location, repository))
+    target = _parse_url("https://" + repository)
+    if target is None:
+        return ()
+    parts, port = _split_host(target[0])
+    found = tuple(e for e in entries if _matches(e.location, parts, port, target[1]))
     if found:
         return found
     if is_default_registry_match(repository):
@@ -270,13 +291,9 @@ def _split_host(netloc: str) -> tuple[list[str], str]:
     return host.split("."), port
 
 
-def _glob_match(pattern: str, name: str) -> bool:
-    """Go's ``filepath.Match`` for one host part: ``*``, ``?``, ``[...]`` (``^`` negates)."""
-    regex = _glob_regex(pattern)
-    return regex is not None and regex.fullmatch(name) is not None
-
-
 def _glob_regex(pattern: str) -> re.Pattern[str] | None:
+    """Go's ``filepath.Match`` for one host part: ``*``, ``?``, ``[...]`` (``^`` negates);
+    None for a bad pattern (``ErrBadPattern``: no match)."""
     out = []
     i = 0
     while i < len(pattern):
