@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -35,7 +36,15 @@ def auth_file_verdicts(docker_path: Path, docker_config: dict[str, Any] | None) 
             report = fix_file(
                 path, backups=BackupStore(Path(scratch)), dry_run=True, rules=authfile.plan
             )
-        out.append(_keys_verdict(path, report))
+        verdict = _keys_verdict(path, report)
+        if not location.read:
+            # containers/common GetDefaultAuthFile: $DOCKER_CONFIG/config.json replaces it.
+            verdict = dataclasses.replace(
+                verdict,
+                message=f"{verdict.message} (not read while DOCKER_CONFIG is set: podman and "
+                "skopeo read $DOCKER_CONFIG/config.json first)",
+            )
+        out.append(verdict)
         if report.error is None and location.before_docker_config and report.before:
             before.append((str(path), parse(report.before, path)))
     if not before:
