@@ -83,6 +83,9 @@ class WatchSettings:
     inotify never sees another client's write), or ``auto`` (inotify on Linux, else native)."""
     poll_interval: float = 2.0
     """Seconds between two looks at every watched directory, for ``backend = "polling"``."""
+    auth_files: tuple[str, ...] = ()
+    """podman's auth files, kept repaired by containers' key rules (not Docker's); by default
+    derived from the default ``paths`` (:func:`default_auth_files`), none when ``paths`` is set."""
 
     def patterns(self, home: Path) -> tuple[str, ...]:
         """Every watched config path, ``~`` expanded, duplicates removed, order kept."""
@@ -94,6 +97,41 @@ class WatchSettings:
             if normalized not in found:
                 found.append(normalized)
         return tuple(found)
+
+    def auth_file_patterns(self, home: Path) -> tuple[str, ...]:
+        """Every watched auth file, ``~`` expanded, duplicates removed, order kept."""
+        found: list[str] = []
+        for raw in self.auth_files:
+            expanded = str(home) + raw[1:] if raw == "~" or raw.startswith("~/") else raw
+            normalized = os.path.normpath(expanded)
+            if normalized not in found:
+                found.append(normalized)
+        return tuple(found)
+
+
+_DOCKER_CONFIG_SUFFIX = "/.docker/config.json"
+
+
+def default_auth_files(paths: tuple[str, ...], environment: Environment) -> tuple[str, ...]:
+    """Each watched user's own podman auth files, from the watched Docker configs.
+
+    ``HOME/.docker/config.json`` gives ``HOME/.config/containers/auth.json``; a user daemon's
+    own ``~`` also gives its runtime file (``$XDG_RUNTIME_DIR``, else ``/run/user/UID``), and
+    ``/home/*`` gives ``/run/user/*`` (every logged-in user's runtime directory).
+    """
+    found: list[str] = []
+    for path in paths:
+        if not path.endswith(_DOCKER_CONFIG_SUFFIX):
+            continue
+        home = path[: -len(_DOCKER_CONFIG_SUFFIX)]
+        found.append(f"{home}/.config/containers/auth.json")
+        if home == "~" and not environment.is_system:
+            runtime = environment.env.get("XDG_RUNTIME_DIR", "")
+            base = runtime if runtime.startswith("/") else f"/run/user/{environment.euid}"
+            found.append(f"{base}/containers/auth.json")
+        elif home == "/home/*":
+            found.append("/run/user/*/containers/auth.json")
+    return tuple(dict.fromkeys(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +296,8 @@ def _expiry_settings(table: TomlTable) -> ExpirySettings:
     return expiry
 
 
-def _watch_settings(watch_table: TomlTable, environment: Environment) -> WatchSettings:
+def _watch_settings(top: TomlTable, environment: Environment) -> WatchSettings:
+    watch_table = top.table("watch")
     default_paths = SYSTEM_WATCH_PATHS if environment.is_system else USER_WATCH_PATHS
     docker_config_env = environment.env.get("DOCKER_CONFIG", "")
     default_dirs = (docker_config_env,) if docker_config_env.startswith("/") else ()
@@ -274,8 +313,15 @@ def _watch_settings(watch_table: TomlTable, environment: Environment) -> WatchSe
     for d in dirs:
         if not d.startswith(("/", "~/")):
             raise watch_table.error("docker_config_dirs", 'absolute directories ("/...")', d)
+    # Listing `paths` means exactly those files: podman's are then watched only when listed too.
+    derived = default_auth_files(paths, environment) if paths == default_paths else ()
+    auth_files = watch_table.strings("auth_files", derived)
+    for watched in auth_files:
+        if not watched.startswith(("/", "~/")):
+            raise watch_table.error("auth_files", 'absolute paths ("/..." or "~/...")', watched)
     watch = WatchSettings(
         paths=paths,
+        auth_files=auth_files,
         docker_config_dirs=dirs,
         backend=watch_table.string("backend", _WATCH.backend, choices=WATCH_BACKENDS),
         poll_interval=watch_table.duration("poll_interval", _WATCH.poll_interval, positive=True),
@@ -299,7 +345,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
     log_level = daemon.string("log_level", "info", choices=LOG_LEVELS)
     daemon.check_unknown()
 
-    watch = _watch_settings(top.table("watch"), environment)
+    watch = _watch_settings(top, environment)
 
     a = top.table("alerts")
     alerts = AlertSettings(
@@ -434,7 +480,8 @@ def with_overrides(
     output: OutputMode | None = None,
     log_level: str | None = None,
 ) -> Settings:
-    """Command-line overrides: ``--docker-config`` REPLACES the watched paths; ``--output``
+    """Command-line overrides: ``--docker-config`` REPLACES the watched paths (and watches no
+    podman auth file); ``--output``
     and ``--log-level`` replace ``[daemon] output`` and ``log_level``.
 
     Each value is a ``config.json`` path (ends in ``.json``) or a ``DOCKER_CONFIG`` directory.
@@ -444,7 +491,9 @@ def with_overrides(
         dirs = tuple(c for c in docker_configs if not c.endswith(".json"))
         settings = dataclasses.replace(
             settings,
-            watch=dataclasses.replace(settings.watch, paths=files, docker_config_dirs=dirs),
+            watch=dataclasses.replace(
+                settings.watch, paths=files, docker_config_dirs=dirs, auth_files=()
+            ),
         )
     if state_dir is not None:
         settings = dataclasses.replace(settings, state_dir=state_dir)

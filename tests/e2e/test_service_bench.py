@@ -118,3 +118,10 @@ def test_cli_start_bench_times_every_command() -> None:
     figures = _run("cli_start.py", "--quick")
     assert set(figures["commands"]) >= {"python -c pass", "regauthd fix", "regauthd --help"}
     assert all(f["p50_ms"] > 0 for f in figures["commands"].values())
+
+
+def test_documents_bench_measures_each_rule_against_its_baseline() -> None:
+    figures = _run("documents.py", "--quick")
+    assert set(figures) == {
+        "registries", "rounds", "pull_secret", "kubelet_lookup", "auth_json_plan",
+    }  # fmt: skip

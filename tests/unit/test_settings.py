@@ -158,7 +158,7 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
     keys = {f"{t}.{k}" for t, v in data.items() for k in v}
     every = {
         "daemon.state_dir", "daemon.output", "daemon.log_level", "watch.paths",
-        "watch.docker_config_dirs", "watch.backend", "watch.poll_interval",
+        "watch.docker_config_dirs", "watch.backend", "watch.poll_interval", "watch.auth_files",
         "alerts.suppress_window", "alerts.metrics_file", "alerts.metrics",
         "alerts.summary_interval", "flapping.max_undos", "flapping.window", "flapping.backoff",
         "flapping.backoff_max", "probe.enabled", "probe.interval", "probe.jitter",
@@ -282,3 +282,20 @@ def test_run_exits_2_with_one_clear_message(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "`flapping.window` must be a duration like" in lines[0]
+
+
+def test_each_watched_users_podman_auth_files_are_watched_too() -> None:
+    """podman's auth files follow from the watched Docker configs (containers' rules apply)."""
+    user = default_settings(Environment(1000, Path("/home/ci"), {"XDG_RUNTIME_DIR": "/run/u"}))
+    assert user.watch.auth_file_patterns(Path("/home/ci")) == (
+        "/home/ci/.config/containers/auth.json",
+        "/run/u/containers/auth.json",
+    )
+    system = default_settings(ROOT_ENV)
+    assert system.watch.auth_file_patterns(ROOT_ENV.home) == (
+        "/root/.config/containers/auth.json",
+        "/home/*/.config/containers/auth.json",
+        "/run/user/*/containers/auth.json",
+    )
+    none = parse_settings("[watch]\nauth_files = []\n", USER)
+    assert none.watch.auth_file_patterns(USER.home) == ()

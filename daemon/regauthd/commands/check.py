@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-from regauthd.commands import fix
+from regauthd.commands import EXIT_PROBLEMS, EXIT_USAGE, documents, fix, mirrors
 
 CHECK = fix.Mode("check", dry_run=True, changes_are_problems=True, read_expiry=True)
 BENCH_NO_EXPIRY = "REGAUTHD_BENCH_NO_EXPIRY"
@@ -24,13 +25,30 @@ BENCH_NO_EXPIRY = "REGAUTHD_BENCH_NO_EXPIRY"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     fix.add_common_arguments(parser)
+    documents.add_arguments(parser, fixing=False)
+    mirrors.add_arguments(parser)
 
 
 def command(args: argparse.Namespace) -> int:
+    if documents.wanted(args):
+        return documents.run(args, fixing=False)
     # A dry run writes no backup; an empty scratch state directory also keeps check from
     # reading (or expiring) the race memory of `fix` and the daemon.
+    try:
+        mirrors.configured(args.daemon_json, args.containerd_certs)  # usage errors first
+    except mirrors.MirrorUsageError as exc:
+        print(f"regauthd check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="regauthd-check-") as scratch:
         mode = CHECK
         if os.environ.get(BENCH_NO_EXPIRY) == "1":
             mode = dataclasses.replace(CHECK, read_expiry=False)
-        return fix.run(args, mode, state_dir=Path(scratch))
+        status = fix.run(args, mode, state_dir=Path(scratch))
+    if status == EXIT_USAGE:
+        return status
+    report = mirrors.check(args.daemon_json, args.containerd_certs)
+    for source, found in report.findings_by_source().items():
+        fix.emit_findings(source, tuple(found), args)
+        if any(f.severity == "error" for f in found):
+            status = EXIT_PROBLEMS
+    return status

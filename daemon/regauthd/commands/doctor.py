@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, doctor_clients, mirrors
 from regauthd.commands import doctor_checks as checks
 from regauthd.commands.doctor_checks import FAILING, Verdict
 from regauthd.commands.doctor_journal import journal_verdicts, scan_failures
@@ -110,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="read the journal files in DIR instead of the system journal",
     )
+    doctor_clients.add_arguments(parser)
 
 
 class Printer:
@@ -265,7 +266,8 @@ def command(args: argparse.Namespace) -> int:
         endpoints = split_endpoints(args.endpoint)
         if args.ca_file and not Path(args.ca_file).is_file():
             raise UsageError(f"--ca-file {args.ca_file}: no such file")
-    except UsageError as exc:
+        mirrors.configured(args.daemon_json, args.containerd_certs)
+    except (UsageError, mirrors.MirrorUsageError) as exc:
         print(f"regauthd doctor: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     emit = Printer(args.json)
@@ -273,6 +275,8 @@ def command(args: argparse.Namespace) -> int:
     verdict, config = checks.config_file(path, args.docker_config is not None)
     emit(verdict)
     emit(checks.podman_auth_file())
+    for clients_verdict in doctor_clients.auth_file_verdicts(path, config):
+        emit(clients_verdict)
     explicit_root = args.root_docker_config != ROOT_CONFIG
     emit(checks.root_config(path, config, args.root_docker_config, explicit_root))
     if config is not None:
@@ -281,6 +285,8 @@ def command(args: argparse.Namespace) -> int:
         emit(helper)
     for expiry in checks.credential_expiry(config):
         emit(expiry)
+    for mirror_verdict in doctor_clients.mirror_verdicts(args):
+        emit(mirror_verdict)
     names = args.registry or registries_in_config(config or {})
     if not names:
         emit(

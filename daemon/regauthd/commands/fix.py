@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
-from regauthd.dockerconfig import audit, jsontext, report
+from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, documents
+from regauthd.dockerconfig import audit, authfile, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.credhelper import SAFE_PATH, HelperPolicy
@@ -52,6 +52,16 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=ROOT_CONFIG,
         help="root's config, compared to catch `sudo docker login` (default: %(default)s)",
     )
+    parser.add_argument(
+        "--auth-file",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a podman/skopeo auth.json, judged by containers' key rules (where docker.io IS "
+        "Docker Hub's key); repeatable (default: $REGISTRY_AUTH_FILE, "
+        "$XDG_RUNTIME_DIR/containers/auth.json and ~/.config/containers/auth.json, when they "
+        "exist)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after re-keying a secret in a credential helper, erase the old URL",
     )
+    documents.add_arguments(parser, fixing=True)
 
 
 class UsageError(Exception):
@@ -158,6 +169,8 @@ class Mode:
 
 
 def command(args: argparse.Namespace) -> int:
+    if documents.wanted(args):
+        return documents.run(args, fixing=True)
     mode = Mode(
         "fix",
         dry_run=args.dry_run,
@@ -196,6 +209,7 @@ def run(args: argparse.Namespace, mode: Mode, *, state_dir: Path) -> int:
         ok &= result.clean and not (mode.changes_are_problems and result.changed)
         more = any(source == str(path) and findings for source, findings in extras)
         emit(result, args, dry_run=mode.dry_run, explicit=explicit or more, expiries=expiries)
+    ok &= _auth_files(args, mode, backups, [p for p, _ in paths])
     for source, findings in extras:
         ok &= not any(f.severity == "error" for f in findings)
         emit_findings(source, findings, args)
@@ -224,6 +238,45 @@ class ExpiryReading:
 
     items: list[CredentialExpiry]
     now: datetime
+
+
+def auth_file_paths(values: list[str]) -> list[authfile.AuthFileLocation]:
+    """Each --auth-file (read before the Docker config), or podman's own ones here."""
+    if values:
+        return [authfile.AuthFileLocation(str(Path(v).expanduser()), True) for v in values]
+    return authfile.podman_auth_files(os.environ, os.geteuid(), str(Path.home()))
+
+
+def _auth_files(
+    args: argparse.Namespace, mode: Mode, backups: BackupStore, configs: list[Path]
+) -> bool:
+    """podman's auth files by containers' rules, then where they and Docker's config disagree."""
+    ok = True
+    read: list[tuple[Path, dict[str, object]]] = []
+    for location in auth_file_paths(args.auth_file):
+        path = Path(location.path)
+        if not args.auth_file and not os.path.exists(path):
+            continue  # (os.path.exists: a file this user may not even look at is not theirs)
+        result = fix_file(path, backups=backups, dry_run=mode.dry_run, rules=authfile.plan)
+        ok &= result.clean and not (mode.changes_are_problems and result.changed)
+        emit(result, args, dry_run=mode.dry_run, explicit=True)
+        data = _read_quietly(path)
+        if data is not None and location.before_docker_config:
+            read.append((path, data))
+    for config in configs:
+        docker = _read_quietly(config)
+        if docker is None:
+            continue
+        claimed: set[str] = set()
+        for path, data in read:  # podman uses the first file that has the registry
+            mine = [r for r in authfile.registries_in(data) if r not in claimed]
+            claimed.update(mine)
+            found = authfile.disagreement_findings(
+                str(config), docker, str(path), data, registries=mine
+            )
+            if found:
+                emit_findings(str(config), found, args)
+    return ok
 
 
 def emit(

@@ -94,8 +94,11 @@ def root_unreadable_finding(root_path: str, reason: str) -> Finding:
     )
 
 
-def auth_env_findings(value: str) -> tuple[Finding, ...]:
-    """Problems in ``DOCKER_AUTH_CONFIG``, which Docker v29 reads before config.json."""
+def auth_env_findings(value: str, *, label: str = ENV_LABEL) -> tuple[Finding, ...]:
+    """Problems in ``DOCKER_AUTH_CONFIG``, which Docker v29 reads before config.json.
+
+    ``label`` names the variable in findings (``--env NAME`` may name another one).
+    """
     try:
         data = json.loads(value)
     except json.JSONDecodeError as exc:
@@ -103,7 +106,7 @@ def auth_env_findings(value: str) -> tuple[Finding, ...]:
             Finding(
                 "env_invalid_json",
                 "error",
-                ENV_LABEL,
+                label,
                 None,
                 f"is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
                 "Docker refuses it.",
@@ -115,7 +118,7 @@ def auth_env_findings(value: str) -> tuple[Finding, ...]:
             Finding(
                 "env_wrong_type",
                 "error",
-                ENV_LABEL,
+                label,
                 None,
                 "is not a JSON object.",
                 'set it to {"auths": {...}} or unset it',
@@ -128,7 +131,7 @@ def auth_env_findings(value: str) -> tuple[Finding, ...]:
             Finding(
                 "env_unknown_fields",
                 "error",
-                ENV_LABEL,
+                label,
                 None,
                 f"has field(s) {', '.join(unknown)} besides `auths`; Docker refuses unknown "
                 "fields here.",
@@ -144,7 +147,7 @@ def auth_env_findings(value: str) -> tuple[Finding, ...]:
                 Finding(
                     "env_noncanonical_key",
                     "error",
-                    ENV_LABEL,
+                    label,
                     key,
                     f"Docker does not find credentials under {key!r} here; regauthd cannot "
                     "rewrite an environment variable.",
@@ -152,7 +155,7 @@ def auth_env_findings(value: str) -> tuple[Finding, ...]:
                     + (" (Docker Hub's only key)" if want == HUB_CANONICAL else ""),
                 )
             )
-    for f in validate({"auths": auths}, path=ENV_LABEL):
+    for f in validate({"auths": auths}, path=label):
         if f.code != "empty_placeholder":
             found.append(f)
     return tuple(found)

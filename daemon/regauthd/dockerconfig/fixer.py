@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from regauthd.dockerconfig import audit
@@ -35,6 +35,9 @@ from regauthd.dockerconfig.report import FixReport, ReportedConflict
 from regauthd.dockerconfig.stores import CredentialError, HelperStore
 from regauthd.dockerconfig.validate import login_command
 
+Planner = Callable[..., NormalizationPlan]
+"""``(config, *, path, prefer) -> NormalizationPlan``: which client's key rules a file follows."""
+
 MAX_ATTEMPTS = 50
 """Rounds of re-planning when other programs keep writing while we save."""
 
@@ -50,6 +53,7 @@ def fix_file(
     helper_runner: HelperRunner | None = None,
     defer_cleanup: bool = False,
     snapshot: Snapshot | None = None,
+    rules: Planner = plan,
 ) -> FixReport:
     """Normalize one Docker config file in place (rules: :mod:`regauthd.dockerconfig.normalize`).
 
@@ -63,6 +67,8 @@ def fix_file(
     made again (:func:`regauthd.dockerconfig.merge.merge_three_way`), at most
     :data:`MAX_ATTEMPTS` times. A save or backup the system refuses (no space, read-only
     filesystem, permission) is reported as a :class:`ConfigSaveError`; the file is unchanged.
+    ``rules`` plans the change: Docker's (the default) or containers' for a podman auth.json
+    (:func:`regauthd.dockerconfig.authfile.plan`).
     """
     try:
         return _fix_file(
@@ -75,6 +81,7 @@ def fix_file(
             helper_runner=helper_runner,
             defer_cleanup=defer_cleanup,
             snapshot=snapshot,
+            rules=rules,
         )
     except ConfigSaveError as exc:
         return FixReport(path=Path(path), error=exc)
@@ -93,6 +100,7 @@ def _fix_file(
     helper_runner: HelperRunner | None = None,
     defer_cleanup: bool = False,
     snapshot: Snapshot | None = None,
+    rules: Planner = plan,
 ) -> FixReport:
     if snapshot is None:  # else: the caller just read it (the daemon's hot path)
         try:
@@ -115,7 +123,7 @@ def _fix_file(
             config = parse(snapshot.data, path)
         except ConfigFileError as exc:
             return FixReport(path=path, error=exc, before=snapshot.data, retries=retries)
-        result = plan(config, path=str(path), prefer=prefer)
+        result = rules(config, path=str(path), prefer=prefer)
         findings = [*result.findings, *_file_findings(snapshot)]
         changes.update(dict.fromkeys(result.changes))
         new_data = render(result.config, like=snapshot.data)

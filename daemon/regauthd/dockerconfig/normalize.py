@@ -29,6 +29,8 @@ class Change:
     section: Literal["auths", "credHelpers"]
     from_key: str
     to_key: str
+    note: str | None = None
+    """Why, when another client's rules made the change (containers' auth.json)."""
 
     def describe(self) -> str:
         verbs = {
@@ -46,6 +48,8 @@ class Change:
     @property
     def reason(self) -> str:
         """Why the edit was needed, in words a person can check against the clients' code."""
+        if self.note is not None:
+            return self.note
         if self.action == "helper_alias":
             return (
                 f"Docker asks the Docker Hub helper under {HUB_CANONICAL}, podman under "

@@ -49,7 +49,7 @@ from regauthd.service.reporting import Reporter
 from regauthd.service.routing import Routing
 from regauthd.service.sdnotify import Notifier
 from regauthd.service.watchlimit import WatchLimitRetry
-from regauthd.service.watchplan import WatchPlan, plan_watches
+from regauthd.service.watchplan import WatchPlan, follows_containers_rules, plan_watches
 from regauthd.service.watchset import WatchSet
 from regauthd.settings import Settings
 from regauthd.tomltable import SettingsError
@@ -178,7 +178,12 @@ class Daemon:
     def watched_configs(self) -> list[Path]:
         """The watched config files that exist now, from the current watch plan (any thread:
         the plan is replaced whole, never changed in place)."""
-        return [Path(config) for config in self._plan.existing_configs(LOCAL)]
+        auth_files = self.settings.watch.auth_file_patterns(Path.home())
+        return [
+            Path(config)
+            for config in self._plan.existing_configs(LOCAL)
+            if not follows_containers_rules(config, auth_files)  # podman's: not Docker configs
+        ]
 
     def post(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the daemon's loop thread (safe from any thread)."""
@@ -235,6 +240,8 @@ class Daemon:
         # What it watches and does, one line each, so a person reading the log sees its scope.
         for pattern in patterns:
             log.info("daemon.watching", pattern=pattern)
+        for pattern in self.settings.watch.auth_file_patterns(Path.home()):
+            log.info("daemon.watching_auth_file", pattern=pattern, rules="containers")
         log.info(
             "daemon.components",
             probes="on" if self.settings.probe.enabled else "off",
@@ -368,7 +375,11 @@ class Daemon:
         self.reporter.status_changed()
 
     def _replan(self) -> None:
-        patterns = self.settings.watch.patterns(Path.home())
+        home = Path.home()
+        patterns = (
+            *self.settings.watch.patterns(home),
+            *self.settings.watch.auth_file_patterns(home),
+        )
         plan = plan_watches(patterns, LOCAL)
         self._watches.open(self.loop, self.settings.watch)
         for _ in range(_MAX_REPLAN_ROUNDS):

@@ -18,6 +18,7 @@ import structlog
 from regauthd.alerts.alerter import RaiseAlert
 from regauthd.alerts.catalogue import AlertKind
 from regauthd.alerts.metrics import Metrics
+from regauthd.dockerconfig import authfile, normalize
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.credhelper import HelperRunner
@@ -34,6 +35,7 @@ from regauthd.service.flapping import (
     newest_hub_keys,
 )
 from regauthd.service.loop import Loop, Timer
+from regauthd.service.watchplan import follows_containers_rules
 from regauthd.settings import Settings
 
 log = structlog.get_logger("regauthd")
@@ -147,7 +149,12 @@ class Repairer:
             self._metrics.count("flapping_pauses")
             self._schedule_resume(real, config, verdict.backoff)
             return None
-        prefer = newest_hub_keys(state.last_hub, current) if current is not None else ()
+        containers = follows_containers_rules(
+            config, self._settings.watch.auth_file_patterns(Path.home())
+        )
+        prefer: tuple[str, ...] = ()
+        if current is not None and not containers:
+            prefer = newest_hub_keys(state.last_hub, current)
         report = fix_file(
             Path(config),
             backups=self._backups,
@@ -155,6 +162,7 @@ class Repairer:
             defer_cleanup=True,
             snapshot=snapshot,
             helper_runner=self._runner_for(config) if self._runner_for is not None else None,
+            rules=authfile.plan if containers else normalize.plan,
         )
         self._account(config, real, state, report, current, now)
         return report

@@ -171,3 +171,19 @@ def _expand(builder: _PlanBuilder, directory: str, rest: tuple[str, ...]) -> Non
     else:
         # Not there yet (a runner user's first login): wait for it in the nearest ancestor.
         builder.add_trigger(directory, name)
+
+
+def matches_pattern(path: str, pattern: str) -> bool:
+    """Is ``path`` one of the files ``pattern`` names (globs per component, as planned)?"""
+    parts = PurePosixPath(path).parts
+    wanted = PurePosixPath(pattern).parts
+    if len(parts) != len(wanted):
+        return False
+    return all(
+        glob_matches(w, p) if _is_glob(w) else w == p for w, p in zip(wanted, parts, strict=True)
+    )
+
+
+def follows_containers_rules(path: str, auth_file_patterns: Iterable[str]) -> bool:
+    """Is this watched file one of podman's auth files (containers' key rules, not Docker's)?"""
+    return any(matches_pattern(path, pattern) for pattern in auth_file_patterns)
