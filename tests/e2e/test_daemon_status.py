@@ -14,7 +14,8 @@ import pytest
 from regauthd.service import status as status_module
 from regauthd.service.loop import Loop
 from regauthd.service.status import STATUS_FILE
-from regauthd.settings import Environment, default_settings, with_overrides
+from regauthd.settings import Environment
+from regauthd.settingsfile import default_settings, with_overrides
 from tests.rigs.configs import docker_style_write, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.settings import Environment, resolve_state_dir
+from regauthd.settings import Environment
+from regauthd.settingsfile import resolve_state_dir
 from tests.conftest import require_root
 from tests.rigs.configs import HUB, mis_keyed
 from tests.rigs.notify import NotifySocket

@@ -11,7 +11,8 @@ import pytest
 
 from regauthd.cli import _COMMANDS, build_parser, main
 from regauthd.commands import run as run_command
-from regauthd.settings import OutputMode, with_overrides
+from regauthd.settings import OutputMode
+from regauthd.settingsfile import with_overrides
 from regauthd.tomltable import SettingsError
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -24,7 +24,7 @@ from regauthd.dockerconfig.file import TEMP_PREFIX, load
 from regauthd.service.app import build
 from regauthd.service.loop import Loop
 from regauthd.service.repair import SAVE_FIRST_RETRY, SAVE_LAST_RETRY, Repairer
-from regauthd.settings import load_settings, with_overrides
+from regauthd.settingsfile import load_settings, with_overrides
 from tests.conftest import require_program, require_root
 from tests.rigs.cli import run_in_process
 from tests.rigs.configs import auth

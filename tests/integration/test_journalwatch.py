@@ -43,7 +43,8 @@ from regauthd.probe.scheduler import ProbeScheduler
 from regauthd.service.app import build
 from regauthd.service.fsview import LOCAL
 from regauthd.service.watchplan import configs_matching
-from regauthd.settings import Environment, Settings, parse_settings
+from regauthd.settings import Environment, Settings
+from regauthd.settingsfile import parse_settings
 from tests.conftest import require_journal_backend, require_program, unavailable
 from tests.rigs.journald import JournaldNamespace, dockerd, write_journal
 from tests.rigs.registry import RegistryFactory

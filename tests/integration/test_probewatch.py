@@ -53,7 +53,8 @@ from regauthd.probe.schedule import (
     sync,
 )
 from regauthd.probe.scheduler import ProbeScheduler, deliver
-from regauthd.settings import Environment, ProbeSettings, parse_settings
+from regauthd.settings import Environment, ProbeSettings
+from regauthd.settingsfile import parse_settings
 from tests.rigs.configs import auth
 from tests.rigs.hubfake import HubFake
 from tests.rigs.registry import RegistryFactory

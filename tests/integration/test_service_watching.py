@@ -29,7 +29,8 @@ from regauthd.service.watcher import inotify as inotify_backend
 from regauthd.service.watchlimit import WatchLimitRetry
 from regauthd.service.watchplan import DirWatch, WatchPlan, plan_watches
 from regauthd.service.watchset import WatchSet, is_temp_name
-from regauthd.settings import Environment, WatchSettings, default_settings, with_overrides
+from regauthd.settings import Environment, WatchSettings
+from regauthd.settingsfile import default_settings, with_overrides
 
 HUB = "https://index.docker.io/v1/"
 

@@ -28,7 +28,8 @@ from regauthd.dockerconfig.report import FixReport, as_json, as_text, redacted_d
 from regauthd.journal.recognize import Recognizer
 from regauthd.probe.challenge import parse_challenges, parse_scope
 from regauthd.probe.rules import decode_claims, granted_actions, parse_token_answer
-from regauthd.settings import Environment, parse_settings
+from regauthd.settings import Environment
+from regauthd.settingsfile import parse_settings
 from regauthd.terminal import json_line, printable
 from regauthd.tomltable import SettingsError
 

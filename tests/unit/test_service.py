@@ -23,14 +23,8 @@ from regauthd.service.fsview import LOCAL
 from regauthd.service.loop import Loop
 from regauthd.service.sdnotify import Notifier
 from regauthd.service.watchplan import DirWatch, WatchPlan, configs_matching, plan_watches
-from regauthd.settings import (
-    Environment,
-    FlappingSettings,
-    Settings,
-    default_settings,
-    parse_settings,
-    with_overrides,
-)
+from regauthd.settings import Environment, FlappingSettings, Settings
+from regauthd.settingsfile import default_settings, parse_settings, with_overrides
 
 HUB = "https://index.docker.io/v1/"
 

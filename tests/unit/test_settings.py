@@ -16,12 +16,9 @@ from regauthd.settings import (
     WATCH_BACKENDS,
     Environment,
     OutputMode,
-    default_settings,
     default_settings_file,
-    load_settings,
-    parse_settings,
-    with_overrides,
 )
+from regauthd.settingsfile import default_settings, load_settings, parse_settings, with_overrides
 from regauthd.tomltable import SettingsError, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]

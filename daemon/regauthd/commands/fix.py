@@ -26,7 +26,7 @@ from regauthd.dockerconfig.fixer import fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.dockerconfig.stores import HELPER_TIMEOUT_S
-from regauthd.settings import resolve_state_dir
+from regauthd.settingsfile import resolve_state_dir
 from regauthd.terminal import json_line, printable
 
 if TYPE_CHECKING:

@@ -19,13 +19,8 @@ from pathlib import Path
 
 from regauthd.commands import EXIT_USAGE
 from regauthd.dockerconfig.jsontext import os_cause
-from regauthd.settings import (
-    LOG_LEVELS,
-    OutputMode,
-    Settings,
-    load_settings,
-    with_overrides,
-)
+from regauthd.settings import LOG_LEVELS, OutputMode, Settings
+from regauthd.settingsfile import load_settings, with_overrides
 from regauthd.tomltable import SettingsError
 
 

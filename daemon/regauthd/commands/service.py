@@ -38,14 +38,8 @@ from regauthd.install.layout import (
     reroot,
 )
 from regauthd.install.units import Scope
-from regauthd.settings import (
-    Environment,
-    Settings,
-    default_settings,
-    default_settings_file,
-    default_state_dir,
-    parse_settings,
-)
+from regauthd.settings import Environment, Settings, default_settings_file, default_state_dir
+from regauthd.settingsfile import default_settings, parse_settings
 from regauthd.tomltable import SettingsError
 
 STATUS_FILE = "status.json"

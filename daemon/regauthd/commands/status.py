@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from regauthd.commands import EXIT_OK, EXIT_PROBLEMS
-from regauthd.settings import resolve_state_dir
+from regauthd.settingsfile import resolve_state_dir
 
 SYSTEM_STATE_DIR = Path("/var/lib/regauthd")
 
