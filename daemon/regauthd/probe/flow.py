@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import httpx
 
 from regauthd.dockerconfig.auth import Credential, encode_auth
 from regauthd.dockerconfig.keys import HUB_CANONICAL
-from regauthd.probe import transport
+from regauthd.probe import outcome, transport
 from regauthd.probe.challenge import Challenge, find, parse_challenges
 from regauthd.probe.result import ProbePolicy, ProbeResult, ProbeStatus, ProbeTarget
 from regauthd.probe.rules import (
@@ -43,22 +42,10 @@ from regauthd.probe.rules import (
     requested_scopes,
 )
 from regauthd.probe.transport import BodyTooLarge, PlainHTTPServer, StopProbe, error_text
-from regauthd.redact import redact_text
 
 _CLIENT_ID = "regauthd"
 # A token response is a small JSON object (Hub's: about 1.5 KiB): anything longer is refused.
 TOKEN_BODY_LIMIT = 64 * 1024
-
-
-@dataclass
-class _Figures:
-    """What the steps found so far (a result is made from them at the end)."""
-
-    push_allowed: bool | None = None
-    limit: int | None = None
-    remaining: int | None = None
-    window: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class ProbeFlow:
@@ -72,7 +59,7 @@ class ProbeFlow:
         cred = target.credential
         if cred is not None:
             self.secrets += [cred.secret, encode_auth(cred.username, cred.secret)]
-        self.figures = _Figures()
+        self.figures = outcome.Figures()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -383,63 +370,19 @@ class ProbeFlow:
     # -- results ---------------------------------------------------------------------------
 
     def login_command(self) -> str:
-        return "docker login" if self.target.is_hub else f"docker login {self.target.registry}"
+        return outcome.login_command(self.target)
 
     def refused_text(self) -> str:
-        cred = self.target.credential
-        if self.target.identity_token:
-            who = "the stored identity token"
-        else:
-            who = f"user {cred.username!r}" if cred else "the credential"
-        key = self.target.credential_key
-        where = f" (stored under {key!r})" if key else ""
-        return (
-            f"{self.target.registry} refused {who}{where}: wrong password, or token expired or "
-            f"revoked; run `{self.login_command()}` again"
-        )
+        return outcome.refused_text(self.target)
 
     def finish(self, what: str) -> ProbeResult:
-        figures = self.figures
-        target = self.target
-        if figures.remaining is not None and figures.remaining <= 0:
-            return self.result(
-                ProbeStatus.RATE_LIMITED,
-                f"pull rate limit used up (0 of {figures.limit} left"
-                f"{_window_text(figures.window)}); pulls fail until the window moves on",
-            )
-        if target.repository and figures.push_allowed is False:
-            user = target.credential.username if target.credential else "anonymous"
-            notes = "; ".join(figures.notes)
-            return self.result(
-                ProbeStatus.PUSH_DENIED,
-                f"{user!r} may log in to {target.registry} but not push to {target.repository}"
-                f" ({notes}); use a token with write access",
-            )
-        parts = [what]
-        if target.repository and figures.push_allowed:
-            parts.append(f"push to {target.repository} allowed")
-        if figures.remaining is not None:
-            parts.append(
-                f"{figures.remaining} of {figures.limit} pulls left{_window_text(figures.window)}"
-            )
-        parts += [n for n in figures.notes if n]
-        return self.result(ProbeStatus.OK, "; ".join(parts))
+        return outcome.finish(self.target, self.figures, what, self.secrets)
 
     def result(
         self, status: ProbeStatus, detail: str, *, retry_after_s: float | None = None
     ) -> ProbeResult:
-        figures = self.figures
-        return ProbeResult(
-            registry=self.target.registry,
-            status=status,
-            push_allowed=figures.push_allowed if self.target.repository else None,
-            rate_limit_limit=figures.limit,
-            rate_limit_remaining=figures.remaining,
-            rate_limit_window=figures.window,
-            detail=redact_text(" ".join(detail.split()), self.secrets),
-            retry_after_s=retry_after_s,
-            username=self.target.credential.username if self.target.credential else None,
-            repository=self.target.repository,
+        return outcome.result(
+            self.target, self.figures, status, detail, self.secrets, retry_after_s=retry_after_s
         )
 
 
@@ -450,9 +393,3 @@ def _token_query(service: str, scopes: Sequence[str]) -> httpx.QueryParams:
     if service:
         params["service"] = service
     return httpx.QueryParams(params)
-
-
-def _window_text(window: int | None) -> str:
-    if not window:
-        return ""
-    return f" per {window // 3600} h" if window % 3600 == 0 else f" per {window} s"
