@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from regauthd.dockerconfig import configdir
 from regauthd.dockerconfig.jsontext import os_cause
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -109,20 +110,14 @@ class HelperUser:
 
 
 def config_owner(config: Path | str) -> int | None:
-    """The uid owning the directory that holds ``config`` (None: it cannot be looked at).
-
-    A symlinked directory counts as its link's owner when that is not root: of the two, the
-    one that is not root is taken, so a user's link to root's directory never makes root run
-    what the user's file names.
-    """
-    directory = os.path.dirname(os.path.abspath(os.fspath(config)))
-    owners = []
-    for look in (os.lstat, os.stat):
-        with contextlib.suppress(OSError):
-            owners.append(look(directory).st_uid)
-    if not owners:
+    """The uid whose identity runs the helpers ``config`` names (None: it cannot be looked at):
+    :func:`regauthd.dockerconfig.configdir.config_owner`, the one rule the file work uses too
+    (the deepest directory reached without following a symlink a user could have made), so a
+    user's link to root's directory never makes root run what the user's file names."""
+    try:
+        return configdir.config_owner(Path(config)).uid
+    except OSError:
         return None
-    return next((uid for uid in owners if uid != 0), 0)
 
 
 def _root_only(path: str) -> str | None:
