@@ -121,6 +121,12 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: tuple[str, int] | None = None
+    """Serve ``/metrics`` over HTTP on this ``(ip, port)`` (None: the textfile only)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeSettings:
     """Registry probes (built by :mod:`regauthd.probe.client`; the daemon schedules them)."""
 
@@ -175,6 +181,7 @@ class Settings:
     output: OutputMode = OutputMode.AUTO
     log_level: str = "info"
     alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings = MetricsSettings()
     flapping: FlappingSettings = FlappingSettings()
     probe: ProbeSettings = ProbeSettings()
     journal: JournalSettings = JournalSettings()
@@ -265,6 +272,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         metrics=a.boolean("metrics", _ALERTS.metrics),
     )
     a.check_unknown()
+    metrics = _metrics_settings(top.table("metrics"))
 
     f = top.table("flapping")
     flapping = FlappingSettings(
@@ -321,11 +329,18 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         output=output,
         log_level=log_level,
         alerts=alerts,
+        metrics=metrics,
         flapping=flapping,
         probe=probe,
         journal=journal,
         source=source,
     )
+
+
+def _metrics_settings(m: TomlTable) -> MetricsSettings:
+    metrics = MetricsSettings(listen=m.address("listen"))
+    m.check_unknown()
+    return metrics
 
 
 def load_settings(path: Path | None = None, environment: Environment | None = None) -> Settings:

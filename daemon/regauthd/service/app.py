@@ -2,7 +2,9 @@
 
 :func:`build` constructs, in this order:
 
-1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its metrics);
+1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its
+   :class:`~regauthd.alerts.metrics.Metrics`), and with ``[metrics] listen`` the HTTP listener
+   (:class:`~regauthd.service.metricsendpoint.MetricsEndpoint`, hosted first: stopped last);
 2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports);
 3. the probe scheduler, when ``[probe] enabled``: it reads the configs of the daemon's current
    watch plan (``daemon.watched_configs``), re-reads a config the daemon repaired and probes the
@@ -10,7 +12,8 @@
 4. the journal watch, when ``[journal] enabled``: it re-checks through the daemon
    (``daemon.recheck``), records every repair (a repair listener), asks the scheduler for probes
    (``probe_now``) and gets every probe result the scheduler pushes to the loop thread, which
-   decides the verdict that waited for it at once;
+   decides the verdict that waited for it at once; the metrics get every probe result too
+   (figures per registry, never per config);
 5. the status file (:class:`~regauthd.service.status.StatusFile`): a repair, alert and probe
    listener that keeps ``<state_dir>/status.json`` current for ``regauthd status``.
 
@@ -23,20 +26,24 @@ settings needs a restart, not just a reload.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.alerts.metrics import Metrics
+from regauthd.alerts.metrics import Metrics, RegistryProbe
 from regauthd.alerts.output import configure_logging
 from regauthd.service.daemon import Daemon, SettingsLoader
 from regauthd.service.loop import Loop
+from regauthd.service.metricsendpoint import MetricsEndpoint
 from regauthd.service.status import StatusFile
 from regauthd.settings import Settings
 
 if TYPE_CHECKING:
     from regauthd.journal.watch import JournalWatch
-    from regauthd.probe.scheduler import ProbeScheduler
+    from regauthd.probe.result import ProbeResult
+    from regauthd.probe.schedule import ProbeKey
+    from regauthd.probe.scheduler import ProbeListener, ProbeScheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,8 @@ def build(
     registry (tests: 0, so a journal failure right after a probe is probed again).
     """
     loop = Loop()
-    alerter = Alerter(suppress_window=settings.alerts.suppress_window, metrics=Metrics())
+    metrics = Metrics()
+    alerter = Alerter(suppress_window=settings.alerts.suppress_window, metrics=metrics)
     daemon = Daemon(
         settings,
         loop=loop,
@@ -74,7 +82,13 @@ def build(
         reload_settings=reload_settings,
         configure_output=configure_output,
     )
+    # Hosted whether or not `listen` is set now: a reload may set it. Credential expiry joins
+    # the metrics here (metrics.credential_expiry) once a component reads it; until then the
+    # expiry metric has no series.
+    daemon.host(MetricsEndpoint(settings, metrics))
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
+    if probes is not None:
+        probes.subscribe(_probe_metrics(metrics))
     journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
     _status_file(daemon, probes, journal)
     return App(daemon, probes, journal)
@@ -118,6 +132,30 @@ def _probes(settings: Settings, daemon: Daemon, min_gap: float | None) -> ProbeS
     daemon.on_repair("probes", scheduler.on_repair)
     daemon.host(ProbeComponent(scheduler, daemon.watched_configs))
     return scheduler
+
+
+def _probe_metrics(metrics: Metrics) -> ProbeListener:
+    """A probe listener that hands each result's figures to the metrics (no secret, no user)."""
+    from regauthd.probe.result import ProbeStatus  # noqa: PLC0415 - see module docstring
+
+    metrics.track_probes(status.value for status in ProbeStatus)
+    authenticated = {ProbeStatus.OK, ProbeStatus.PUSH_DENIED}
+
+    def record(key: ProbeKey, result: ProbeResult) -> None:
+        metrics.probed(
+            key.config,
+            RegistryProbe(
+                registry=key.registry,
+                status=result.status.value,
+                authenticated=result.status in authenticated,
+                at=time.time(),
+                push_allowed=result.push_allowed,
+                rate_limit_remaining=result.rate_limit_remaining,
+                rate_limit_limit=result.rate_limit_limit,
+            ),
+        )
+
+    return record
 
 
 def _journal(settings: Settings, daemon: Daemon, probes: ProbeScheduler | None) -> JournalWatch:

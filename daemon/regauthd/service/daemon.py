@@ -340,6 +340,7 @@ class Daemon:
         self._watch_limit.update(self._watches.refused)
         self.metrics.gauge("watched_directories", len(self._watches))
         self.metrics.gauge("watched_configs", plan.config_count())
+        self.metrics.keep_configs(set(plan.configs))
         self.reporter.metrics_changed()
 
     # -- repairing -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
-from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.keys import HUB_CANONICAL, registry_name
 from regauthd.dockerconfig.report import FixReport
 from regauthd.redactor import remember_config_secrets
 from regauthd.service.flapping import FlapTracker, digest, newest_hub_keys
@@ -156,6 +156,10 @@ class Repairer:
                 self.flaps.replaced(real, digest(report.before), now)
             self.repairs += 1
             self._metrics.count("repairs")
+            for change in report.changes:
+                self._metrics.count("repaired_keys", registry_name(change.to_key))
+            for conflict in report.conflicts:
+                self._metrics.count("conflicts", registry_name(conflict.canonical))
             # Every repair, even one whose alert the suppression window holds back.
             log.debug("config.repaired", path=config, changes=describe_changes(report))
             self._alert(
