@@ -64,14 +64,16 @@ def families(s: MetricsSnapshot) -> Iterator[Metric]:
 
 
 def _counters(s: MetricsSnapshot) -> Iterator[Metric]:
-    for name in sorted(s.counters):
+    # Every known counter is declared from the start (an unlabelled one at 0), so rules and
+    # dashboards find it before the first repair; labelled ones get series as labels appear.
+    for name in sorted(set(s.counters) | set(COUNTER_HELP)):
         label = COUNTER_LABELS.get(name)
         family = CounterMetricFamily(
             PREFIX + name,
             COUNTER_HELP.get(name, f"regauthd's {name} count."),
             labels=[label] if label else None,
         )
-        series = s.counters[name]
+        series = s.counters.get(name) or ({} if label else {"": 0.0})
         for value in sorted(series):
             family.add_metric([str(value)] if label else [], series[value])
         yield family
