@@ -51,7 +51,7 @@ COUNTER_HELP: Mapping[str, str] = {
     "watch_overflows": "Times the watcher lost events and every config was looked at again.",
 }
 GAUGE_HELP: Mapping[str, str] = {
-    "watched_configs": "Docker config files watched (existing or not).",
+    "watched_configs": "Docker config paths watched (in directories that exist).",
     "watched_directories": "Directories watched.",
     "unwatched_directories": "Directories the kernel's watch limit left unwatched.",
 }
