@@ -73,3 +73,10 @@ def test_scale_quick_repairs_every_config_and_every_write() -> None:
 def test_hostile_bench_runs_every_case() -> None:
     figures = _run("hostile.py", "--quick")
     assert [c["case"] for c in figures["cases"]] == ["honest", "token-body", "error-body"]
+
+
+def test_metrics_bench_times_every_kind_and_counts_torn_reads() -> None:
+    figures = _run("metrics.py", "--rounds", "30", "--rewrites", "100")
+    assert set(figures["write"]) >= {"plain", "atomic", "regauthd", "full"}
+    assert figures["reader"]["rewrites"] == 100
+    assert figures["reader"]["torn"] == 0 and figures["reader"]["temp_files_left"] == 0

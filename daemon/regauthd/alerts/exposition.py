@@ -1,5 +1,12 @@
 """The metrics as Prometheus metric families, through prometheus_client (rendered with its
-``generate_latest`` from a private ``CollectorRegistry``: nothing lands in the global one).
+``generate_latest`` from private ``CollectorRegistry`` objects: nothing lands in the global one).
+
+The HTTP listener renders a whole registry (:func:`registry_for`) per scrape. The textfile is
+rendered by a :class:`TextRenderer`, which keeps each family's lines per registry and renders
+again (``generate_latest`` on that part alone) only the parts whose samples changed: one probe
+result re-renders one registry's lines, so a host with 200 registries does not spend ~10 ms of
+its loop thread on every write. Its output is byte for byte what ``generate_latest`` gives for
+the whole (a unit test holds it to that).
 
 Imported only when something renders (:meth:`regauthd.alerts.metrics.Metrics.render`, the HTTP
 listener). The names and their meaning are listed in ``docs/design.md`` (Metrics).
@@ -7,11 +14,12 @@ listener). The names and their meaning are listed in ``docs/design.md`` (Metrics
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from regauthd.alerts.metrics import (
     COUNTER_HELP,
@@ -33,11 +41,66 @@ class _SnapshotCollector:
         return families(self._snapshot())
 
 
+class _FixedCollector:
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+
 def registry_for(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry:
     """A private registry whose only collector renders ``snapshot()``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snapshot))
     return registry
+
+
+def _generate(metric: Metric) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FixedCollector([metric]))
+    return generate_latest(registry)
+
+
+class TextRenderer:
+    """Renders snapshots in the text format, re-rendering only what changed (module docstring).
+
+    One instance per textfile; not thread-safe (the caller serialises).
+    """
+
+    def __init__(self) -> None:
+        self._headers: dict[tuple[str, str, str], bytes] = {}
+        self._parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
+
+    def render(self, snapshot: MetricsSnapshot) -> bytes:
+        out: list[bytes] = []
+        parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
+        for family in families(snapshot):
+            out.append(self._header(family))
+            groups: dict[str, list[Sample]] = {}
+            for sample in family.samples:
+                groups.setdefault(sample.labels.get("registry", ""), []).append(sample)
+            for registry, samples in groups.items():
+                key, signature = (family.name, registry), tuple(samples)
+                part = self._parts.get(key)
+                if part is None or part[0] != signature:
+                    part = (signature, self._lines(family, signature))
+                parts[key] = part
+                out.append(part[1])
+        self._parts = parts  # what no longer exists is forgotten
+        return b"".join(out)
+
+    def _header(self, family: Metric) -> bytes:
+        key = (family.name, family.documentation, family.type)
+        header = self._headers.get(key)
+        if header is None:
+            header = self._headers[key] = _generate(Metric(*key))
+        return header
+
+    def _lines(self, family: Metric, samples: tuple[Sample, ...]) -> bytes:
+        part = Metric(family.name, family.documentation, family.type)
+        part.samples = list(samples)
+        return _generate(part)[len(self._header(family)) :]
 
 
 def families(s: MetricsSnapshot) -> Iterator[Metric]:
@@ -80,11 +143,11 @@ def _counters(s: MetricsSnapshot) -> Iterator[Metric]:
 
 
 def _registries(s: MetricsSnapshot) -> Iterator[Metric]:
-    if s.probe_statuses is not None:
+    if s.probes:
         status = GaugeMetricFamily(
             PREFIX + "probe_status",
-            "Watched configs whose latest probe of the registry ended in this status "
-            "(every status has a series, 0 when no config is in it).",
+            "Watched configs whose latest probe of the registry ended in this status (a "
+            "status no config is in has no series).",
             labels=["registry", "status"],
         )
         push = GaugeMetricFamily(
@@ -112,9 +175,8 @@ def _registries(s: MetricsSnapshot) -> Iterator[Metric]:
         )
         for registry in sorted(s.registries):
             figures = s.registries[registry]
-            known = dict.fromkeys(s.probe_statuses, 0) | dict(figures.configs_by_status)
-            for name in sorted(known):
-                status.add_metric([registry, name], known[name])
+            for name, configs in sorted(figures.configs_by_status.items()):
+                status.add_metric([registry, name], configs)
             if figures.push_allowed is not None:
                 push.add_metric([registry], 1 if figures.push_allowed else 0)
             if figures.rate_limit_remaining is not None:
@@ -135,4 +197,4 @@ def _registries(s: MetricsSnapshot) -> Iterator[Metric]:
     yield expiry
 
 
-__all__ = ["PREFIX", "families", "registry_for"]
+__all__ = ["PREFIX", "TextRenderer", "families", "registry_for"]

@@ -6,7 +6,9 @@ prometheus_client (imported only when something renders, so ``regauthd fix`` nev
 
 Labels name a registry or an alert kind, never a config file: 10,000 watched configs holding a
 ``ghcr.io`` credential make one ``ghcr.io`` series per metric, and ``regauthd_probe_status``
-COUNTS the configs in each state. Every name and its meaning is in ``docs/design.md`` (Metrics).
+COUNTS the configs in each state, with a series only for the states some config is in (a
+registry whose configs all work has one status series, not eight: a fleet's Prometheus keeps
+hosts x registries x states series). Every name and its meaning is in ``docs/design.md`` (Metrics).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from regauthd.statefile import write_atomically
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from regauthd.alerts.exposition import TextRenderer
 
 CredentialExpiry = Callable[[], Mapping[str, float]]
 """Registry name -> when (Unix time) the first of the watched credentials for it expires.
@@ -95,8 +99,8 @@ class MetricsSnapshot:
     counters: Mapping[str, Mapping[str, float]]
     """Counter name -> label value ("" when unlabelled) -> value."""
     gauges: Mapping[str, float]
-    probe_statuses: tuple[str, ...] | None
-    """Every status a probe can end in (each gets a series); None when probes do not run."""
+    probes: bool
+    """Probes run: the per-registry probe families are declared (even with no series yet)."""
     registries: Mapping[str, RegistryFigures]
     expiry: Mapping[str, float]
     rendered_at: float
@@ -124,10 +128,12 @@ class Metrics:
             "alerts": dict.fromkeys(CATALOGUE, 0.0),  # a series for every kind from the start
         }
         self._gauges: dict[str, float] = {}
-        self._statuses: tuple[str, ...] | None = None
+        self._probes = False
         self._latest: dict[tuple[str, str], _Latest] = {}
         self._expiry: CredentialExpiry | None = None
         self._registry: CollectorRegistry | None = None
+        self._render_lock = threading.Lock()
+        self._renderer: TextRenderer | None = None
         self.dirty = False
 
     # -- recording (any thread) ------------------------------------------------------------
@@ -149,10 +155,10 @@ class Metrics:
         with self._lock:
             return self._counters.get(name, {}).get(kind, 0)
 
-    def track_probes(self, statuses: Iterable[str]) -> None:
-        """Probes run: every registry gets a ``regauthd_probe_status`` series per status."""
+    def track_probes(self) -> None:
+        """Probes run: declare the per-registry probe metrics from now on."""
         with self._lock:
-            self._statuses = tuple(statuses)
+            self._probes = True
             self.dirty = True
 
     def probed(self, config: str, probe: RegistryProbe) -> None:
@@ -186,13 +192,13 @@ class Metrics:
         with self._lock:
             counters = {name: dict(series) for name, series in self._counters.items()}
             gauges = dict(self._gauges)
-            statuses = self._statuses
+            probes = self._probes
             latest = list(self._latest.values())
             expiry = self._expiry
         return MetricsSnapshot(
             counters=counters,
             gauges=gauges,
-            probe_statuses=statuses,
+            probes=probes,
             registries=_by_registry(latest),
             expiry=dict(expiry()) if expiry is not None else {},
             rendered_at=self._clock(),
@@ -210,16 +216,23 @@ class Metrics:
 
     def render(self) -> str:
         """The metrics in Prometheus's text format (what ``/metrics`` returns)."""
-        from prometheus_client import generate_latest  # noqa: PLC0415 - lazy, see module
+        return self.render_bytes().decode()
 
-        return generate_latest(self.collector_registry()).decode()
+    def render_bytes(self) -> bytes:
+        """:meth:`render`, UTF-8, re-rendering only what changed since the last call."""
+        from regauthd.alerts.exposition import TextRenderer  # noqa: PLC0415 - lazy, see module
+
+        with self._render_lock:
+            if self._renderer is None:
+                self._renderer = TextRenderer()
+            return self._renderer.render(self.snapshot())
 
     def write(self, path: Path) -> None:
         """Replace ``path`` whole (:func:`regauthd.statefile.write_atomically`, world-readable
         for the node exporter). Still dirty when it fails, so the next write tries again."""
         self.dirty = False
         try:
-            data = self.render().encode()
+            data = self.render_bytes()
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, data, mode=0o644)
         except OSError:

@@ -138,7 +138,7 @@ def _probe_metrics(metrics: Metrics) -> ProbeListener:
     """A probe listener that hands each result's figures to the metrics (no secret, no user)."""
     from regauthd.probe.result import ProbeStatus  # noqa: PLC0415 - see module docstring
 
-    metrics.track_probes(status.value for status in ProbeStatus)
+    metrics.track_probes()
     authenticated = {ProbeStatus.OK, ProbeStatus.PUSH_DENIED}
 
     def record(key: ProbeKey, result: ProbeResult) -> None:
