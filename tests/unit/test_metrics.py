@@ -184,7 +184,7 @@ def test_the_textfile_is_never_seen_half_written(tmp_path: Path) -> None:
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        for _ in range(300):
+        for _ in range(150):
             metrics.write(target)
     finally:
         stop.set()
