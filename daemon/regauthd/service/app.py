@@ -3,9 +3,10 @@
 :func:`build` constructs, in this order:
 
 1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its
-   :class:`~regauthd.alerts.metrics.Metrics`), and with ``[metrics] listen`` the HTTP listener
-   (:class:`~regauthd.service.metricsendpoint.MetricsEndpoint`, hosted first: stopped last);
-2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports);
+   :class:`~regauthd.alerts.metrics.Metrics`);
+2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports), and
+   its first hosted component, the metrics listener of ``[metrics] listen``
+   (:class:`~regauthd.service.metricsendpoint.MetricsEndpoint`: started first, stopped last);
 3. the probe scheduler, when ``[probe] enabled``: it reads the configs of the daemon's current
    watch plan (``daemon.watched_configs``), re-reads a config the daemon repaired and probes the
    conflicts the repair resolved (a repair listener), and raises alerts through the daemon;
