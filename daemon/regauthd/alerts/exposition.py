@@ -3,7 +3,7 @@
 
 The HTTP listener renders a whole registry (:func:`registry_for`) per scrape. The textfile is
 rendered by a :class:`TextRenderer`, which keeps each family's lines per registry and renders
-again (``generate_latest`` on that part alone) only the parts whose samples changed: one probe
+again (``generate_latest`` on that part alone) only the parts whose figures changed: one probe
 result re-renders one registry's lines, so a host with 200 registries does not spend ~10 ms of
 its loop thread on every write. Its output is byte for byte what ``generate_latest`` gives for
 the whole (a unit test holds it to that).
@@ -26,6 +26,7 @@ from regauthd.alerts.metrics import (
     COUNTER_LABELS,
     GAUGE_HELP,
     MetricsSnapshot,
+    RegistryFigures,
 )
 
 PREFIX = "regauthd_"
@@ -71,11 +72,38 @@ class TextRenderer:
     def __init__(self) -> None:
         self._headers: dict[tuple[str, str, str], bytes] = {}
         self._parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
+        self._registries: dict[str, tuple[RegistryFigures, list[bytes]]] = {}
 
     def render(self, snapshot: MetricsSnapshot) -> bytes:
+        out = self._render_head(snapshot)
+        if snapshot.probes:
+            out += self._render_registries(snapshot)
+        return b"".join(out)
+
+    def _render_registries(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """The probe families: a registry whose figures did not change costs one comparison."""
+        cache: dict[str, tuple[RegistryFigures, list[bytes]]] = {}
+        columns: list[list[bytes]] = [[] for _ in _PROBE_FAMILIES]
+        for registry in sorted(snapshot.registries):
+            figures = snapshot.registries[registry]
+            known = self._registries.get(registry)
+            if known is None or known[0] != figures:
+                parts = _probe_samples(registry, figures)
+                known = (figures, [self._lines(f, tuple(f.samples)) for f in parts])
+            cache[registry] = known
+            for column, lines in zip(columns, known[1], strict=True):
+                column.append(lines)
+        self._registries = cache  # registries gone are forgotten
+        out: list[bytes] = []
+        for family, column in zip(_probe_families(), columns, strict=True):
+            out.append(self._header(family))
+            out += column
+        return out
+
+    def _render_head(self, snapshot: MetricsSnapshot) -> list[bytes]:
         out: list[bytes] = []
         parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
-        for family in families(snapshot):
+        for family in _head(snapshot):
             out.append(self._header(family))
             groups: dict[str, list[Sample]] = {}
             for sample in family.samples:
@@ -88,7 +116,7 @@ class TextRenderer:
                 parts[key] = part
                 out.append(part[1])
         self._parts = parts  # what no longer exists is forgotten
-        return b"".join(out)
+        return out
 
     def _header(self, family: Metric) -> bytes:
         key = (family.name, family.documentation, family.type)
@@ -105,6 +133,12 @@ class TextRenderer:
 
 def families(s: MetricsSnapshot) -> Iterator[Metric]:
     """Every metric family of ``s``, in a stable order."""
+    yield from _head(s)
+    yield from _registries(s)
+
+
+def _head(s: MetricsSnapshot) -> Iterator[Metric]:
+    """Every family but the per-registry probe ones (those follow, in :func:`_registries`)."""
     info = GaugeMetricFamily(
         PREFIX + "build_info",
         "regauthd's version and Python's; always 1.",
@@ -123,7 +157,7 @@ def families(s: MetricsSnapshot) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             PREFIX + name, GAUGE_HELP.get(name, f"regauthd's {name}."), value=s.gauges[name]
         )
-    yield from _registries(s)
+    yield _expiry(s)
 
 
 def _counters(s: MetricsSnapshot) -> Iterator[Metric]:
@@ -142,50 +176,77 @@ def _counters(s: MetricsSnapshot) -> Iterator[Metric]:
         yield family
 
 
+_PROBE_FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "probe_status",
+        "Watched configs whose latest probe of the registry ended in this status (a status no "
+        "config is in has no series).",
+        ("registry", "status"),
+    ),
+    (
+        "push_allowed",
+        "1 when every credential for the registry that was asked may push to the configured "
+        "repository, 0 when one may not (no series: not asked).",
+        ("registry",),
+    ),
+    (
+        "ratelimit_remaining",
+        "Pulls left in the rate-limit window (the lowest among the registry's credentials; "
+        "Docker Hub's RateLimit-Remaining).",
+        ("registry",),
+    ),
+    (
+        "ratelimit_limit",
+        "Pulls allowed per rate-limit window, for the credential with the fewest left (Docker "
+        "Hub's RateLimit-Limit).",
+        ("registry",),
+    ),
+    (
+        "probe_last_success_timestamp_seconds",
+        "When a credential for the registry last authenticated (ok or push_denied).",
+        ("registry",),
+    ),
+)
+
+
+def _probe_families() -> list[GaugeMetricFamily]:
+    """The per-registry probe families, empty."""
+    return [
+        GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+        for name, doc, labels in _PROBE_FAMILIES
+    ]
+
+
+def _probe_samples(registry: str, figures: RegistryFigures) -> list[GaugeMetricFamily]:
+    """The per-registry probe families holding ``registry``'s samples only."""
+    families = _probe_families()
+    status, push, remaining, limit, success = families
+    for name, configs in sorted(figures.configs_by_status.items()):
+        status.add_metric([registry, name], configs)
+    if figures.push_allowed is not None:
+        push.add_metric([registry], 1 if figures.push_allowed else 0)
+    if figures.rate_limit_remaining is not None:
+        remaining.add_metric([registry], figures.rate_limit_remaining)
+    if figures.rate_limit_limit is not None:
+        limit.add_metric([registry], figures.rate_limit_limit)
+    if figures.last_success is not None:
+        success.add_metric([registry], figures.last_success)
+    return families
+
+
 def _registries(s: MetricsSnapshot) -> Iterator[Metric]:
-    if s.probes:
-        status = GaugeMetricFamily(
-            PREFIX + "probe_status",
-            "Watched configs whose latest probe of the registry ended in this status (a "
-            "status no config is in has no series).",
-            labels=["registry", "status"],
-        )
-        push = GaugeMetricFamily(
-            PREFIX + "push_allowed",
-            "1 when every credential for the registry that was asked may push to the "
-            "configured repository, 0 when one may not (no series: not asked).",
-            labels=["registry"],
-        )
-        remaining = GaugeMetricFamily(
-            PREFIX + "ratelimit_remaining",
-            "Pulls left in the rate-limit window (the lowest among the registry's "
-            "credentials; Docker Hub's RateLimit-Remaining).",
-            labels=["registry"],
-        )
-        limit = GaugeMetricFamily(
-            PREFIX + "ratelimit_limit",
-            "Pulls allowed per rate-limit window, for the credential with the fewest left "
-            "(Docker Hub's RateLimit-Limit).",
-            labels=["registry"],
-        )
-        success = GaugeMetricFamily(
-            PREFIX + "probe_last_success_timestamp_seconds",
-            "When a credential for the registry last authenticated (ok or push_denied).",
-            labels=["registry"],
-        )
-        for registry in sorted(s.registries):
-            figures = s.registries[registry]
-            for name, configs in sorted(figures.configs_by_status.items()):
-                status.add_metric([registry, name], configs)
-            if figures.push_allowed is not None:
-                push.add_metric([registry], 1 if figures.push_allowed else 0)
-            if figures.rate_limit_remaining is not None:
-                remaining.add_metric([registry], figures.rate_limit_remaining)
-            if figures.rate_limit_limit is not None:
-                limit.add_metric([registry], figures.rate_limit_limit)
-            if figures.last_success is not None:
-                success.add_metric([registry], figures.last_success)
-        yield from (status, push, remaining, limit, success)
+    if not s.probes:
+        return
+    whole = _probe_families()
+    for registry in sorted(s.registries):
+        for family, part in zip(
+            whole, _probe_samples(registry, s.registries[registry]), strict=True
+        ):
+            family.samples.extend(part.samples)
+    yield from whole
+
+
+def _expiry(s: MetricsSnapshot) -> Metric:
     expiry = GaugeMetricFamily(
         PREFIX + "credential_expiry_timestamp_seconds",
         "When (Unix time) the first watched credential for the registry expires; no series "
@@ -194,7 +255,7 @@ def _registries(s: MetricsSnapshot) -> Iterator[Metric]:
     )
     for registry in sorted(s.expiry):
         expiry.add_metric([registry], s.expiry[registry])
-    yield expiry
+    return expiry
 
 
 __all__ = ["PREFIX", "TextRenderer", "families", "registry_for"]

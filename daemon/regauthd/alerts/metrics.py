@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,7 +129,10 @@ class Metrics:
         }
         self._gauges: dict[str, float] = {}
         self._probes = False
-        self._latest: dict[tuple[str, str], _Latest] = {}
+        self._latest: dict[str, dict[str, _Latest]] = {}
+        """Registry -> config -> its latest probe."""
+        self._figures: dict[str, RegistryFigures] = {}
+        """Registry -> its figures, until a probe of it changes them."""
         self._expiry: CredentialExpiry | None = None
         self._registry: CollectorRegistry | None = None
         self._render_lock = threading.Lock()
@@ -164,21 +167,27 @@ class Metrics:
     def probed(self, config: str, probe: RegistryProbe) -> None:
         """The latest probe of ``probe.registry`` for the credential in ``config``."""
         with self._lock:
-            key = (config, probe.registry)
-            before = self._latest.get(key)
+            by_config = self._latest.setdefault(probe.registry, {})
+            before = by_config.get(config)
             last_success = probe.at if probe.authenticated else None
             if last_success is None and before is not None:
                 last_success = before.last_success
-            self._latest[key] = _Latest(probe, last_success)
+            by_config[config] = _Latest(probe, last_success)
+            self._figures.pop(probe.registry, None)
             self.dirty = True
 
     def keep_configs(self, configs: Collection[str]) -> None:
         """Forget the probe figures of configs no longer watched (after each replan)."""
         with self._lock:
-            gone = [key for key in self._latest if key[0] not in configs]
-            for key in gone:
-                del self._latest[key]
-            self.dirty = self.dirty or bool(gone)
+            for registry, by_config in list(self._latest.items()):
+                gone = [config for config in by_config if config not in configs]
+                for config in gone:
+                    del by_config[config]
+                if gone:
+                    self._figures.pop(registry, None)
+                    self.dirty = True
+                if not by_config:
+                    del self._latest[registry]
 
     def credential_expiry(self, provider: CredentialExpiry) -> None:
         """Read credential expiry from ``provider`` at each rendering."""
@@ -193,13 +202,16 @@ class Metrics:
             counters = {name: dict(series) for name, series in self._counters.items()}
             gauges = dict(self._gauges)
             probes = self._probes
-            latest = list(self._latest.values())
+            for registry, by_config in self._latest.items():
+                if registry not in self._figures:
+                    self._figures[registry] = _figures(list(by_config.values()))
+            registries = dict(self._figures)
             expiry = self._expiry
         return MetricsSnapshot(
             counters=counters,
             gauges=gauges,
             probes=probes,
-            registries=_by_registry(latest),
+            registries=registries,
             expiry=dict(expiry()) if expiry is not None else {},
             rendered_at=self._clock(),
         )
@@ -238,13 +250,6 @@ class Metrics:
         except OSError:
             self.dirty = True
             raise
-
-
-def _by_registry(latest: Iterable[_Latest]) -> dict[str, RegistryFigures]:
-    grouped: dict[str, list[_Latest]] = {}
-    for entry in latest:
-        grouped.setdefault(entry.probe.registry, []).append(entry)
-    return {registry: _figures(entries) for registry, entries in grouped.items()}
 
 
 def _figures(entries: list[_Latest]) -> RegistryFigures:
