@@ -5,7 +5,7 @@
 1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its
    :class:`~regauthd.alerts.metrics.Metrics`);
 2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports), and
-   its first hosted component, the metrics listener of ``[metrics] listen``
+   when ``[metrics] listen`` is set, its first hosted component, the metrics listener
    (:class:`~regauthd.service.metricsendpoint.MetricsEndpoint`: started first, stopped last);
 3. the probe scheduler, when ``[probe] enabled``: it reads the configs of the daemon's current
    watch plan (``daemon.watched_configs``), re-reads a config the daemon repaired and probes the
@@ -83,10 +83,11 @@ def build(
         reload_settings=reload_settings,
         configure_output=configure_output,
     )
-    # Hosted whether or not `listen` is set now: a reload may set it. Credential expiry joins
-    # the metrics here (metrics.credential_expiry) once a component reads it; until then the
-    # expiry metric has no series.
-    daemon.host(MetricsEndpoint(settings, metrics))
+    # Like probes and the journal, the listener is built only when set: a reload may move or
+    # close it, opening one needs a restart. Credential expiry joins the metrics here
+    # (metrics.credential_expiry) once a component reads it; until then it has no series.
+    if settings.metrics.listen is not None:
+        daemon.host(MetricsEndpoint(settings, metrics))
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
     if probes is not None:
         probes.subscribe(_probe_metrics(metrics))
