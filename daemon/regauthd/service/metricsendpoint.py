@@ -6,8 +6,9 @@ first when ``listen`` is set, so it starts before the others and stops after the
 moves or closes it (opening one where none was set needs a restart, as for probes). The
 server is prometheus_client's (``start_http_server``: a WSGI server on a daemon thread, one
 thread per request) over the private registry of :class:`~regauthd.alerts.metrics.Metrics`;
-every scrape renders a fresh snapshot. A listen address that cannot be bound is logged (``metrics.listen_failed``) and the
-daemon goes on with the textfile: metrics must never stop the repairs.
+every scrape renders a fresh snapshot. A listen address that cannot be bound is logged
+(``metrics.listen_failed``) and the daemon goes on with the textfile: metrics must never stop
+the repairs.
 """
 
 from __future__ import annotations
