@@ -157,6 +157,12 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: tuple[str, int] | None = None
+    """Serve ``/metrics`` over HTTP on this ``(ip, port)`` (None: the textfile only)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeSettings:
     """Registry probes (built by :mod:`regauthd.probe.client`; the daemon schedules them)."""
 
@@ -234,6 +240,7 @@ class Settings:
     output: OutputMode = OutputMode.AUTO
     log_level: str = "info"
     alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings = MetricsSettings()
     flapping: FlappingSettings = FlappingSettings()
     probe: ProbeSettings = ProbeSettings()
     journal: JournalSettings = JournalSettings()

@@ -25,6 +25,7 @@ from regauthd.settings import (
     FlappingSettings,
     HelperSettings,
     JournalSettings,
+    MetricsSettings,
     OutputMode,
     ProbeSettings,
     Settings,
@@ -116,6 +117,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         summary_interval=a.duration("summary_interval", _ALERTS.summary_interval),
     )
     a.check_unknown()
+    metrics = _metrics_settings(top.table("metrics"))
 
     f = top.table("flapping")
     flapping = FlappingSettings(
@@ -174,6 +176,7 @@ def parse_settings(text: str, environment: Environment, *, source: Path | None =
         output=output,
         log_level=log_level,
         alerts=alerts,
+        metrics=metrics,
         flapping=flapping,
         probe=probe,
         journal=journal,
@@ -194,6 +197,12 @@ def _helper_settings(h: TomlTable) -> HelperSettings:
     )
     h.check_unknown()
     return helpers
+
+
+def _metrics_settings(m: TomlTable) -> MetricsSettings:
+    metrics = MetricsSettings(listen=m.address("listen"))
+    m.check_unknown()
+    return metrics
 
 
 def load_settings(path: Path | None = None, environment: Environment | None = None) -> Settings:

@@ -6,6 +6,7 @@ key as used, so :meth:`TomlTable.check_unknown` can refuse misspelt settings.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 DURATION_FORM = 'a duration like "250ms", "30s", "5m", "1h", "1d" or a number of seconds'
+ADDRESS_FORM = 'an IP address and port, like "127.0.0.1:9464" or "[::1]:9464"'
 
 
 class SettingsError(Exception):
@@ -115,6 +117,24 @@ class TomlTable:
         if not isinstance(value, str) or not value.startswith(("/", "~")):
             raise self.error(key, 'an absolute path ("/..." or "~/...")', value)
         return Path(value).expanduser() if value.startswith("~") else Path(value)
+
+    def address(self, key: str) -> tuple[str, int] | None:
+        """``"IP:PORT"`` (IPv6 in brackets) -> ``(ip, port)``; empty or absent: None. Names are
+        refused: what a socket binds to is exactly what the file says, with no lookup."""
+        value = self.raw(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise self.error(key, ADDRESS_FORM, value)
+        host, _, port = value.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        try:
+            ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        except ValueError:
+            raise self.error(key, ADDRESS_FORM, value) from None
+        if bracketed != (ip.version == 6) or not port.isdigit() or not 0 < int(port) < 65536:
+            raise self.error(key, ADDRESS_FORM + ", port 1-65535", value)
+        return str(ip), int(port)
 
     def string_map(self, key: str) -> dict[str, str]:
         value = self.raw(key)

@@ -3,13 +3,14 @@ start, on a config change and on its own timers, and not again after a restart (
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.rigs.configs import auth, docker_style_write
+from tests.rigs.configs import auth, docker_style_write, wait_until
 from tests.rigs.daemon import Daemon
 from tests.rigs.tokens import ecr_password, jwt_token
 
@@ -102,3 +103,17 @@ def test_an_expired_credential_at_start_raises_expired_only(
     assert "identitytoken" in event["source"]
     time.sleep(0.3)
     assert expiry_alerts(daemon) == [("credential.expired", "acme.azurecr.io")]
+
+    # The fleet metrics carry the same expiry, per registry (a Unix time; rules subtract time()).
+    textfile = tmp_path / "state" / "regauthd.prom"
+    series = 'regauthd_credential_expiry_timestamp_seconds{registry="acme.azurecr.io"}'
+    line = wait_until(
+        lambda: (
+            next((x for x in textfile.read_text().splitlines() if x.startswith(series + " ")), None)
+            if textfile.exists()
+            else None
+        ),
+        "the expiry series in the metrics textfile",
+    )
+    exp = int(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"])
+    assert float(line.split()[-1]) == exp

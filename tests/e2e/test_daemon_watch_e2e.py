@@ -117,7 +117,7 @@ def test_a_config_changed_while_events_were_lost_is_repaired_with_one_alert(
     daemon.wait_event("config.normalized")
     metrics = tmp_path / "state" / "regauthd.prom"
     wait_until(
-        lambda: metrics.exists() and "regauthd_watch_overflows_total 1\n" in metrics.read_text(),
+        lambda: metrics.exists() and "regauthd_watch_overflows_total 1.0\n" in metrics.read_text(),
         "the overflow counter in the metrics file",
     )
     # The watch still works as before, and the flood raised exactly one alert.
@@ -167,7 +167,7 @@ def test_directories_beyond_the_watch_limit_are_alerted_and_repaired_at_start(
         metrics = tmp_path / "state" / "regauthd.prom"
         wait_until(
             lambda: (
-                metrics.exists() and "regauthd_unwatched_directories 1\n" in metrics.read_text()
+                metrics.exists() and "regauthd_unwatched_directories 1.0\n" in metrics.read_text()
             ),
             "the unwatched-directories gauge",
         )

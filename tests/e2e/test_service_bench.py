@@ -125,3 +125,10 @@ def test_documents_bench_measures_each_rule_against_its_baseline() -> None:
     assert set(figures) == {
         "registries", "rounds", "pull_secret", "kubelet_lookup", "auth_json_plan",
     }  # fmt: skip
+
+
+def test_metrics_bench_times_every_kind_and_counts_torn_reads() -> None:
+    figures = _run("metrics.py", "--rounds", "30", "--rewrites", "100")
+    assert set(figures["write"]) >= {"plain", "atomic", "regauthd", "full"}
+    assert figures["reader"]["rewrites"] == 100
+    assert figures["reader"]["torn"] == 0 and figures["reader"]["temp_files_left"] == 0

@@ -255,8 +255,8 @@ def test_unfixable_config_alerts_and_no_secret_reaches_the_output(
     for leak in (secret, auth("ci", secret)):
         assert leak not in output
     metrics = (tmp_path / "state" / "regauthd.prom").read_text()
-    assert 'regauthd_alerts_total{kind="config.unfixable"} 1' in metrics
-    assert "regauthd_repairs_total 1" in metrics
+    assert 'regauthd_alerts_total{kind="config.unfixable"} 1.0\n' in metrics
+    assert "regauthd_repairs_total 1.0\n" in metrics
 
 
 def test_burst_is_coalesced_and_the_last_login_wins(

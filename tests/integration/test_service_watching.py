@@ -258,8 +258,8 @@ def test_watch_limit_alerts_new_directories_once_and_retries_with_back_off() -> 
                 },
             )
         ]
-        assert "regauthd_unwatched_directories 1\n" in metrics.render()
-        assert "regauthd_unwatched_configs 1\n" in metrics.render()
+        assert "regauthd_unwatched_directories 1.0\n" in metrics.render()
+        assert "regauthd_unwatched_configs 1.0\n" in metrics.render()
         fire_at(30)
         assert retries == [30]
         more = {f"/d{i}": refused["/c"] for i in range(6)}
@@ -276,7 +276,7 @@ def test_watch_limit_alerts_new_directories_once_and_retries_with_back_off() -> 
             limit.update({**refused, **more})
         assert len(alerts) == 2  # the same directories: no new alert
         limit.update({})  # all watched now: no timer, the back-off starts over
-        assert "regauthd_unwatched_directories 0\n" in metrics.render()
+        assert "regauthd_unwatched_directories 0.0\n" in metrics.render()
         limit.update(refused)
         assert len(alerts) == 3 and alerts[2][2]["retry"] == "30s"
     finally:
@@ -349,12 +349,14 @@ def test_a_directory_over_the_limit_is_repaired_at_each_retry_and_watched_when_i
     def drive() -> None:
         try:
             wait("both repaired at start", lambda: repaired(watched) and repaired(refused))
-            unwatched = "regauthd_unwatched_configs 1\n"
+            unwatched = "regauthd_unwatched_configs 1.0\n"
             wait("its config counted", lambda: unwatched in daemon.metrics.render())
             (refused / "config.json").write_text(mis_keyed)  # unwatched: the retry repairs it
             wait("repaired at a retry", lambda: repaired(refused))
             refuse.clear()  # the limit was raised
-            wait("watched", lambda: "regauthd_unwatched_directories 0\n" in daemon.metrics.render())
+            wait(
+                "watched", lambda: "regauthd_unwatched_directories 0.0\n" in daemon.metrics.render()
+            )
             (refused / "config.json").write_text(mis_keyed)
             wait("repaired as it is written", lambda: repaired(refused))
         finally:

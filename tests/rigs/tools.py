@@ -2,7 +2,8 @@
 
 Installing ``pass`` and ``golang-docker-credential-helpers`` system-wide changes what the host's
 own ``docker login`` does (the CLI then picks ``pass`` as its default credential store and fails
-while ``pass`` is not initialised). So the suite takes them from Debian's archive with
+while ``pass`` is not initialised); installing ``prometheus`` (for its ``promtool``) starts a
+Prometheus server on a systemd host. So the suite takes them from Debian's archive with
 ``apt-get download`` and unpacks them with ``dpkg -x`` into ``.tools/root`` (git-ignored); only
 the tests' own PATH (:class:`tests.rigs.clients.Sandbox`) names ``.tools/root/usr/bin``. A copy
 installed on the host is never used. ``pass`` itself needs ``gnupg`` and ``tree``, which
@@ -28,9 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = ROOT / ".tools"
 TOOLS_BIN = TOOLS_DIR / "root" / "usr" / "bin"
-PACKAGES = ("pass", "golang-docker-credential-helpers")
-# The programs the packages above bring that the tests use.
-PROGRAMS = ("pass", "docker-credential-pass")
+PACKAGES = ("pass", "golang-docker-credential-helpers", "prometheus")
+# The programs the packages above bring that the tests use. `promtool` checks the metrics
+# textfile and the shipped alert rules; installing `prometheus` would start a server.
+PROGRAMS = ("pass", "docker-credential-pass", "promtool")
 _TIMEOUT_S = 300.0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from regauthd import redactor as redact
@@ -416,15 +417,17 @@ def test_metrics_textfile_is_written_atomically(tmp_path: Path) -> None:
     metrics.gauge("watched_configs", 3)
     target = tmp_path / "textfile" / "regauthd.prom"
     metrics.write(target)
-    assert target.read_text() == (
-        "# TYPE regauthd_alerts_total counter\n"
-        'regauthd_alerts_total{kind="config.conflict"} 1\n'
-        'regauthd_alerts_total{kind="config.normalized"} 2\n'
-        "# TYPE regauthd_repairs_total counter\n"
-        "regauthd_repairs_total 1\n"
-        "# TYPE regauthd_watched_configs gauge\n"
-        "regauthd_watched_configs 3\n"
-    )
+    samples = {
+        (sample.name, tuple(sample.labels.values())): sample.value
+        for family in text_string_to_metric_families(target.read_text())
+        for sample in family.samples
+    }
+    assert samples[("regauthd_alerts_total", ("config.conflict",))] == 1
+    assert samples[("regauthd_alerts_total", ("config.normalized",))] == 2
+    assert samples[("regauthd_alerts_total", ("probe.failing",))] == 0  # every kind has a series
+    assert samples[("regauthd_repairs_total", ())] == 1
+    assert samples[("regauthd_watched_configs", ())] == 3
+    assert target.stat().st_mode & 0o777 == 0o644  # the node exporter reads it
     assert sorted(p.name for p in target.parent.iterdir()) == ["regauthd.prom"]
     assert not metrics.dirty
 

@@ -156,7 +156,7 @@ def test_example_file_parses_to_exactly_the_defaults() -> None:
     every = {
         "daemon.state_dir", "daemon.output", "daemon.log_level", "watch.paths",
         "watch.docker_config_dirs", "watch.backend", "watch.poll_interval", "watch.auth_files",
-        "alerts.suppress_window", "alerts.metrics_file", "alerts.metrics",
+        "alerts.suppress_window", "alerts.metrics_file", "alerts.metrics", "metrics.listen",
         "alerts.summary_interval", "flapping.max_undos", "flapping.window", "flapping.backoff",
         "flapping.backoff_max", "probe.enabled", "probe.interval", "probe.jitter",
         "probe.concurrency", "probe.timeout", "probe.insecure_registries",
@@ -296,3 +296,28 @@ def test_each_watched_users_podman_auth_files_are_watched_too() -> None:
     )
     none = parse_settings("[watch]\nauth_files = []\n", USER)
     assert none.watch.auth_file_patterns(USER.home) == ()
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("0.0.0.0:9464", ("0.0.0.0", 9464)),  # noqa: S104 - explicit: served to the network
+        ("", None),
+    ],
+)
+def test_metrics_listen_takes_an_ip_and_a_port(listen: str, address: object) -> None:
+    s = parse_settings(f'[metrics]\nlisten = "{listen}"\n', USER)
+    assert s.metrics.listen == address
+
+
+@pytest.mark.parametrize(
+    "listen", ["localhost:9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "::1:9464", "9464"]
+)
+def test_metrics_listen_refuses_names_and_bad_ports(listen: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(f'[metrics]\nlisten = "{listen}"\n', USER, source=Path("/etc/r.toml"))
+    message = str(caught.value)
+    assert "`metrics.listen` must be an IP address and port" in message
+    assert repr(listen) in message and "\n" not in message

@@ -2,15 +2,19 @@
 
 :func:`build` constructs, in this order:
 
-1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its metrics);
-2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports);
+1. the loop and the alert sinks (:class:`~regauthd.alerts.alerter.Alerter` with its
+   :class:`~regauthd.alerts.metrics.Metrics`);
+2. the daemon core (:class:`~regauthd.service.daemon.Daemon`: watcher, repairs, reports), and
+   when ``[metrics] listen`` is set, its first hosted component, the metrics listener
+   (:class:`~regauthd.service.metricsendpoint.MetricsEndpoint`: started first, stopped last);
 3. the probe scheduler, when ``[probe] enabled``: it reads the configs of the daemon's current
    watch plan (``daemon.watched_configs``), re-reads a config the daemon repaired and probes the
    conflicts the repair resolved (a repair listener), and raises alerts through the daemon;
 4. the journal watch, when ``[journal] enabled``: it re-checks through the daemon
    (``daemon.recheck``), records every repair (a repair listener), asks the scheduler for probes
    (``probe_now``) and gets every probe result the scheduler pushes to the loop thread, which
-   decides the verdict that waited for it at once;
+   decides the verdict that waited for it at once; the metrics get every probe result too
+   (figures per registry, never per config);
 5. the expiry watch (:class:`~regauthd.service.expirywatch.ExpiryWatch`), when ``[expiry]
    enabled``: a repair listener that reads when each watched credential expires and raises
    ``credential.expiring`` / ``credential.expired`` once each, on its own loop timers; its
@@ -28,22 +32,28 @@ settings needs a restart, not just a reload.
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from regauthd.alerts.alerter import Alerter
-from regauthd.alerts.metrics import Metrics
+from regauthd.alerts.metrics import Metrics, RegistryProbe
 from regauthd.alerts.output import configure_logging
 from regauthd.service.daemon import Daemon, SettingsLoader
 from regauthd.service.expirywatch import ExpiryWatch
 from regauthd.service.loop import Loop
+from regauthd.service.metricsendpoint import MetricsEndpoint
 from regauthd.service.status import StatusFile
 from regauthd.service.summary import ActivitySummary
 from regauthd.settings import Settings
 
 if TYPE_CHECKING:
+    from regauthd.dockerconfig.report import FixReport
     from regauthd.journal.watch import JournalWatch
-    from regauthd.probe.scheduler import ProbeScheduler
+    from regauthd.probe.result import ProbeResult
+    from regauthd.probe.schedule import ProbeKey
+    from regauthd.probe.scheduler import ProbeListener, ProbeScheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,8 @@ def build(
     registry (tests: 0, so a journal failure right after a probe is probed again).
     """
     loop = Loop()
-    alerter = Alerter(suppress_window=settings.alerts.suppress_window, metrics=Metrics())
+    metrics = Metrics()
+    alerter = Alerter(suppress_window=settings.alerts.suppress_window, metrics=metrics)
     daemon = Daemon(
         settings,
         loop=loop,
@@ -82,9 +93,23 @@ def build(
         reload_settings=reload_settings,
         configure_output=configure_output,
     )
+    # Like probes and the journal, the listener is built only when set: a reload may move or
+    # close it, opening one needs a restart.
+    if settings.metrics.listen is not None:
+        daemon.host(MetricsEndpoint(settings, metrics))
     probes = _probes(settings, daemon, probe_min_gap) if settings.probe.enabled else None
+    if probes is not None:
+        probes.subscribe(_probe_metrics(metrics))
     journal = _journal(settings, daemon, probes) if settings.journal.enabled else None
     expiry = _expiry(settings, daemon) if settings.expiry.enabled else None
+    if expiry is not None:
+        metrics.credential_expiry(_expiry_times(expiry))
+
+        def expiry_read_again(config: str, report: FixReport) -> None:
+            metrics.expiry_changed()
+            daemon.reporter.metrics_changed()
+
+        daemon.on_repair("expiry-metrics", expiry_read_again)  # after the expiry watch's own
     _summary(daemon)
     _status_file(daemon, probes, journal)
     return App(daemon, probes, journal, expiry)
@@ -95,6 +120,16 @@ def _expiry(settings: Settings, daemon: Daemon) -> ExpiryWatch:
     daemon.on_repair("expiry", watch.on_repair)
     daemon.host(watch)
     return watch
+
+
+def _expiry_times(watch: ExpiryWatch) -> Callable[[], dict[str, float]]:
+    """Registry -> the first expiry (Unix time) among the watched credentials, for the metrics
+    (read from any thread: the watch replaces its lists whole)."""
+
+    def times() -> dict[str, float]:
+        return {r: when.timestamp() for r, when in watch.earliest_expiry_by_registry().items()}
+
+    return times
 
 
 def _summary(daemon: Daemon) -> ActivitySummary:
@@ -149,6 +184,30 @@ def _probes(settings: Settings, daemon: Daemon, min_gap: float | None) -> ProbeS
     daemon.on_repair("probes", scheduler.on_repair)
     daemon.host(ProbeComponent(scheduler, daemon.watched_configs))
     return scheduler
+
+
+def _probe_metrics(metrics: Metrics) -> ProbeListener:
+    """A probe listener that hands each result's figures to the metrics (no secret, no user)."""
+    from regauthd.probe.result import ProbeStatus  # noqa: PLC0415 - see module docstring
+
+    metrics.track_probes()
+    authenticated = {ProbeStatus.OK, ProbeStatus.PUSH_DENIED}
+
+    def record(key: ProbeKey, result: ProbeResult) -> None:
+        metrics.probed(
+            key.config,
+            RegistryProbe(
+                registry=key.registry,
+                status=result.status.value,
+                authenticated=result.status in authenticated,
+                at=time.time(),
+                push_allowed=result.push_allowed,
+                rate_limit_remaining=result.rate_limit_remaining,
+                rate_limit_limit=result.rate_limit_limit,
+            ),
+        )
+
+    return record
 
 
 def _journal(settings: Settings, daemon: Daemon, probes: ProbeScheduler | None) -> JournalWatch:

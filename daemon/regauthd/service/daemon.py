@@ -395,6 +395,7 @@ class Daemon:
         _settle_heap()
         self.metrics.gauge("watched_directories", len(self._watches))
         self.metrics.gauge("watched_configs", plan.config_count())
+        self.metrics.keep_configs(set(plan.configs))
         self.reporter.metrics_changed()
 
     # -- repairing -----------------------------------------------------------------------------

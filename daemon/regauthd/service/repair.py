@@ -24,7 +24,7 @@ from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.fixer import fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse
-from regauthd.dockerconfig.keys import HUB_CANONICAL
+from regauthd.dockerconfig.keys import HUB_CANONICAL, registry_name
 from regauthd.dockerconfig.report import FixReport
 from regauthd.redactor import remember_config_secrets
 from regauthd.service.flapping import (
@@ -192,6 +192,10 @@ class Repairer:
                 self.flaps.replaced(real, digest(report.before), now)
             self.repairs += 1
             self._metrics.count("repairs")
+            for change in report.changes:
+                self._metrics.count("repaired_keys", registry_name(change.to_key))
+            for conflict in report.conflicts:
+                self._metrics.count("conflicts", registry_name(conflict.canonical))
             # Every repair, even one whose alert the suppression window holds back.
             log.debug("config.repaired", path=config, changes=describe_changes(report))
             self._alert(

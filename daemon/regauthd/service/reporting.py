@@ -1,7 +1,9 @@
 """What the daemon tells the outside between events, on timers of its loop.
 
-Summaries of suppressed alerts when their window ends, the metrics file (at most once a second),
-``STATUS=`` when it changed (at most once a second) and ``WATCHDOG=1`` pings.
+Summaries of suppressed alerts when their window ends, the metrics file (at most once a second
+after a change, and once a minute anyway so that its ``regauthd_last_report_timestamp_seconds``
+tells a fleet's rules the daemon is alive), ``STATUS=`` when it changed (at most once a second)
+and ``WATCHDOG=1`` pings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from regauthd.settings import Settings
 log = structlog.get_logger("regauthd")
 
 _METRICS_FLUSH_DELAY = 1.0
+METRICS_REFRESH_S = 60.0
+"""The longest the metrics file goes unwritten while the daemon runs."""
 _STATUS_INTERVAL = 1.0
 
 
@@ -47,6 +51,7 @@ class Reporter:
         self._status_line = status_line
         self._flush_timer: Timer | None = None
         self._metrics_timer: Timer | None = None
+        self._refresh_timer: Timer | None = None
         self._status = ""
         self._status_timer: Timer | None = None
         self._watchdog: tuple[float, int] | None = None
@@ -99,12 +104,22 @@ class Reporter:
         self._metrics_timer = self._loop.call_later(_METRICS_FLUSH_DELAY, write)
 
     def _write_metrics(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+        if not self._settings.alerts.metrics:
+            return
         try:
             self._metrics.write(self._settings.metrics_path)
         except OSError as exc:
             log.warning(
                 "metrics.write_failed", path=str(self._settings.metrics_path), reason=exc.strerror
             )
+        self._refresh_timer = self._loop.call_later(METRICS_REFRESH_S, self._refresh)
+
+    def _refresh(self) -> None:
+        self._refresh_timer = None
+        self._write_metrics()
 
     def start_watchdog(self, interval: float) -> None:
         """Send WATCHDOG=1 every ``interval`` seconds from now on."""
