@@ -50,7 +50,7 @@ def follow_options(journal: JournalSettings) -> FollowOptions:
 class JournalWatch:
     """Follows the journal in a thread and alerts each auth failure once, with its verdict.
 
-    A :class:`regauthd.service.daemon.Component`. Construct and call every method on the
+    A :class:`regauthd.service.component.Component`. Construct and call every method on the
     daemon's loop thread. ``prober``: the probe scheduler while probes are enabled (its results
     come back through :meth:`probe_result`); ``recheck``: how the watched configs are repaired on
     demand (the daemon's own re-check). ``options`` replaces the follower options derived from

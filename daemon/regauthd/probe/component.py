@@ -10,7 +10,7 @@ from regauthd.settings import Settings
 
 class ProbeComponent:
     """Runs a :class:`~regauthd.probe.scheduler.ProbeScheduler` as a
-    :class:`regauthd.service.daemon.Component`: the daemon's settings in, the probe summary out.
+    :class:`regauthd.service.component.Component`: the daemon's settings in, the probe summary out.
 
     ``watched_configs``: the configs watched now; after a reload they are all read again.
     """

@@ -31,7 +31,6 @@ settings needs a restart, not just a reload.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ from typing import TYPE_CHECKING
 from regauthd.alerts.alerter import Alerter
 from regauthd.alerts.metrics import Metrics, RegistryProbe
 from regauthd.alerts.output import configure_logging
-from regauthd.service.daemon import Daemon, SettingsLoader
+from regauthd.service.component import SettingsLoader
+from regauthd.service.daemon import Daemon
 from regauthd.service.expirywatch import ExpiryWatch
 from regauthd.service.loop import Loop
 from regauthd.service.metricsendpoint import MetricsEndpoint
@@ -177,9 +177,7 @@ def _probes(settings: Settings, daemon: Daemon, min_gap: float | None) -> ProbeS
         min_gap=DEFAULT_MIN_GAP_S if min_gap is None else min_gap,
         # As each config's owner, within that user's budget; no watchdog tick: only the loop
         # thread may feed the watchdog, and probes read configs on a worker thread.
-        helper_runner_for=lambda config: dataclasses.replace(daemon.helpers, tick=None).for_config(
-            config
-        ),
+        helper_runner_for=daemon.helpers.for_probe,
     )
     daemon.on_repair("probes", scheduler.on_repair)
     daemon.host(ProbeComponent(scheduler, daemon.watched_configs))

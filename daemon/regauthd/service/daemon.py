@@ -24,14 +24,13 @@ in order, stops them in reverse, and tells repair listeners what each repair did
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -39,10 +38,11 @@ from regauthd.alerts.alerter import Alerter
 from regauthd.alerts.catalogue import CATALOGUE, AlertKind
 from regauthd.alerts.output import configure_logging
 from regauthd.dockerconfig import file as dockerconfig
-from regauthd.dockerconfig.credhelper import HelperBudget, HelperPolicy, HelperRunner
 from regauthd.dockerconfig.jsontext import os_cause
 from regauthd.dockerconfig.report import FixReport
+from regauthd.service.component import Component, RepairListener, SettingsLoader
 from regauthd.service.fsview import LOCAL
+from regauthd.service.helpers import DaemonHelpers
 from regauthd.service.loop import Loop
 from regauthd.service.repair import Repairer
 from regauthd.service.reporting import Reporter
@@ -57,37 +57,6 @@ from regauthd.tomltable import SettingsError
 log = structlog.get_logger("regauthd")
 
 _MAX_REPLAN_ROUNDS = 5
-
-
-class Component(Protocol):
-    """Something the daemon runs beside the watcher (the probe scheduler, the journal watch).
-
-    Built and wired before the daemon runs (:func:`regauthd.service.app.build`). ``start`` runs
-    on the loop thread before ``READY=1``, in the order the components were hosted; a component
-    that needs a thread starts its own and hands results to the loop with the ``post`` it was
-    given. ``reload`` gets new settings after a successful SIGHUP (the watch plan is already
-    new). ``stop`` runs in reverse order and must return promptly (the whole shutdown has well
-    under 1 s). ``name`` names it in logs.
-    """
-
-    name: str
-
-    def start(self) -> None: ...
-
-    def reload(self, settings: Settings) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def status(self) -> str | None:
-        """A few words for the STATUS= line (None: nothing to say)."""
-        ...
-
-
-SettingsLoader = Callable[[], Settings]
-
-RepairListener = Callable[[str, FixReport], None]
-"""Told on the loop thread what the fixer did with a watched config (its path as configured)
-each time the daemon looked at it: after a write, at start-up, on a re-check."""
 
 
 class Daemon:
@@ -125,46 +94,27 @@ class Daemon:
             metrics=self.metrics,
             status_line=self._status_line,
         )
-        self.helper_budget = HelperBudget(
-            settings.helpers.budget, on_exhausted=self._helper_budget_spent
-        )
-        self.helpers = HelperPolicy(
-            path=os.pathsep.join(settings.helpers.path),
-            timeout=settings.helpers.timeout,
-            budget=self.helper_budget,
+        self.helpers = DaemonHelpers(
+            settings,
+            loop=self.loop,
+            alert=self.alert,
+            metrics=self.metrics,
             tick=self.reporter.keepalive,
         )
-        """How the credential helpers named by watched configs run (as each config's owner);
-        its ``tick`` keeps the watchdog fed on the loop thread only."""
+        """How the credential helpers named by watched configs run (as each config's owner)."""
         self.repairer = Repairer(
             settings,
             loop=self.loop,
             alert=self.alert,
             metrics=self.metrics,
             retry=self._retry,
-            helper_runner_for=self.helper_runner,
+            helper_runner_for=self.helpers.for_repair,
         )
         self._watch_limit = WatchLimitRetry(
             loop=self.loop, alert=self.alert, metrics=self.metrics, retry=self._retry_watches
         )
 
     # -- hook points ---------------------------------------------------------------------------
-
-    def helper_runner(self, config: str) -> HelperRunner:
-        """How the helpers ``config`` names run now (as its owner; the settings may change)."""
-        return self.helpers.for_config(config)
-
-    def _helper_budget_spent(self, user: str, spent: float) -> None:
-        """One user's helpers used their share (any thread): one alert, on the loop thread."""
-        window = f"{self.helper_budget.window:g}s"
-        self.metrics.count("helper_budget_exhausted")
-
-        def tell() -> None:
-            self.alert(
-                AlertKind.HELPER_BUDGET, user, user=user, spent=f"{spent:.1f}s", window=window
-            )
-
-        self.loop.post(tell)
 
     def host(self, component: Component) -> None:
         """Run ``component`` beside the watcher (before :meth:`run`): started after the ones
@@ -312,10 +262,7 @@ class Daemon:
             configure_logging(new.output, new.log_level)
         self.alerter.suppressor.window = new.alerts.suppress_window
         self.repairer.reload(new)
-        self.helper_budget.seconds = new.helpers.budget
-        self.helpers = dataclasses.replace(
-            self.helpers, path=os.pathsep.join(new.helpers.path), timeout=new.helpers.timeout
-        )
+        self.helpers.reload(new)
         self._replan()
         for component in self.components:
             component.reload(new)
@@ -450,12 +397,7 @@ class Daemon:
         return "STATUS=" + "; ".join(parts)
 
 
-__all__ = [
-    "Component",
-    "Daemon",
-    "RepairListener",
-    "SettingsLoader",
-]
+__all__ = ["Daemon"]
 
 
 def _settle_heap() -> None:

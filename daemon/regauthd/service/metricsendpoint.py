@@ -1,7 +1,7 @@
 """``[metrics] listen``: the daemon's metrics at ``http://ADDRESS/metrics``, for a Prometheus
 that scrapes hosts directly instead of through node_exporter's textfile collector.
 
-A daemon component (:class:`regauthd.service.daemon.Component`) that ``service/app.py`` hosts
+A daemon component (:class:`regauthd.service.component.Component`) that ``service/app.py`` hosts
 first when ``listen`` is set, so it starts before the others and stops after them; a reload
 moves or closes it (opening one where none was set needs a restart, as for probes). The
 server is prometheus_client's (``start_http_server``: a WSGI server on a daemon thread, one
