@@ -309,3 +309,62 @@ def test_a_reload_naming_a_state_directory_it_cannot_create_keeps_the_old_one(
         assert "the filesystem is read-only (EROFS)" in alerts[0][1]["reason"]
     finally:
         daemon.loop.close()
+
+
+_KILL_ON_TEMP = """
+import ctypes, os, signal, struct, subprocess, sys
+directory, prefix = sys.argv[1], sys.argv[2].encode()
+argv = sys.argv[3:]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(os.O_CLOEXEC)
+assert libc.inotify_add_watch(fd, directory.encode(), 0x100) >= 0  # IN_CREATE
+proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+killed = False
+while proc.poll() is None and not killed:
+    import select
+    if not select.select([fd], [], [], 0.05)[0]:
+        continue
+    buf = os.read(fd, 65536)
+    offset = 0
+    while offset < len(buf):
+        _, _, _, length = struct.unpack_from("iIII", buf, offset)
+        name = buf[offset + 16 : offset + 16 + length].rstrip(b"\\0")
+        offset += 16 + length
+        if name.startswith(prefix):
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+proc.wait()
+print("killed" if killed else "finished")
+"""
+
+
+def test_a_fix_killed_mid_save_leaves_a_temp_file_the_next_save_removes(tmp_path: Path) -> None:
+    """A real SIGKILL of `fix` the moment its temp file (the full credentials) appears beside
+    config.json: the config is intact (old or new, never half), and the next `fix` removes the
+    temp file it left. Bounded: up to 20 attempts for one kill that lands before the rename."""
+    docker = tmp_path / "docker"
+    docker.mkdir(mode=0o700)
+    # A large config (400 KiB of other registries) keeps the write + fsync long enough to land in.
+    others = {f"reg{i:04d}.example.com": {"auth": auth(f"u{i}", f"p{i}" * 40)} for i in range(2000)}
+    data = json.dumps({"auths": {"docker.io": {"auth": AUTH}, **others}}, indent="\t").encode()
+    left: list[str] = []
+    for _ in range(20):
+        (docker / "config.json").write_bytes(data)
+        argv = [sys.executable, "-m", "regauthd", "fix", "--docker-config", str(docker)]
+        argv += ["--state-dir", str(tmp_path / "state")]
+        killer = subprocess.run(
+            [sys.executable, "-c", _KILL_ON_TEMP, str(docker), TEMP_PREFIX, *argv],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        left = [p.name for p in docker.iterdir() if p.name.startswith(TEMP_PREFIX)]
+        if killer.stdout.strip() == "killed" and left:
+            break
+    assert left, "no kill landed between the temp file and the rename in 20 attempts"
+    now = json.loads((docker / "config.json").read_bytes())  # whole, parseable: old or new
+    assert set(now["auths"]) - {"docker.io", "https://index.docker.io/v1/"} == set(others)
+    proc = run_cli("fix", "--docker-config", str(docker), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [p.name for p in docker.iterdir() if p.name.startswith(TEMP_PREFIX)] == []
+    fixed = json.loads((docker / "config.json").read_bytes())["auths"]
+    assert "https://index.docker.io/v1/" in fixed and "docker.io" not in fixed
