@@ -49,6 +49,9 @@ log = structlog.get_logger("regauthd")
 STATUS_FILE = "status.json"
 """The file's name in the state directory."""
 WRITE_INTERVAL_S = 1.0
+WATCHED_REFRESH_S = 30.0
+"""How old the listed watched configs may be: listing them stats every watched path (10,000
+configs: about 0.3 s on the loop thread), too much for every write."""
 """Least time between two writes."""
 
 
@@ -80,6 +83,9 @@ class StatusFile:
         self._suppressed: dict[str, int] = {}
         self._timer: Timer | None = None
         self._last_write = float("-inf")
+        self._watched: list[str] = []
+        self._watched_set: frozenset[str] = frozenset()
+        self._watched_at = float("-inf")
 
     @property
     def path(self) -> Path:
@@ -97,6 +103,8 @@ class StatusFile:
 
     def on_repair(self, config: str, report: FixReport) -> None:
         """A repair listener: remember the last repair that wrote a config."""
+        if config not in self._watched_set:
+            self._watched_at = float("-inf")  # a config not listed yet: list them again
         if not report.written:
             return
         self._last_repair = {
@@ -148,6 +156,7 @@ class StatusFile:
 
     def reload(self, settings: Settings) -> None:
         self._settings = settings
+        self._watched_at = float("-inf")  # new watch paths: list them again
         self.changed()
 
     def stop(self) -> None:
@@ -161,12 +170,20 @@ class StatusFile:
 
     # -- the file ---------------------------------------------------------------------------------
 
+    def _watched_now(self) -> list[str]:
+        now = self._loop.clock()
+        if now - self._watched_at >= WATCHED_REFRESH_S:
+            self._watched = [str(p) for p in self._watched_configs()]
+            self._watched_set = frozenset(self._watched)
+            self._watched_at = now
+        return self._watched
+
     def snapshot(self) -> dict[str, Any]:
         """The object the file holds now."""
         data: dict[str, Any] = {
             "pid": self._pid,
             "started_at": self._started_at,
-            "watched_configs": [str(p) for p in self._watched_configs()],
+            "watched_configs": self._watched_now(),
             "last_repair": self._last_repair,
             "last_alert": self._last_alert,
             "suppressed_alerts": dict(sorted(self._suppressed.items())),
