@@ -153,3 +153,34 @@ def test_env_docker_auth_config_uses_docker_rules() -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"auths": {"https://index.docker.io/v1/": {"auth": AUTH}}}
     assert b"renamed to 'https://index.docker.io/v1/'" in proc.stderr
+
+
+def test_an_expired_ecr_password_in_a_pull_secret_is_a_problem(tmp_path: Path) -> None:
+    """The kubelet pulls with whatever the Secret holds: an ECR password past its
+    ``expiration`` (12 h after `aws ecr get-login-password`) fails every pull (issue 10)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.rigs.tokens import ecr_password
+
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    stale = ecr_password(datetime.now(UTC) - timedelta(hours=3))
+    fresh = ecr_password(datetime.now(UTC) + timedelta(hours=11))
+    for password, code in ((stale, 1), (fresh, 0)):
+        auth = b64(f"AWS:{password}")
+        payload = json.dumps({"auths": {host: {"auth": auth}}})
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "ecr"},
+            "data": {".dockerconfigjson": b64(payload)},
+        }
+        path = tmp_path / "ecr.json"
+        path.write_text(json.dumps(manifest))
+        proc = run("check", "--dockerconfigjson", str(path))
+        out = proc.stdout.decode() + proc.stderr.decode()
+        assert proc.returncode == code, out
+        assert password not in out and auth not in out
+        if code:
+            assert "expired 3 h ago" in out
+            assert "aws ecr get-login-password --region eu-west-1" in out

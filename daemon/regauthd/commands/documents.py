@@ -27,9 +27,26 @@ if TYPE_CHECKING:
     # YAML is loaded only when a document is named (`fix` on config files never pays for it).
     from regauthd.dockerconfig import kubelet, pullsecret
 
-EXPIRY_HOOK: pullsecret.ExpiryHook | None = None
-"""HOOK (issue 10 item 1): set to the pure expiry reader of ``dockerconfig/expiry.py`` once that
-change lands, so expired ECR tokens in pull secrets are findings. Not read until then."""
+
+
+def expiry_of_entry(source: str, key: str, user: str, password: str) -> tuple[Finding, ...]:
+    """The expiry findings of one pull-secret credential (an expired ECR password or JWT is an
+    error: the kubelet's pulls with it fail; within the hour a warning), read from the password
+    itself by :mod:`regauthd.dockerconfig.expiry` (nothing is sent anywhere)."""
+    from datetime import UTC, datetime  # noqa: PLC0415 - only when a document is judged
+
+    from regauthd.dockerconfig.expiry import (  # noqa: PLC0415
+        CredentialExpiry,
+        expiry_findings,
+        secret_expiry,
+    )
+
+    item = CredentialExpiry(key=key, username=user, expiry=secret_expiry(password))
+    return expiry_findings(source, [item], datetime.now(UTC))
+
+
+EXPIRY_HOOK: pullsecret.ExpiryHook = expiry_of_entry
+"""How pull secrets' credentials are judged for expiry (:func:`expiry_of_entry`)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, fixing: bool) -> None:
