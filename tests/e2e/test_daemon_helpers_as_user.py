@@ -280,6 +280,31 @@ def test_with_only_the_units_capabilities_a_users_hung_helper_is_killed(
     wait_until(lambda: not _sleepers(child_marker), "the helper's child killed")
 
 
+def test_with_only_the_units_capabilities_a_users_config_is_repaired_as_hers(
+    tmp_path: Path, test_users: UserFactory, daemons: list[Daemon], helper_dir: Path
+) -> None:
+    """The unit gives no CAP_DAC_OVERRIDE, CAP_CHOWN or CAP_FOWNER: the root daemon repairs a
+    user's config in her 0700 home only through her file-system identity (setfsuid/setfsgid
+    need CAP_SETUID/CAP_SETGID), and the result is still hers, 0600."""
+    setpriv = require_program("setpriv", "util-linux")
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "regauthd.service").read_text()
+    (bounding,) = [
+        line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("CapabilityBounding")
+    ]
+    caps = ",".join(["-all", *(f"+{c.removeprefix('CAP_').lower()}" for c in bounding.split())])
+    alice = test_users.create()
+    alice.home.chmod(0o700)
+    cfg = alice.write(".docker/config.json", mis_keyed())
+    text = _settings([f"{test_users.base}/*/.docker/config.json"], [helper_dir])
+    prefix = [setpriv, "--bounding-set", caps, "--inh-caps", "-all", "--"]
+    daemon = _start(tmp_path, daemons, text, command_prefix=prefix)
+    wait_until(lambda: _auths(cfg) == [HUB], "her config repaired")
+    st = cfg.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (alice.uid, alice.gid, 0o600)
+    assert daemon.named("config.normalized")
+    assert not daemon.named("config.save_failed") and not daemon.named("config.unfixable")
+
+
 def test_one_users_event_flood_does_not_make_another_users_write_be_missed(
     tmp_path: Path, test_users: UserFactory, daemons: list[Daemon]
 ) -> None:
