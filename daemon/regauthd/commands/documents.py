@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from regauthd.dockerconfig import kubelet, pullsecret
 
 
-
 def expiry_of_entry(source: str, key: str, user: str, password: str) -> tuple[Finding, ...]:
     """The expiry findings of one pull-secret credential (an expired ECR password or JWT is an
     error: the kubelet's pulls with it fail; within the hour a warning), read from the password
