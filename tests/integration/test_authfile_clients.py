@@ -210,6 +210,17 @@ def test_with_docker_config_set_podman_reads_the_docker_config_first(tmp_path: P
     assert "clients_disagree" not in proc.stdout and "podman and skopeo use" not in proc.stdout
     assert f"{setup.auth_file}: clean" in proc.stdout  # still checked: `podman login` writes it
 
+    # doctor says the same as skopeo did above: the runtime auth.json is not read at all.
+    proc = setup.regauthd(
+        "doctor", "--docker-config", str(setup.cfg_dir), "--json",
+        "--registry", "127.0.0.1:9", "--timeout", "2",
+    )  # fmt: skip
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    (podman,) = [r for r in rows if r["check"] == "podman_auth_file"]
+    assert podman["status"] == "warning", podman
+    assert "read $DOCKER_CONFIG/config.json" in podman["message"]
+    assert f"{setup.auth_file} (written by `podman login`) is not read at all" in podman["message"]
+
 
 def test_doctor_names_the_auth_file_and_the_disagreement(setup: Setup) -> None:
     (setup.cfg_dir / "config.json").write_text(

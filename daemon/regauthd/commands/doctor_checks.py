@@ -90,7 +90,12 @@ def config_file(path: Path, explicit: bool) -> tuple[Verdict, dict[str, Any] | N
 
 
 def podman_auth_file() -> Verdict:
-    """Which file podman and skopeo read first (they fall back to the Docker config)."""
+    """Which file podman and skopeo read first, by containers' own order
+    (:func:`regauthd.dockerconfig.authfile.podman_auth_files`): ``$REGISTRY_AUTH_FILE``; else,
+    with ``$DOCKER_CONFIG`` set, the Docker config itself (the runtime auth.json is then not read
+    at all); else ``$XDG_RUNTIME_DIR/containers/auth.json``; then the Docker config."""
+    from regauthd.dockerconfig.authfile import podman_auth_files  # noqa: PLC0415
+
     check = "podman_auth_file"
     explicit = os.environ.get("REGISTRY_AUTH_FILE")
     if explicit:
@@ -102,23 +107,35 @@ def podman_auth_file() -> Verdict:
             + ("" if exists else ", which does not exist"),
             None if exists else "unset REGISTRY_AUTH_FILE or log in with `podman login`",
         )
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    auth = (
-        Path(runtime) / "containers" / "auth.json"
-        if runtime
-        else Path(f"/run/containers/{os.geteuid()}/auth.json")
-    )
-    if auth.is_file():
+    places = podman_auth_files(os.environ, os.geteuid(), str(Path.home()))
+    docker_config = os.environ.get("DOCKER_CONFIG")
+    if docker_config:
+        ignored = [p.path for p in places if not p.read and Path(p.path).is_file()]
+        text = (
+            f"podman and skopeo read $DOCKER_CONFIG/config.json ({docker_config}) first, "
+            "because DOCKER_CONFIG is set"
+        )
+        if ignored:
+            return Verdict(
+                check,
+                "warning",
+                text + f"; {', '.join(ignored)} (written by `podman login`) is not read at all",
+                "log in again with DOCKER_CONFIG set, or unset DOCKER_CONFIG for podman",
+            )
+        return Verdict(check, "ok", text)
+    first = next((p for p in places if p.before_docker_config and Path(p.path).is_file()), None)
+    if first is not None:
         return Verdict(
             check,
             "ok",
-            f"podman and skopeo read {auth} first (written by `podman login`), then the "
+            f"podman and skopeo read {first.path} first (written by `podman login`), then the "
             "Docker config",
         )
     return Verdict(
         check,
         "not_applicable",
-        f"no {auth}: podman and skopeo read the Docker config (keys as Docker writes them)",
+        f"no {places[0].path}: podman and skopeo read the Docker config (keys as Docker "
+        "writes them)",
     )
 
 
