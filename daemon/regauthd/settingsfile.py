@@ -242,6 +242,16 @@ def resolve_state_dir(explicit: Path | None = None, environment: Environment | N
         return default_state_dir(env)
 
 
+def expiry_lead_time(environment: Environment | None = None) -> float:
+    """``[expiry] lead_time`` of the standard settings file, for ``check`` and ``doctor``
+    (seconds): they warn when the daemon would. A settings file that cannot be read gives the
+    default (the daemon itself refuses it)."""
+    try:
+        return load_settings(None, environment).expiry.lead_time
+    except SettingsError:
+        return ExpirySettings().lead_time
+
+
 def with_overrides(
     settings: Settings,
     *,

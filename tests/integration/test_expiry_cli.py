@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import require_program, require_root
 from tests.rigs.configs import auth
 from tests.rigs.passhelper import PassHelper
 from tests.rigs.registry import RegistryFactory
@@ -173,3 +176,41 @@ def test_doctor_reports_each_credential_and_fails_on_an_expired_one(
     (row,) = [r for r in rows if r["check"] == "credential_expiry"]
     assert row["status"] == "not_applicable"
     assert f"no readable expiry for {reg.host}" in row["message"]
+
+
+def test_check_warns_as_early_as_the_settings_lead_time(tmp_path: Path) -> None:
+    """`[expiry] lead_time` of the user's settings file is the daemon's and check's: a
+    credential expiring in 2 h is no warning by default (1 h) and a warning with 3 h."""
+    require_root("runs check as nobody, whose settings file is under XDG_CONFIG_HOME")
+    setpriv = require_program("setpriv", "util-linux")
+    token = jwt_token(now() + timedelta(hours=2))
+    base = Path(tempfile.mkdtemp(prefix="regauthd-lead-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        cfg = write(base / "d", {"auths": {"ghcr.io": {"auth": auth("u", token)}}})
+        os.chown(cfg.parent, 65534, 65534)
+        os.chown(cfg, 65534, 65534)
+        settings = base / "xdg" / "regauthd" / "config.toml"
+        settings.parent.mkdir(parents=True)
+        for directory in (base / "xdg", settings.parent):
+            directory.chmod(0o755)
+
+        def check() -> subprocess.CompletedProcess[str]:
+            argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+            argv += [sys.executable, "-m", "regauthd", "check", "--docker-config", str(cfg)]
+            env = {"PATH": os.environ["PATH"], "HOME": str(base), "LANG": "C.UTF-8"}
+            env["XDG_CONFIG_HOME"] = str(base / "xdg")
+            return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+
+        default = check()
+        assert default.returncode == 0, default.stdout + default.stderr
+        assert "warning [ghcr.io]" not in default.stdout
+        settings.write_text('[expiry]\nlead_time = "3h"\n')
+        settings.chmod(0o644)
+        early = check()
+        assert early.returncode == 0, early.stdout + early.stderr
+        (line,) = [x for x in early.stdout.splitlines() if x.startswith("  warning [ghcr.io]")]
+        assert "expires in 1 h 59 m" in line or "expires in 2 h" in line
+        assert token not in early.stdout + early.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -11,7 +11,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.stored_expiry import stored_expiries
 from regauthd.redact import redact_text
+from regauthd.settingsfile import expiry_lead_time
 
 HELPER_TIMEOUT_S = 10.0
 
@@ -281,6 +282,7 @@ def credential_expiry(config: dict[str, Any] | None) -> list[Verdict]:
         return []
     check = "credential_expiry"
     now = datetime.now(UTC)
+    lead = timedelta(seconds=expiry_lead_time())
     out: list[Verdict] = []
     unknown: list[str] = []
     for item in stored_expiries(config):
@@ -295,7 +297,7 @@ def credential_expiry(config: dict[str, Any] | None) -> list[Verdict]:
                 )
             )
             continue
-        state = judge(item.expiry, now)
+        state = judge(item.expiry, now, lead)
         if state is ExpiryState.UNKNOWN:
             unknown.append(item.key)
             continue

@@ -12,7 +12,7 @@ import os
 import pwd
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from regauthd.dockerconfig.fixer import fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.dockerconfig.stores import HELPER_TIMEOUT_S
-from regauthd.settingsfile import resolve_state_dir
+from regauthd.settingsfile import expiry_lead_time, resolve_state_dir
 from regauthd.terminal import json_line, printable
 
 if TYPE_CHECKING:
@@ -227,8 +227,9 @@ def with_expiry(result: FixReport) -> tuple[FixReport, ExpiryReading | None]:
         config = jsontext.parse(result.before, result.path)
     except ConfigFileError:
         return result, None
-    reading = ExpiryReading(stored_expiries(config), datetime.now(UTC))
-    found = expiry_findings(str(result.path), reading.items, reading.now)
+    lead = timedelta(seconds=expiry_lead_time())
+    reading = ExpiryReading(stored_expiries(config), datetime.now(UTC), lead)
+    found = expiry_findings(str(result.path), reading.items, reading.now, reading.lead)
     return dataclasses.replace(result, findings=result.findings + found), reading
 
 
@@ -238,6 +239,8 @@ class ExpiryReading:
 
     items: list[CredentialExpiry]
     now: datetime
+    lead: timedelta
+    """``[expiry] lead_time``: how early a credential counts as expiring."""
 
 
 def auth_file_paths(values: list[str]) -> list[authfile.AuthFileLocation]:
@@ -304,7 +307,7 @@ def emit(
         from regauthd.dockerconfig.expiry import expiry_note  # noqa: PLC0415 - check only
 
         # Said once per file, on stderr: it is no finding, and `clean` stays the only word.
-        said = expiry_note(expiries.items, expiries.now)
+        said = expiry_note(expiries.items, expiries.now, expiries.lead)
         if said:
             print(f"{result.path}: {said}", file=sys.stderr)
 
