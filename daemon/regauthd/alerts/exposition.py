@@ -14,7 +14,9 @@ listener). The names and their meaning are listed in ``docs/design.md`` (Metrics
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -73,6 +75,8 @@ class TextRenderer:
         self._headers: dict[tuple[str, str, str], bytes] = {}
         self._parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
         self._registries: dict[str, tuple[RegistryFigures, list[bytes]]] = {}
+        self._rest: tuple[object, list[bytes], dict[tuple[str, str], Any]] | None = None
+        """The head families after build info and the report time, with what they came from."""
 
     def render(self, snapshot: MetricsSnapshot) -> bytes:
         out = self._render_head(snapshot)
@@ -101,21 +105,40 @@ class TextRenderer:
         return out
 
     def _render_head(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """Build info and the report time every time; the counters, gauges and expiry only
+        when they changed (a probe result changes none of them: one comparison of a few
+        hundred numbers instead of rebuilding a few hundred samples)."""
         out: list[bytes] = []
         parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
-        for family in _head(snapshot):
-            out.append(self._header(family))
-            groups: dict[str, list[Sample]] = {}
-            for sample in family.samples:
-                groups.setdefault(sample.labels.get("registry", ""), []).append(sample)
-            for registry, samples in groups.items():
-                key, signature = (family.name, registry), tuple(samples)
-                part = self._parts.get(key)
-                if part is None or part[0] != signature:
-                    part = (signature, self._lines(family, signature))
-                parts[key] = part
-                out.append(part[1])
+        head = _head(snapshot)
+        for family in itertools.islice(head, _HEAD_ALWAYS):
+            out += self._family_lines(family, parts)
+        key = (snapshot.counters, snapshot.gauges, snapshot.expiry)
+        if self._rest is None or self._rest[0] != key:
+            rest_parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]] = {}
+            rest: list[bytes] = []
+            for family in head:
+                rest += self._family_lines(family, rest_parts)
+            self._rest = (key, rest, rest_parts)
+        out += self._rest[1]
+        parts.update(self._rest[2])
         self._parts = parts  # what no longer exists is forgotten
+        return out
+
+    def _family_lines(
+        self, family: Metric, parts: dict[tuple[str, str], tuple[tuple[Sample, ...], bytes]]
+    ) -> list[bytes]:
+        out = [self._header(family)]
+        groups: dict[str, list[Sample]] = {}
+        for sample in family.samples:
+            groups.setdefault(sample.labels.get("registry", ""), []).append(sample)
+        for registry, samples in groups.items():
+            key, signature = (family.name, registry), tuple(samples)
+            part = self._parts.get(key)
+            if part is None or part[0] != signature:
+                part = (signature, self._lines(family, signature))
+            parts[key] = part
+            out.append(part[1])
         return out
 
     def _header(self, family: Metric) -> bytes:
@@ -135,6 +158,10 @@ def families(s: MetricsSnapshot) -> Iterator[Metric]:
     """Every metric family of ``s``, in a stable order."""
     yield from _head(s)
     yield from _registries(s)
+
+
+_HEAD_ALWAYS = 2
+"""The first families of :func:`_head` (build info, the report time) are rendered every time."""
 
 
 def _head(s: MetricsSnapshot) -> Iterator[Metric]:
