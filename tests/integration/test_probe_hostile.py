@@ -270,3 +270,12 @@ def test_a_realm_whose_name_resolves_to_a_metadata_address_gets_nothing(
     )
     assert "169.254.169.254" in result["detail"]
     assert result["hosts"] == ["127.0.0.1"]  # nothing was about to go to the realm
+
+
+def test_a_key_that_is_no_address_is_refused_before_any_lookup() -> None:
+    """A config key with spaces (`bad host name`) names no host: nothing is resolved or sent."""
+    recorder = Recorder()
+    result = run(ProbeTarget("bad host name", Credential(*USER)), recorder=recorder)
+    assert result.status is ProbeStatus.ERROR
+    assert "'bad host name' is not a registry address" in result.detail
+    assert recorder.urls == []

@@ -36,6 +36,7 @@ from regauthd.probe.rules import (
     realm_refusal,
     redirect_refusal,
     registries_in_config,
+    registry_address_problem,
     requested_scopes,
 )
 from regauthd.probe.schedule import next_delay
@@ -464,3 +465,20 @@ def test_result_and_target_reprs_hold_no_secret() -> None:
     assert "hunter2-secret" not in repr(target)
     result = ProbeResult("ghcr.io", ProbeStatus.OK, detail="fine")
     assert json.loads(json.dumps(result.to_dict()))["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "registry",
+    ["docker.io", "ghcr.io", "127.0.0.1:5000", "[::1]:5000", "localhost:5000", "reg_1.local:443",
+     "xn--bcher-kva.example"],
+)  # fmt: skip
+def test_registry_addresses_that_are_asked(registry: str) -> None:
+    assert registry_address_problem(registry) is None
+
+
+@pytest.mark.parametrize(
+    "registry", ["bad host name", "reg.example\x1b[2J", "a/b", "host:port", "-lead.example", ""]
+)
+def test_keys_that_are_no_address_are_refused_before_any_lookup(registry: str) -> None:
+    problem = registry_address_problem(registry)
+    assert problem is not None and "is not a registry address" in problem

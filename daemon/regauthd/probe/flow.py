@@ -39,6 +39,7 @@ from regauthd.probe.rules import (
     parse_rate_limit,
     parse_token_answer,
     realm_refusal,
+    registry_address_problem,
     requested_scopes,
 )
 from regauthd.probe.transport import BodyTooLarge, PlainHTTPServer, StopProbe, error_text
@@ -127,6 +128,9 @@ class ProbeFlow:
         target = self.target
         if target.credential_error is not None:
             return self.result(ProbeStatus.ERROR, target.credential_error)
+        refusal = None if target.endpoint else registry_address_problem(target.registry)
+        if refusal is not None:
+            return self.result(ProbeStatus.ERROR, refusal)
         if target.credential is None:
             if target.is_hub:
                 await self.anonymous_rate_limit()

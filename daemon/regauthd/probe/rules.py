@@ -11,6 +11,7 @@ import binascii
 import email.utils
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -325,3 +326,20 @@ def unread_hub_keys(config: Mapping[str, Any], registry: str) -> list[str]:
             if kind in {KeyKind.HUB_ALIAS, KeyKind.HUB_WEBSITE} and str(key) not in found:
                 found.append(str(key))
     return found
+
+
+_REGISTRY_ADDRESS = re.compile(
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+)
+
+
+def registry_address_problem(registry: str) -> str | None:
+    """Why ``registry`` (a config key's registry) cannot be an address to ask, or None: a host
+    name, an IPv4 or bracketed IPv6 address, and an optional port. A key with spaces or other
+    characters no host name has is refused before any name is looked up."""
+    if _REGISTRY_ADDRESS.fullmatch(registry):
+        return None
+    return (
+        f"{registry!r} is not a registry address (a host name or IP address and an optional "
+        "port); it was not asked. Remove or fix that key (a typo?)"
+    )
