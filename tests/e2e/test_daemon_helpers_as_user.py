@@ -116,7 +116,7 @@ def test_a_users_own_pass_store_serves_the_root_daemons_repair_and_probe(
             json.dumps({"auths": {reg.host: {}}, "credsStore": f"../../{helper_dir}/x"}).encode(),
         )
         text = _settings(
-            [f"{test_users.base}/*/.docker/config.json"],
+            [f"{test_users.base}/home/*/.docker/config.json"],
             [helper_dir],
             '[probe]\nenabled = true\ninterval = "1s"\njitter = 0\ntimeout = "5s"\n',
         )
@@ -172,7 +172,7 @@ def test_a_hanging_helper_costs_its_user_a_bounded_share_and_others_are_repaired
     alice.write(".docker/config.json", b"{}")
     bob.write(".docker/config.json", b"{}")
     text = _settings(
-        [f"{test_users.base}/*/.docker/config.json"],
+        [f"{test_users.base}/home/*/.docker/config.json"],
         [helper_dir],
         'timeout = "1s"\nbudget = "2s"\n',
     )
@@ -264,7 +264,7 @@ def test_with_only_the_units_capabilities_a_users_hung_helper_is_killed(
         json.dumps({"auths": {"127.0.0.1:1": {}}, "credsStore": "hang"}).encode(),
     )
     text = _settings(
-        [f"{test_users.base}/*/.docker/config.json"],
+        [f"{test_users.base}/home/*/.docker/config.json"],
         [helper_dir],
         'timeout = "1s"\n[probe]\nenabled = true\ninterval = "1h"\njitter = 0\n',
     )
@@ -295,7 +295,7 @@ def test_with_only_the_units_capabilities_a_users_config_is_repaired_as_hers(
     alice = test_users.create()
     alice.home.chmod(0o700)
     cfg = alice.write(".docker/config.json", mis_keyed())
-    text = _settings([f"{test_users.base}/*/.docker/config.json"], [helper_dir])
+    text = _settings([f"{test_users.base}/home/*/.docker/config.json"], [helper_dir])
     prefix = [setpriv, "--bounding-set", caps, "--inh-caps", "-all", "--"]
     daemon = _start(tmp_path, daemons, text, command_prefix=prefix)
     wait_until(lambda: _auths(cfg) == [HUB], "her config repaired")
@@ -317,7 +317,9 @@ def test_one_users_event_flood_does_not_make_another_users_write_be_missed(
     alice, bob = test_users.create(), test_users.create()
     alice.write(".docker/a", b"")
     bob_cfg = bob.write(".docker/config.json", b"{}")
-    daemon = _start(tmp_path, daemons, _settings([f"{test_users.base}/*/.docker/config.json"], []))
+    daemon = _start(
+        tmp_path, daemons, _settings([f"{test_users.base}/home/*/.docker/config.json"], [])
+    )
     flood = (
         "import os, sys\n"
         "a, b = sys.argv[1] + '/a', sys.argv[1] + '/b'\n"

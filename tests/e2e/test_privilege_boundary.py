@@ -22,12 +22,12 @@ from pathlib import Path
 from regauthd.dockerconfig.file import TEMP_PREFIX, TEST_EXCHANGE_ENV
 from tests.rigs.configs import HUB, auth, auths_keys, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon, watch_settings
-from tests.rigs.users import User
+from tests.rigs.users import RigUser
 
 ROOT_SECRET = "root-registry-secret-0x5eed"
 ALICE_SECRET = "alice-secret"
 
-Users = Callable[[], User]
+Users = Callable[[], RigUser]
 
 
 def root_home(base: Path) -> Path:
@@ -43,7 +43,7 @@ def root_home(base: Path) -> Path:
     return config
 
 
-def base_of(user: User) -> Path:
+def base_of(user: RigUser) -> Path:
     return user.home.parent.parent
 
 
@@ -51,7 +51,7 @@ def settings_for(base: Path, root_config: Path) -> str:
     return watch_settings(root_config, base / "home" / "*" / ".docker" / "config.json")
 
 
-def write_as(user: User, directory: Path, data: bytes, seq: int = 0) -> None:
+def write_as(user: RigUser, directory: Path, data: bytes, seq: int = 0) -> None:
     """What the user's `docker login` does: a temp file of theirs, renamed over config.json."""
     tmp = directory / f"config.json{seq:06d}"
     tmp.write_bytes(data)
@@ -60,7 +60,7 @@ def write_as(user: User, directory: Path, data: bytes, seq: int = 0) -> None:
     tmp.rename(directory / "config.json")
 
 
-def docker_dir(user: User) -> Path:
+def docker_dir(user: RigUser) -> Path:
     path = user.home / ".docker"
     path.mkdir(mode=0o700)
     user.own(path)

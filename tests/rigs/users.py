@@ -13,14 +13,12 @@ Users are named ``rgdt-...`` (``tests/conftest.py`` fails the session if one is 
 at teardown their gpg-agent is stopped (``gpgconf --kill``, as them), then ``userdel``, then
 their homes are removed. Their PATH holds the private test tools (:mod:`tests.rigs.tools`).
 
-``unprivileged_users`` is the lighter factory the privilege-boundary tests use: homes at
-``<base>/home/<name>`` (so ``<base>/home/*/.docker/config.json`` watches them all) and
-:class:`User` running programs through ``setpriv``.
+Homes are ``<base>/home/<name>``, so ``<base>/home/*/.docker/config.json`` watches them all.
+``unprivileged_users`` is the same factory as a function.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
@@ -59,8 +57,18 @@ class RigUser:
             "LANG": "C.UTF-8",
         }
 
+    def own(self, *paths: Path) -> None:
+        """Make ``paths`` this user's (as her own programs would have made them)."""
+        for path in paths:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+
     def run(
-        self, argv: Sequence[str], *, stdin: str = "", check: bool = True
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str = "",
+        check: bool = True,
+        timeout: float = _TIMEOUT_S,
     ) -> subprocess.CompletedProcess[str]:
         """``argv`` as this user (no supplementary groups), in their home."""
         return subprocess.run(
@@ -73,7 +81,7 @@ class RigUser:
             user=self.uid,
             group=self.gid,
             extra_groups=[],
-            timeout=_TIMEOUT_S,
+            timeout=timeout,
             check=check,
         )
 
@@ -140,11 +148,12 @@ class UserFactory:
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="rgd-users-", dir="/tmp"))
         self.base.chmod(0o755)  # the users reach their homes through it
+        (self.base / "home").mkdir(mode=0o755)
         self.created: list[RigUser] = []
 
     def create(self) -> RigUser:
         name = PREFIX + secrets.token_hex(4)
-        home = self.base / name
+        home = self.base / "home" / name
         argv = ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
                 "--user-group", name]  # fmt: skip
         for _ in range(50):  # another useradd holding /etc/passwd's lock: exit status 10
@@ -171,34 +180,6 @@ class UserFactory:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-@dataclass(frozen=True, slots=True)
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-    def own(self, *paths: Path) -> None:
-        for path in paths:
-            os.chown(path, self.uid, self.gid, follow_symlinks=False)
-
-    def run(
-        self, argv: Sequence[str], *, timeout: float = 60, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` as this user (``setpriv``, with only its own groups)."""
-        return subprocess.run(
-            [*self.command_prefix(), *argv],
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-            check=check,
-        )
-
-    def command_prefix(self) -> list[str]:
-        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-        return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--"]
-
-
 def leftover_users() -> list[str]:
     """Test users still in the password database (the session must remove every one)."""
     return sorted(p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(PREFIX))
@@ -218,39 +199,6 @@ def test_users() -> Iterator[UserFactory]:
 
 
 @pytest.fixture
-def unprivileged_users() -> Iterator[Callable[[], User]]:
-    """A factory of fresh users whose homes are ``<base>/home/<name>`` (mode 0700), ``base``
-    being a root-owned 0755 temp directory; every user and the directory go at teardown."""
-    from tests.conftest import require_program, require_root
-
-    require_root("creates users and runs the daemon as root over their homes")
-    useradd = require_program("useradd", "passwd")
-    userdel = require_program("userdel", "passwd")
-    require_program("setpriv", "util-linux")
-    base = Path(tempfile.mkdtemp(prefix="rgd-users-", dir="/tmp"))
-    base.chmod(0o755)
-    (base / "home").mkdir(mode=0o755)
-    made: list[User] = []
-
-    def make() -> User:
-        name = f"{PREFIX}{os.getpid() % 100000}x{len(made)}"
-        home = base / "home" / name
-        subprocess.run(
-            [useradd, "--user-group", "--no-create-home", "--home-dir", str(home),
-             "--shell", "/usr/sbin/nologin", "--comment", "regauthd test user", name],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-        entry = pwd.getpwnam(name)
-        user = User(name, entry.pw_uid, entry.pw_gid, home)
-        made.append(user)
-        home.mkdir(mode=0o700)
-        user.own(home)
-        return user
-
-    try:
-        yield make
-    finally:
-        for user in made:
-            with contextlib.suppress(subprocess.SubprocessError):
-                subprocess.run([userdel, user.name], capture_output=True, timeout=30, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+def unprivileged_users(test_users: UserFactory) -> Callable[[], RigUser]:
+    """The same users, as a factory function (the privilege-boundary tests' spelling)."""
+    return test_users.create
