@@ -139,6 +139,9 @@ def open_config_dir(
     if owner is None:
         owner = config_owner(path)
     with acting_as(owner):
+        plain = _open_if_plain(path) if real_path is None else None
+        if plain is not None:
+            return _owned_dir(plain, path, path, owner)
         real = real_path if real_path is not None else Path(os.path.realpath(path))
         try:
             fd = _open_no_symlinks(str(real.parent), path)
@@ -149,6 +152,12 @@ def open_config_dir(
                 "(permission denied); regauthd, running as root, acts on a user's config only "
                 "as that user could, and left it alone",
             ) from None
+    return _owned_dir(fd, path, real, owner)
+
+
+def _owned_dir(fd: int, path: Path, real: Path, owner: Owner) -> ConfigDir:
+    """The :class:`ConfigDir` for the open directory ``fd`` of ``real``, which must be
+    ``owner``'s (else closed, and refused)."""
     try:
         st = os.fstat(fd)
         if st.st_uid != owner.uid:
@@ -162,6 +171,30 @@ def open_config_dir(
         os.close(fd)
         raise
     return ConfigDir(fd, real.name, path, real, owner, (st.st_dev, st.st_ino))
+
+
+def _open_if_plain(path: Path) -> int | None:
+    """The directory of ``path`` opened when no symlink is on the way to the file, the file
+    itself included (the common case: no ``realpath`` walk needed); None when there is one, or
+    the path is relative or not normalized (the caller then resolves it). Raises what opening
+    the directory raises, except the refusals a resolved path may not meet."""
+    text = str(path)
+    if not path.is_absolute() or os.path.normpath(text) != text:
+        return None
+    try:
+        fd = _open_no_symlinks(os.path.dirname(text), path)
+    except (ConfigFileError, PermissionError):
+        return None  # a symlink on the way, or a refusal: said with the resolved path
+    try:
+        st = os.lstat(path.name, dir_fd=fd)
+    except FileNotFoundError:
+        return fd  # no file yet: nothing to resolve
+    except OSError:
+        st = None
+    if st is None or stat.S_ISLNK(st.st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def _real_last_component(path: Path) -> Path:

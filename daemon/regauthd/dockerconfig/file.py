@@ -274,7 +274,9 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
     no content is ever lost. Raises ``ConfigFileError`` when, as root, the directory is no longer
     the one the snapshot was read in (it was swapped: nothing is written).
     """
-    owner = configdir.owner_of(snapshot.path)
+    # As root the read found the owner (the walk up the path); the directory opened below must
+    # be the very one that was read (same device and inode), so it is still that owner's.
+    owner = snapshot.owner if snapshot.owner is not None else configdir.owner_of(snapshot.path)
     with (
         acting_as(owner),  # one switch for the whole save
         open_config_dir(snapshot.path, real_path=snapshot.real_path, owner=owner) as directory,
