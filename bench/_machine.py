@@ -1,11 +1,14 @@
-"""The machine a bench runs on: the inotify watch limit (raised for a run, restored after) and
-the processes left in a session."""
+"""The machine a bench runs on: the inotify watch limit (raised for a run, restored after), the
+processes left in a session, and a fresh file system for a run (a journaled ext4 image)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +67,27 @@ def session_processes(session: int) -> list[int]:
                 if int(fields[3]) == session:
                     found.append(int(proc.name))
     return found
+
+
+@contextlib.contextmanager
+def ext4_image(size_gib: int = 8) -> Iterator[Path]:
+    """A fresh ext4 file system with its journal (``mkfs.ext4`` defaults, as Debian and Ubuntu
+    install) on a sparse image in $TMPDIR, loop-mounted for the run (root only); unmounted and
+    deleted afterwards. A run then starts from the same empty file system whatever earlier runs
+    left on the host's (see bench/README.md: a journal-less ext4 that has just freed many
+    inodes spends milliseconds in each new file's creation)."""
+    work = Path(tempfile.mkdtemp(prefix="regauthd-bench-fs-"))
+    work.chmod(0o755)  # the users whose homes are under it must pass (root acts as each)
+    image, mountpoint = work / "fs.img", work / "mnt"
+    mountpoint.mkdir()
+    try:
+        with image.open("wb") as f:
+            f.truncate(size_gib << 30)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=True)
+        try:
+            yield mountpoint
+        finally:
+            subprocess.run(["umount", str(mountpoint)], check=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

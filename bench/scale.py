@@ -58,7 +58,7 @@ from _common import (
     status_kib,
     wait_ready,
 )
-from _machine import enough_inotify_watches, session_processes
+from _machine import enough_inotify_watches, ext4_image, session_processes
 from _scale_report import log_phases, table
 
 FIRST_UID = 200_000
@@ -145,14 +145,19 @@ def settings_toml(root: Path, backend: str | None) -> str:
 
 
 def run_once(users: int, args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-"))
-    root.chmod(0o755)  # as / is above /home: root acts on each config as its user, who must pass
-    try:
-        return measure(root, users, args)
-    finally:
-        t0 = time.monotonic()
-        shutil.rmtree(root, ignore_errors=True)
-        print(f"N={users}: temp tree removed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        parent = stack.enter_context(ext4_image()) if args.fs == "image" else None
+        root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-", dir=parent))
+        root.chmod(0o755)  # as / is above /home: root acts on each config as its user
+        try:
+            figures = measure(root, users, args)
+            figures["fs"] = args.fs
+            return figures
+        finally:
+            t0 = time.monotonic()
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"N={users}: temp tree removed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
 
 
 def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -308,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for each write's repair before counting it lost (default 2; "
         "with --backend polling: two poll intervals of 2 s plus 1 s, since a write waits for the "
         "next poll and a poll of 10,000 homes itself takes time)",
+    )
+    parser.add_argument(
+        "--fs",
+        choices=("host", "image"),
+        default="host",
+        help="where the homes and the state directory live: the host's $TMPDIR (default), or a "
+        "fresh journaled ext4 image loop-mounted for each N (the same empty file system for "
+        "every run, whatever earlier runs left on the host's)",
     )
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=8, help="which users the writes go to")

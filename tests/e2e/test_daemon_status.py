@@ -20,7 +20,8 @@ from tests.rigs.configs import docker_style_write, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon
 
 BASE_KEYS = {
-    "pid", "started_at", "watched_configs", "last_repair", "last_alert", "suppressed_alerts",
+    "pid", "started_at", "watched_configs", "watched_config_count", "last_repair", "last_alert",
+    "suppressed_alerts",
 }  # fmt: skip
 
 
@@ -61,6 +62,7 @@ def test_status_file_follows_repairs_and_alerts(
     )
     assert set(data) == BASE_KEYS
     assert data["watched_configs"] == [config]
+    assert data["watched_config_count"] == 1
     assert set(data["last_repair"]) == {"path", "at", "changes"}
     assert data["last_repair"]["path"] == config
     assert any(
@@ -137,6 +139,7 @@ def test_bursts_write_the_status_file_at_most_once_a_second(
     settings = with_overrides(default_settings(Environment.current()), state_dir=tmp_path)
     status = status_module.StatusFile(settings, loop=loop, watched_configs=list)
     status.start()
+    assert status.flush(5)
     assert len(writes) == 1
     for i in range(50):  # a burst within the same second
         status.on_alert({"event": "config.normalized", "subject": f"s{i}", "message": "m"})
@@ -144,8 +147,11 @@ def test_bursts_write_the_status_file_at_most_once_a_second(
     assert len(due) == 1 and due[0].when == 101.0
     now[0] = 101.0
     due[0].callback()
+    assert status.flush(5)
     assert len(writes) == 2
     assert json.loads(writes[-1])["last_alert"]["subject"] == "s49"
+    status.stop()
+    assert len(writes) == 3  # the last state, written before stop() returns
     loop.close()
 
 
@@ -210,3 +216,24 @@ def test_info_summary_counts_repairs_and_suppressed_alerts_and_status_shows_them
     finally:
         assert daemon.stop() == 0
     assert "pw-1" not in daemon.out.read_text()
+
+
+def test_many_watched_configs_are_counted_and_the_first_ones_named(tmp_path: Path) -> None:
+    """10,000 paths in every write would be ~700 KB to fsync once a second: the file names the
+    first WATCHED_LISTED, counts them all, and `regauthd status` says how many it leaves out."""
+    loop = Loop()
+    settings = with_overrides(default_settings(Environment.current()), state_dir=tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    watched = [Path(f"/home/u{i:03d}/.docker/config.json") for i in range(250)]
+    status = status_module.StatusFile(settings, loop=loop, watched_configs=lambda: watched)
+    status.start()
+    status.stop()
+    data = status_file(tmp_path)
+    assert data is not None
+    listed = status_module.WATCHED_LISTED
+    assert data["watched_configs"] == [str(p) for p in watched[:listed]]
+    assert data["watched_config_count"] == 250
+    out = status_command(tmp_path).stdout
+    assert "watching 250 config(s):\n  /home/u000/.docker/config.json\n" in out
+    assert f"  ... and {250 - listed} more (the status file names the first {listed})" in out
+    loop.close()

@@ -71,7 +71,7 @@ def test_a_swap_right_before_the_exchange_lands_in_the_users_directory(
             os.replace(docker, alice.home / "moved")
             os.replace(swap, docker)
 
-    monkeypatch.setattr(dockerconfig, "before_exchange", swap_once, raising=False)
+    monkeypatch.setattr(dockerconfig, "test_before_exchange", swap_once, raising=False)
     report = fix_file(docker / "config.json", backups=BackupStore(tmp_path / "state"))
     assert report.written and report.error is None
     assert swapped and docker.is_symlink()

@@ -86,8 +86,15 @@ def render(data: dict[str, Any], running: bool, reason: str, path: Path) -> list
         head = f"regauthd is NOT running: {reason}; last status written {written}"
     lines = [head]
     configs = data.get("watched_configs") or []
-    lines.append(f"watching {len(configs)} config(s)" + (":" if configs else ""))
+    count = data.get("watched_config_count")
+    count = count if isinstance(count, int) and count >= len(configs) else len(configs)
+    lines.append(f"watching {count} config(s)" + (":" if configs else ""))
     lines += [f"  {c}" for c in configs]
+    if count > len(configs):
+        lines.append(
+            f"  ... and {count - len(configs)} more (the status file names the first "
+            f"{len(configs)})"
+        )
     repair = data.get("last_repair")
     if repair:
         changes = "; ".join(repair.get("changes") or []) or "rewritten"

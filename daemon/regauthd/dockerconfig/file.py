@@ -26,7 +26,7 @@ from pathlib import Path
 
 from regauthd.dockerconfig import configdir
 from regauthd.dockerconfig.configdir import ConfigDir, open_config_dir
-from regauthd.dockerconfig.fsidentity import Owner, acting_as
+from regauthd.dockerconfig.fsidentity import Owner, acting_as, as_process
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.savecleanup import SaveCleaner, finish
 
@@ -264,7 +264,13 @@ def flush_cleanup(timeout: float | None = None) -> bool:
     return _cleaner.flush(timeout)
 
 
-def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) -> Raced | None:
+def save(
+    snapshot: Snapshot,
+    new_data: bytes,
+    *,
+    defer_cleanup: bool = False,
+    before_exchange: Callable[[], None] | None = None,
+) -> Raced | None:
     """Atomically replace the file ``snapshot`` was read from with ``new_data``.
 
     Temp file in the target's directory (the symlink's target: a link stays a link), fsync of the
@@ -272,7 +278,10 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
     directory fsync and the removal of the displaced file happen on a background thread.
     Returns None on success, or :class:`Raced` when the file changed since ``snapshot`` was read;
     no content is ever lost. Raises ``ConfigFileError`` when, as root, the directory is no longer
-    the one the snapshot was read in (it was swapped: nothing is written).
+    the one the snapshot was read in (it was swapped: nothing is written). ``before_exchange``
+    runs after the temp file's fsync, just before it replaces the file (also when the save
+    then finds the file changed and returns :class:`Raced`: whatever it makes durable is
+    needed by the retry as well).
     """
     # As root the read found the owner (the walk up the path); the directory opened below must
     # be the very one that was read (same device and inode), so it is still that owner's.
@@ -290,11 +299,15 @@ def save(snapshot: Snapshot, new_data: bytes, *, defer_cleanup: bool = False) ->
                 "nothing was written, it is looked at again at the next change",
             )
         configdir.lock_for_save(directory, TEMP_PREFIX)
-        return _save_in(directory, snapshot, new_data, defer_cleanup)
+        return _save_in(directory, snapshot, new_data, defer_cleanup, before_exchange)
 
 
 def _save_in(
-    directory: ConfigDir, snapshot: Snapshot, new_data: bytes, defer_cleanup: bool
+    directory: ConfigDir,
+    snapshot: Snapshot,
+    new_data: bytes,
+    defer_cleanup: bool,
+    before_exchange: Callable[[], None] | None = None,
 ) -> Raced | None:
     dir_fd, name = directory.fd, directory.name
     tmp = f"{TEMP_PREFIX}{os.urandom(6).hex()}"
@@ -311,13 +324,16 @@ def _save_in(
             os.fsync(fd)
         finally:
             os.close(fd)
+        if before_exchange is not None:
+            with as_process():  # the caller's own files (the state directory)
+                before_exchange()
         # Last look before replacing: a write that already landed is re-planned from without
         # ever exposing our (then stale) content to other readers.
         if _peek(directory) != (snapshot.expected if snapshot.exists else None):
             os.unlink(tmp, dir_fd=dir_fd)
             return Raced(_load_in(directory))
-        if before_exchange is not None:
-            before_exchange()
+        if test_before_exchange is not None:
+            test_before_exchange()
         if _exchange(directory, tmp, name):
             # A writer that renamed in the microseconds since that look is caught here: the
             # exchange hands us the file we displaced, so its content is not lost.
@@ -413,6 +429,6 @@ def _read_displaced(directory: ConfigDir, tmp: str) -> Snapshot:
     return _snapshot(directory, data, st)
 
 
-before_exchange: Callable[[], None] | None = configdir.exchange_hook(TEST_EXCHANGE_ENV)
+test_before_exchange: Callable[[], None] | None = configdir.exchange_hook(TEST_EXCHANGE_ENV)
 """Tests only: called between the last look and the exchange of every save (None in
 production; set from :data:`TEST_EXCHANGE_ENV` in a daemon under test)."""

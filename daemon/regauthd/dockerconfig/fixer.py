@@ -87,6 +87,8 @@ def fix_file(
         return FixReport(path=Path(path), error=exc)
     except OSError as exc:
         return FixReport(path=Path(path), error=ConfigSaveError(path, "saving", exc))
+    finally:
+        backups.sync_names()  # a backup made without the save that would have synced it
 
 
 def _fix_file(
@@ -150,7 +152,9 @@ def _fix_file(
         if needs_write and (result.conflicts or not backups.has_backup(snapshot.real_path)):
             # Before the first change to a file, and whenever a credential loses a conflict.
             try:
-                backup = backups.save(dataclasses.replace(snapshot, data=snapshot.expected))
+                backup = backups.save(
+                    dataclasses.replace(snapshot, data=snapshot.expected), sync_name=False
+                )
             except OSError as exc:
                 # No way back, no change: a fix is only made with its backup in place.
                 raise ConfigSaveError(path, f"writing the backup in {backups.root}", exc) from None
@@ -182,7 +186,14 @@ def _fix_file(
                 findings=(*findings, *helper_findings),
             )
         try:
-            raced = dockerconfig.save(snapshot, new_data, defer_cleanup=defer_cleanup)
+            raced = dockerconfig.save(
+                snapshot,
+                new_data,
+                defer_cleanup=defer_cleanup,
+                # The backup's name is durable before the file changes (after the temp file's
+                # fsync, which on most file systems has committed it already).
+                before_exchange=backups.sync_names,
+            )
         except ConfigFileError as exc:  # as root: the directory was swapped, nothing written
             return report(
                 written=retries > 0,

@@ -24,7 +24,6 @@ in order, stops them in reverse, and tells repair listeners what each repair did
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from regauthd.dockerconfig.jsontext import os_cause
 from regauthd.dockerconfig.report import FixReport
 from regauthd.service.component import Component, RepairListener, SettingsLoader
 from regauthd.service.fsview import LOCAL
+from regauthd.service.heap import settle_heap
 from regauthd.service.helpers import DaemonHelpers
 from regauthd.service.loop import Loop
 from regauthd.service.repair import Repairer
@@ -57,6 +57,8 @@ from regauthd.tomltable import SettingsError
 log = structlog.get_logger("regauthd")
 
 _MAX_REPLAN_ROUNDS = 5
+PARALLEL_FROM = 16
+"""Configs waiting at once from which their repairs run side by side (the start-up pass)."""
 
 
 class Daemon:
@@ -198,13 +200,19 @@ class Daemon:
             journal="on" if self.settings.journal.enabled else "off",
         )
         self._replan()
+        log.info(
+            "daemon.watches_armed",
+            watched_dirs=len(self._watches),
+            configs=self._plan.config_count(),
+            backend=self._watches.backend,
+        )
         for component in self.components:
             component.start()
         self._work()
         # The start-up pass is finished (displaced files gone, directories fsync'd) before
         # READY=1. Later, finishing runs beside the next repair: a displaced file lives ~1 ms.
         dockerconfig.flush_cleanup(timeout=5.0)
-        _settle_heap()
+        settle_heap()
         self.notifier.notify("READY=1", self._status_line())
         if self.notifier.watchdog_interval:
             self.reporter.start_watchdog(self.notifier.watchdog_interval)
@@ -306,20 +314,35 @@ class Daemon:
             self._replan_requested = False
             self._replan()
         while self._dirty:
+            if len(self._dirty) >= PARALLEL_FROM:
+                self._repair_together()
+                continue
             config = next(iter(self._dirty))
             del self._dirty[config]
             try:
                 self._repair(config)
             except Exception as exc:
-                # The daemon outlives any one file: say so loudly, keep watching the others.
-                log.exception("config.repair_failed", path=config)
-                self.alert(
-                    AlertKind.CONFIG_UNFIXABLE,
-                    config,
-                    path=config,
-                    reason=f"regauthd failed while repairing it ({type(exc).__name__}: {exc})",
-                )
+                self._repair_failed(config, exc)
         self.reporter.status_changed()
+
+    def _repair_together(self) -> None:
+        """Repair every config waiting now, their file work side by side (the start-up pass,
+        a rescan: thousands of configs)."""
+        batch = list(self._dirty)
+        self._dirty.clear()
+        self.repairer.repair_all(
+            batch, done=self._tell_repair_listeners, failed=self._repair_failed
+        )
+
+    def _repair_failed(self, config: str, exc: Exception) -> None:
+        # The daemon outlives any one file: say so loudly, keep watching the others.
+        log.error("config.repair_failed", path=config, exc_info=(type(exc), exc, exc.__traceback__))
+        self.alert(
+            AlertKind.CONFIG_UNFIXABLE,
+            config,
+            path=config,
+            reason=f"regauthd failed while repairing it ({type(exc).__name__}: {exc})",
+        )
 
     def _replan(self) -> None:
         home = Path.home()
@@ -339,7 +362,7 @@ class Daemon:
                 break
             plan = again
         self._watch_limit.update(self._watches.refused, self._watches.refused_configs())
-        _settle_heap()
+        settle_heap()
         self.metrics.gauge("watched_directories", len(self._watches))
         self.metrics.gauge("watched_configs", plan.config_count())
         self.metrics.keep_configs(set(plan.configs))
@@ -398,14 +421,3 @@ class Daemon:
 
 
 __all__ = ["Daemon"]
-
-
-def _settle_heap() -> None:
-    """Move what start-up and a replan built (the watch plan, one state per config: about 80,000
-    objects at 10,000 configs) out of the cyclic collector's reach. They live as long as the
-    plan; left in the youngest generations, each full collection walks them all (115 ms at
-    10,000 configs, measured), a pause that lands on whichever repair is running. Unfrozen
-    first, so cycles the previous plan left are still collected once."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()

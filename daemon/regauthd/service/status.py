@@ -1,16 +1,20 @@
 """The daemon's status file, ``<state_dir>/status.json``: how the running daemon is doing, for
 ``regauthd status`` (and anything else that asks) to read.
 
-Kept current on the daemon's loop: every change (a repair, an alert, a suppressed alert, a probe
-result) schedules
-one write through :func:`regauthd.statefile.write_atomically`, at most one a second (a burst
-writes once, at its end). :class:`StatusFile` is a daemon component (written at start and at
-stop), a repair listener, an alert listener and a probe listener; ``app.py`` wires it.
+Kept current from the daemon's loop: every change (a repair, an alert, a suppressed alert, a
+probe result) schedules one write through :func:`regauthd.statefile.write_atomically`, at most
+one a second (a burst writes once, at its end). The loop only takes a snapshot of what it
+knows; listing the watched configs (a ``stat`` of each: 10,000 configs take about 0.3 s), the
+JSON encoding and the fsync'd write happen on a thread of the file's own, so that a write to a
+config is never queued behind them. :class:`StatusFile` is a daemon component (written at start,
+and at stop before it returns), a repair listener, an alert listener and a probe listener;
+``app.py`` wires it.
 
 The file holds one JSON object::
 
     {"pid": 123, "started_at": "2026-12-03T10:00:00+00:00",
-     "watched_configs": ["/home/u/.docker/config.json"],
+     "watched_configs": ["/home/u/.docker/config.json"],   # the first WATCHED_LISTED
+     "watched_config_count": 1,
      "last_repair": {"path": ..., "at": ..., "changes": ["..."]} | null,
      "last_alert": {"kind": "config.normalized", "subject": ..., "at": ..., "message": ...} | null,
      "suppressed_alerts": {"config.normalized": 36},   # per alert kind, since the start: the
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,10 +54,13 @@ log = structlog.get_logger("regauthd")
 STATUS_FILE = "status.json"
 """The file's name in the state directory."""
 WRITE_INTERVAL_S = 1.0
+"""Least time between two writes."""
 WATCHED_REFRESH_S = 30.0
 """How old the listed watched configs may be: listing them stats every watched path (10,000
-configs: about 0.3 s on the loop thread), too much for every write."""
-"""Least time between two writes."""
+configs: about 0.3 s), too much for every write."""
+WATCHED_LISTED = 200
+"""Watched configs named in the file (all are counted): 10,000 paths would make each write of
+it ~700 KB to fsync, once a second while repairs go on, in the same journal as the repairs'."""
 
 
 def now_iso() -> str:
@@ -86,6 +94,7 @@ class StatusFile:
         self._watched: list[str] = []
         self._watched_set: frozenset[str] = frozenset()
         self._watched_at = float("-inf")
+        self._writer = _Writer(self._render_and_write)
 
     @property
     def path(self) -> Path:
@@ -164,6 +173,11 @@ class StatusFile:
             self._timer.cancel()
             self._timer = None
         self.write()
+        self._writer.close()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write asked for so far is done (tests; :meth:`stop` does)."""
+        return self._writer.flush(timeout)
 
     def status(self) -> str | None:
         return None
@@ -171,6 +185,8 @@ class StatusFile:
     # -- the file ---------------------------------------------------------------------------------
 
     def _watched_now(self) -> list[str]:
+        """The watched configs, listed again when :data:`WATCHED_REFRESH_S` old (the writer's
+        thread; :meth:`on_repair` on the loop reads the set it leaves)."""
         now = self._loop.clock()
         if now - self._watched_at >= WATCHED_REFRESH_S:
             self._watched = [str(p) for p in self._watched_configs()]
@@ -180,10 +196,21 @@ class StatusFile:
 
     def snapshot(self) -> dict[str, Any]:
         """The object the file holds now."""
+        data = self._loop_part()
+        self._add_watched(data)
+        return data
+
+    def _add_watched(self, data: dict[str, Any]) -> None:
+        watched = self._watched_now()
+        data["watched_configs"] = watched[:WATCHED_LISTED]
+        data["watched_config_count"] = len(watched)
+
+    def _loop_part(self) -> dict[str, Any]:
+        """All but the watched configs (loop thread: copies, so the writer owns what it gets)."""
         data: dict[str, Any] = {
             "pid": self._pid,
             "started_at": self._started_at,
-            "watched_configs": self._watched_now(),
+            "watched_configs": None,
             "last_repair": self._last_repair,
             "last_alert": self._last_alert,
             "suppressed_alerts": dict(sorted(self._suppressed.items())),
@@ -191,24 +218,86 @@ class StatusFile:
         if self._probes is not None:
             data["probes"] = {
                 "interval_s": self._settings.probe.interval,
-                "results": [self._probes[k] for k in sorted(self._probes)],
+                "results": [dict(self._probes[k]) for k in sorted(self._probes)],
             }
         if self._journal is not None:
             data["journal"] = self._journal()
         return data
 
     def write(self) -> None:
-        """Write the file now; a failure is logged and the next change tries again."""
+        """Have the file written (on the writer's thread); a failure is logged there and the
+        next change tries again."""
         self._last_write = self._loop.clock()
-        data = json.dumps(self.snapshot(), ensure_ascii=False, indent=1).encode() + b"\n"
+        self._writer.post((self.path, self._loop_part()))
+
+    def _render_and_write(self, job: tuple[Path, dict[str, Any]]) -> None:
+        """The writer thread's part: list the watched configs, encode, write."""
+        path, data = job
+        self._add_watched(data)
+        encoded = json.dumps(data, ensure_ascii=False, indent=1).encode() + b"\n"
         try:
-            write_atomically(self.path, data)
+            write_atomically(path, encoded)
         except OSError as exc:
-            log.warning("status.write_failed", path=str(self.path), reason=exc.strerror)
+            log.warning("status.write_failed", path=str(path), reason=exc.strerror)
 
     def _due(self) -> None:
         self._timer = None
         self.write()
+
+
+class _Writer:
+    """One thread that runs ``write(job)`` for the latest job posted (older ones not yet
+    started are dropped: the file only ever needs the newest state). Started at the first
+    post; blocked, it costs no wake-ups."""
+
+    def __init__(self, write: Callable[[Any], None]) -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        self._job: Any = None
+        self._busy = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def post(self, job: Any) -> None:
+        with self._cond:
+            self._job = job
+            if self._thread is None or not self._thread.is_alive():
+                self._closing = False
+                self._thread = threading.Thread(
+                    target=self._run, name="regauthd-status", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._job is not None or self._closing)
+                job, self._job = self._job, None
+                if job is None:
+                    return  # closing, nothing left
+                self._busy = True
+            try:
+                self._write(job)
+            except Exception:
+                log.exception("status.write_failed")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._job is None and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is pending, then end the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 __all__ = ["STATUS_FILE", "StatusFile"]
