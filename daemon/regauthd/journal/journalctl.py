@@ -1,17 +1,20 @@
-"""The journalctl follower: ``journalctl -o json`` in a subprocess (hosts without systemd-python).
+"""The journalctl follower: ``journalctl -o export`` in a subprocess (hosts without
+systemd-python).
 
 Same cursor file as the systemd-python follower. ``--cursor`` rather than ``--after-cursor``,
 because the latter skips one entry blindly, losing one when the cursor's entry was vacuumed.
 
 journalctl filters in C: ``--grep`` (PCRE2 on MESSAGE, with ``--case-sensitive=false``) keeps
-only the entries whose message holds one of :data:`GREP_WORDS` (every rule's literal holds one:
-see :func:`grep_pattern`), so only those
-are formatted, piped and parsed here; every kept entry still goes through
+only the entries whose message holds one of the rules' phrases (:data:`GREP_BRANCHES`), so only
+those are formatted (``-o export``: ``-o json`` costs journalctl ~25 us more per entry), piped
+and parsed here; every kept entry still goes through
 :meth:`~regauthd.journal.recognize.Recognizer.might_match` and the rules, so the failures found
 are exactly the unfiltered ones. A journalctl built without PCRE2 (or one that refuses the
 pattern) is asked once (:func:`grep_accepted`) and then read unfiltered. With extra patterns from
 the settings (Python regexes) nothing is filtered. The cursor then moves only on kept entries: a
-restart reads again from the last one kept, and finds the same.
+restart reads again from the last one kept, and finds the same. A one-shot scan
+(:mod:`regauthd.journal.scan`) may run several followers over slices of the time range
+(``since_us``/``until_us``), side by side.
 """
 
 from __future__ import annotations
@@ -45,43 +48,55 @@ _REFUSAL_WORDS = ("pattern", "pcre", "grep")
 _grep_verdicts: dict[tuple[str, str], bool] = {}
 
 
-GREP_ANCHORS = (
-    ("aut", "h"), ("access ", "denied"), ("is ", "denied"), ("", "denied:"), ("man", "y"),
-    ("for", "bidden"), ("rate li", "mit"), ("rna", "me"), ("", "_scope"),
-)  # fmt: skip
-"""The pre-filter's words, each cut where PCRE2 should look first: at a letter that is rare in
-log lines (``y`` of ``many``, ``b`` of ``forbidden``), the part before it as a look-behind.
-Without JIT, PCRE2 starts its matcher at every position holding a possible first letter, so
-``auth|many|...`` (first letters ``a``, ``m``, ``r``, ``i``, ...) costs journalctl about 0.1 s
-more per 100,000 docker.service messages than the same words anchored on rarer letters."""
+_TOKEN_CHAR = r"""[^\s"':(]"""
+"""What may not stand right before a registry error code (``recognize._NOT_TOKEN_CHAR``)."""
 
-GREP_WORDS = tuple(before + at for before, at in GREP_ANCHORS)
-"""Every rule's literal holds one of these (a test checks it): the pre-filter's words, with
-``denied`` narrowed to the forms the rules use, which keeps ``permission denied`` out."""
+_KELVIN = "\u212a"
+
+GREP_BRANCHES = (
+    rf"q(?:uests(?<=429 too many requests|toomanyrequests)(?<!{_TOKEN_CHAR}toomanyrequests)"
+    r"|uested access to the resource is denied(?<=requested access to the resource is denied)"
+    r"|uired(?<=authentication required))",
+    r"u(?<=pu)ll (?:rate limit|access denied)",
+    r"word(?<=incorrect username or password|invalid username/password)",
+    r"b(?:idden(?<=403 forbidden)|asic(?::(?<=http basic:) access denied"
+    r"| auth credentials(?<=no basic auth credentials)))",
+    # journalctl matches bytes: the Kelvin sign (lowered: k) is three of them, hence the twins.
+    f"xpired(?<=authorization token has expired|authorization to{_KELVIN}en has expired)",
+    f"(?:k|{_KELVIN})en: (?<=failed to fetch oauth token: |failed to fetch oauth to{_KELVIN}en: )",
+    r"_scope(?<=insufficient_scope)",
+    rf"denied:(?<!{_TOKEN_CHAR}denied:)",
+    rf"horiz(?:ed(?<=unauthorized)(?<!{_TOKEN_CHAR}unauthorized)|e(?<=failed to authorize))",
+)
+"""The rules' phrases (:func:`~regauthd.journal.recognize.rule_literals`) for PCRE2, each
+matched from a letter that is rare in log lines (``q``, ``w``, ``b``, ``x``, ``k``, ``_``)
+or at least rarer than its first one, the look-behinds then checking the whole phrase; the
+error codes only where the rules take them (not after a letter, digit, ``/``, ``-``...: so
+``acme/unauthorized`` is left out). A phrase that holds another one is left to it (``401
+unauthorized`` is an ``unauthorized`` after a blank). Without JIT, PCRE2 enters its matcher at
+every position holding a possible first letter and tries the branches that start with it:
+``auth|many|...`` (first letters ``a``, ``m``, ``r``, ``i``, ...) costs journalctl 30-40 % more
+CPU, and hands over 40 times as many look-alike entries (for 100,000 docker.service messages
+in ``bench/journal.py``). A test writes every phrase, in every case the rules accept, after
+every character the error codes may follow, into a journal and checks that journalctl keeps it."""
 
 
 def grep_pattern(recognizer: Recognizer) -> str | None:
     """The PCRE2 pattern for ``journalctl --grep --case-sensitive=false``: any of
-    :data:`GREP_WORDS`, each written as its :data:`GREP_ANCHORS` say (``(?<=man)y`` matches
-    exactly where ``many`` does).
+    :data:`GREP_BRANCHES`.
 
     ``None`` when the settings add patterns: they can match any message. A message the rules
-    accept holds a rule literal in its lowercased text, so one of the words: case-insensitive
-    matching folds every ASCII letter as ``str.lower()`` does (the only non-ASCII letters that
-    lower to ASCII, the Kelvin sign and dotted I, cannot complete a word), so the kept entries
-    are a superset of the failures.
+    accept holds a rule's phrase in its lowercased text (after a character that is no token
+    character, for the error codes): case-insensitive matching folds every ASCII letter as
+    ``str.lower()`` does. journalctl's PCRE2 matches bytes, not characters (no ``PCRE2_UTF``):
+    of the non-ASCII characters only the Kelvin sign and dotted I lower to ASCII letters; the
+    Kelvin sign is written out where a phrase has a ``k``, dotted I lowers to two characters
+    and cannot complete a phrase. No character lowers to a blank, quote, colon or parenthesis.
+    So the kept entries are a superset of the failures.
     """
     if recognizer.extra:
         return None
-    return "|".join(
-        f"(?<={_literal(before)}){_literal(at)}" if before else _literal(at)
-        for before, at in GREP_ANCHORS
-    )
-
-
-def _literal(text: str) -> str:
-    # The words are letters, blanks, underscores and colons; anything else is made literal.
-    return "".join(c if c.isalnum() or c in " _:" else f"\\{c}" for c in text)
+    return "|".join(GREP_BRANCHES)
 
 
 def grep_accepted(program: str, pattern: str) -> bool:
