@@ -145,7 +145,8 @@ def test_a_refused_pattern_falls_back_to_reading_everything(
 
 # Where a phrase may stand: the characters the rules let an error code follow (and the start),
 # and what may come after it; and the words two rules want around theirs.
-_BEFORE = ("", " ", "\t", '"', "'", ":", "(", "\n", 'error="', "You have reached your unknown ")
+_BEFORE = ("", " ", "\t", '"', "'", ":", "(", "\n", 'error="')
+_BEFORE += ("You have reached your ", "You have reached your unknown ")
 _AFTER = ("", ": retry", '"', " x", "\n", "\\n", "unexpected status: 401 Unauthorized")
 
 
