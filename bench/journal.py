@@ -26,7 +26,9 @@ of R by wall-clock time:
 
 ``--before DIR`` adds both regauthd rows run on an older checkout's package
 (``git archive REV daemon | tar -x -C DIR``), in the same run. The 1-minute load average
-(the highest seen before a repetition) is printed with every row.
+(the highest seen before a repetition) is printed with every row. Bytecode is written (one
+unmeasured run of each) and used, as for an installed tool, whatever
+``PYTHONDONTWRITEBYTECODE`` says.
 
 All must find exactly K failures, and both regauthd backends (as scan-journal runs them) must
 take at most 1.1x the pipeline's time: the script exits 1 otherwise. Results also go to
@@ -182,10 +184,10 @@ print(n, time.perf_counter() - t0)
 """
 
 
-def _measure(argv: list[str]) -> tuple[str, float, int, float]:
+def _measure(argv: list[str], env: dict[str, str]) -> tuple[str, float, int, float]:
     """stdout, wall seconds, peak RSS (KiB), CPU seconds (user + system) of the process tree."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     output = proc.stdout.read()
     proc.stdout.close()
@@ -280,16 +282,21 @@ def main() -> int:
     }
     if args.before is not None:
         # An older regauthd package (`git archive REV daemon | tar -x -C DIR`), the same way.
-        env = f"PYTHONPATH={args.before.resolve() / 'daemon'}"
+        pythonpath = f"PYTHONPATH={args.before.resolve() / 'daemon'}"
         for name in ("regauthd", "regauthd (journalctl)"):
-            runs[f"{name}, before"] = ["env", env, *runs[name]]
+            runs[f"{name}, before"] = ["env", pythonpath, *runs[name]]
+    # As installed (pip compiles every module): bytecode is written and used, whatever
+    # PYTHONDONTWRITEBYTECODE says; one unmeasured run of each writes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for argv in runs.values():
+        _measure(argv, env)
     results: dict[str, dict[str, float | int]] = {}
     for name, argv in runs.items():
         best: tuple[float, int, int, float] | None = None
         loads: list[float] = []
         for _ in range(args.repeat):
             loads.append(os.getloadavg()[0])
-            out, wall, rss, cpu = _measure(argv)
+            out, wall, rss, cpu = _measure(argv, env)
             found = int(out.split()[0])
             if best is None or wall < best[0]:
                 best = (wall, rss, found, cpu)
