@@ -13,6 +13,7 @@ import pytest
 from regauthd.journal.backend import FollowOptions
 from regauthd.journal.exportstream import split_entries
 from regauthd.journal.journalctl import journalctl_query, matched_span, realtime_arg
+from regauthd.journal.recognize import Recognizer, compile_patterns
 from regauthd.journal.scan import scan
 from tests.conftest import require_journal_backend
 from tests.rigs.journald import to_export, write_journal
@@ -58,6 +59,15 @@ def test_slices_meet_exactly_at_every_cut(stamped: Path) -> None:
     assert [f.message.rsplit("-", 1)[1] for f in whole] == [str(n) for n in range(122)]
     for workers in (2, 3, 4, 7):
         assert list(scan(options, since=SINCE, workers=workers)) == whole, workers
+    # unfiltered (extra patterns: no --grep), empty slices included, the same
+    extra = Recognizer(compile_patterns([r"pulled layer (?P<repository>\d+)"]))
+    unfiltered = FollowOptions(
+        directory=stamped, backend="journalctl", units=("docker.service",), recognizer=extra
+    )
+    everything = list(scan(unfiltered, since=SINCE, workers=1))
+    assert len(everything) == 244
+    for workers in (2, 4, 90):
+        assert list(scan(unfiltered, since=SINCE, workers=workers)) == everything, workers
     # the fields are those of the entry: time to the microsecond, unit, message
     assert whole[121].time == datetime.fromtimestamp((T0 + 60) / 1_000_000, UTC)
     assert {f.unit for f in whole} == {"docker.service"}
