@@ -30,7 +30,7 @@ from regauthd.journal.cursor import CursorKeeper, from_realtime_us, to_realtime_
 from regauthd.journal.exportstream import ExportEntry, split_entries
 from regauthd.journal.recognize import AuthFailure, Recognizer
 
-# json, subprocess and shutil are imported where this backend needs them: `scan-journal` on the
+# subprocess and shutil are imported where this backend needs them: `scan-journal` on the
 # systemd-python path starts in about half the time, and that start is part of what
 # bench/journal.py measures against journalctl | grep.
 
