@@ -16,13 +16,19 @@ of R by wall-clock time:
 - regauthd: ``regauthd.journal.scan.scan`` on the systemd-python fast path over the directory,
   with the workers ``regauthd scan-journal`` uses by default (one per CPU, at most 4), and with one
   process (the figure that compares CPU for CPU);
-- regauthd on the journalctl backend (hosts without systemd-python): ``journalctl --grep`` with
-  the rules' words, ``-o json``, parsed in Python; and, for comparison, the same without
-  ``--grep`` (every docker.service entry as JSON, as before ``--grep``);
+- regauthd on the journalctl backend (hosts without systemd-python): one ``journalctl --grep``
+  with the rules' phrases, ``-o export``, per worker over a slice of the time range (as
+  ``scan-journal`` runs it), parsed in Python; and with one journalctl;
 - the pipeline ``journalctl --directory D -u docker.service -o cat | grep -c -E PATTERN``
   (journal-remote rotates at ~50 MB, so the million entries span several files);
 - for reference, the default ``Reader.get_next()`` loop (every field converted) with the same
   recognizer.
+
+``--before DIR`` adds both regauthd rows run on an older checkout's package
+(``git archive REV daemon | tar -x -C DIR``), in the same run. The 1-minute load average
+(the highest seen before a repetition) is printed with every row. Bytecode is written (one
+unmeasured run of each) and used, as for an installed tool, whatever
+``PYTHONDONTWRITEBYTECODE`` says.
 
 All must find exactly K failures, and both regauthd backends (as scan-journal runs them) must
 take at most 1.1x the pipeline's time: the script exits 1 otherwise. Results also go to
@@ -154,10 +160,6 @@ from regauthd.journal.backend import FollowOptions
 from regauthd.journal.scan import scan
 t0 = time.perf_counter()
 backend = sys.argv[3]
-if backend == "journalctl-unfiltered":  # the journalctl backend as it was: no --grep
-    import regauthd.journal.journalctl as ctl
-    ctl.grep_pattern = lambda recognizer: None
-    backend = "journalctl"
 options = FollowOptions(directory=Path(sys.argv[1]), units=("docker.service",), backend=backend)
 workers = int(sys.argv[2])
 n = sum(1 for _ in scan(options, since=datetime(1970, 1, 2, tzinfo=UTC), workers=workers))
@@ -182,10 +184,10 @@ print(n, time.perf_counter() - t0)
 """
 
 
-def _measure(argv: list[str]) -> tuple[str, float, int, float]:
+def _measure(argv: list[str], env: dict[str, str]) -> tuple[str, float, int, float]:
     """stdout, wall seconds, peak RSS (KiB), CPU seconds (user + system) of the process tree."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     output = proc.stdout.read()
     proc.stdout.close()
@@ -211,6 +213,13 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument(
         "--cache", type=Path, default=CACHE, help="where the journal files are kept"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run an older checkout's regauthd (DIR/daemon/regauthd), e.g. git archive",
     )
     args = parser.parse_args()
     if args.quick:
@@ -245,14 +254,22 @@ def main() -> int:
             "1",
             "systemd",
         ],
-        "regauthd (journalctl)": [python, "-c", REGAUTHD_SCAN, directory, "1", "journalctl"],
-        "regauthd (journalctl, no --grep)": [
+        # As scan-journal runs it: one journalctl per worker, read side by side.
+        "regauthd (journalctl)": [
+            python,
+            "-c",
+            REGAUTHD_SCAN,
+            directory,
+            str(workers),
+            "journalctl",
+        ],
+        "regauthd (journalctl, one process)": [
             python,
             "-c",
             REGAUTHD_SCAN,
             directory,
             "1",
-            "journalctl-unfiltered",
+            "journalctl",
         ],
         "journalctl|grep": [
             "sh",
@@ -263,11 +280,23 @@ def main() -> int:
         ],
         "Reader.get_next (default)": [python, "-c", NAIVE_SCAN, str(journal_file.parent)],
     }
+    if args.before is not None:
+        # An older regauthd package (`git archive REV daemon | tar -x -C DIR`), the same way.
+        pythonpath = f"PYTHONPATH={args.before.resolve() / 'daemon'}"
+        for name in ("regauthd", "regauthd (journalctl)"):
+            runs[f"{name}, before"] = ["env", pythonpath, *runs[name]]
+    # As installed (pip compiles every module): bytecode is written and used, whatever
+    # PYTHONDONTWRITEBYTECODE says; one unmeasured run of each writes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for argv in runs.values():
+        _measure(argv, env)
     results: dict[str, dict[str, float | int]] = {}
     for name, argv in runs.items():
         best: tuple[float, int, int, float] | None = None
+        loads: list[float] = []
         for _ in range(args.repeat):
-            out, wall, rss, cpu = _measure(argv)
+            loads.append(os.getloadavg()[0])
+            out, wall, rss, cpu = _measure(argv, env)
             found = int(out.split()[0])
             if best is None or wall < best[0]:
                 best = (wall, rss, found, cpu)
@@ -279,24 +308,31 @@ def main() -> int:
             "entries_per_second": round(args.entries / wall),
             "peak_rss_mib": round(rss / 1024, 1),
             "failures_found": found,
+            "load_average": max(loads),
         }
 
     print(
         f"\n{args.entries:,} entries ({size / 1e6:.0f} MB journal), {failures} failures, "
         f"best of {args.repeat}"
     )
-    print(f"{'':34}{'seconds':>9}{'CPU s':>8}{'entries/s':>13}{'peak RSS':>11}{'found':>7}")
+    theirs = results["journalctl|grep"]
+    print(
+        f"{'':40}{'seconds':>9}{'CPU s':>8}{'x wall':>8}{'x CPU':>7}{'peak RSS':>11}{'found':>7}"
+        f"{'load':>6}"
+    )
     for name, r in results.items():
         print(
-            f"{name:34}{r['seconds']:>9.3f}{r['cpu_seconds']:>8.3f}{r['entries_per_second']:>13,}"
-            f"{r['peak_rss_mib']:>8.1f} MiB{r['failures_found']:>7}"
+            f"{name:40}{r['seconds']:>9.3f}{r['cpu_seconds']:>8.3f}"
+            f"{r['seconds'] / theirs['seconds']:>7.2f}x"
+            f"{r['cpu_seconds'] / theirs['cpu_seconds']:>6.2f}x"
+            f"{r['peak_rss_mib']:>8.1f} MiB{r['failures_found']:>7}{r['load_average']:>6.2f}"
         )
-    theirs = results["journalctl|grep"]
     ok = True
     for name in ("regauthd", "regauthd (journalctl)"):
         ours = results[name]
         ratio = ours["seconds"] / theirs["seconds"]
         ours["ratio_to_pipeline"] = round(ratio, 2)
+        ours["cpu_ratio_to_pipeline"] = round(ours["cpu_seconds"] / theirs["cpu_seconds"], 2)
         print(f"{name}: {ratio:.2f}x journalctl | grep (target <= {TARGET}x)")
         if not (ours["failures_found"] == theirs["failures_found"] == failures):
             print(f"MISMATCH in {name}: expected {failures} failures", file=sys.stderr)

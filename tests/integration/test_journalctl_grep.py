@@ -6,6 +6,7 @@ refuses the pattern is read unfiltered."""
 from __future__ import annotations
 
 import select
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from regauthd.journal import journalctl
 from regauthd.journal.backend import FollowOptions
-from regauthd.journal.journalctl import GREP_WORDS, JournalctlFollower, grep_accepted, grep_pattern
+from regauthd.journal.exportstream import split_entries
+from regauthd.journal.journalctl import JournalctlFollower, grep_accepted, grep_pattern
 from regauthd.journal.recognize import (
     DEFAULT,
     AuthFailure,
@@ -141,8 +143,59 @@ def test_a_refused_pattern_falls_back_to_reading_everything(
     assert found == expected
 
 
-def test_every_rule_literal_holds_a_grep_word() -> None:
-    """What makes --grep safe: the rules accept no message without one of their literals."""
-    for literal in rule_literals():
-        assert any(word in literal for word in GREP_WORDS), literal
-    assert "permission denied" not in " ".join(GREP_WORDS)
+# Where a phrase may stand: the characters the rules let an error code follow (and the start),
+# and what may come after it; and the words two rules want around theirs.
+_BEFORE = ("", " ", "\t", '"', "'", ":", "(", "\n", 'error="')
+_BEFORE += ("You have reached your ", "You have reached your unknown ")
+_AFTER = ("", ": retry", '"', " x", "\n", "\\n", "unexpected status: 401 Unauthorized")
+
+
+def _cases(phrase: str) -> set[str]:
+    """The phrase in the cases the rules accept: lowered, they are the phrase again."""
+    mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(phrase))
+    variants = {phrase, phrase.upper(), phrase.title(), mixed, mixed.swapcase()}
+    variants.add(phrase.replace("k", "\u212a"))  # the Kelvin sign lowers to k
+    variants.add(phrase.replace("i", "\u0130"))  # dotted I lowers to two characters: refused
+    return {v for v in variants if v.lower() == phrase}
+
+
+def test_journalctl_keeps_every_phrase_the_rules_accept(tmp_path: Path) -> None:
+    """The pre-filter is complete: every rule phrase, in every case the rules accept, wherever
+    the rules accept it, is kept by the real journalctl --grep; look-alikes are not."""
+    program = require_program("journalctl", "systemd")
+    require_journal_backend("journalctl")
+    accepted: set[str] = set()
+    for phrase in rule_literals():
+        kinds = set()
+        for text in _cases(phrase):
+            for before in _BEFORE:
+                for after in _AFTER:
+                    line = f"{before}{text}{after}"
+                    if DEFAULT.find(line) is not None:
+                        accepted.add(line)
+                        kinds.add(text)
+        assert kinds == _cases(phrase) and len(kinds) >= 4, phrase  # each case form was tried
+    look_alikes = {
+        "Trying to pull acme/unauthorized from https://registry-1.docker.io",
+        "mkdir /var/lib/docker/overlay2/x: permission denied",
+        "pulled acme/toomanyrequests-bot:latest",
+        "image sha256-denied: none",
+    }
+    assert not any(DEFAULT.find(line) for line in look_alikes)
+    directory = tmp_path / "journal"
+    entries = [{"MESSAGE": m, "_SYSTEMD_UNIT": DOCKER} for m in sorted(accepted | look_alikes)]
+    write_journal(directory, entries, start=datetime(2026, 11, 30, 13, 0, tzinfo=UTC))
+    pattern = grep_pattern(DEFAULT)
+    assert pattern is not None
+    argv = [program, f"--directory={directory}", "-o", "export", "--output-fields=MESSAGE"]
+    proc = subprocess.run(
+        [*argv, f"--grep={pattern}", "--case-sensitive=false", "--no-pager"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    kept, used = split_entries(proc.stdout)
+    assert used == len(proc.stdout)
+    messages = {e[b"MESSAGE"].decode() for e in kept}
+    assert messages == accepted, sorted(accepted - messages)[:5]
+    assert len(accepted) > 2000

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=min(4, os.cpu_count() or 1),
         metavar="N",
-        help="processes that share a large scan (systemd backend; default: CPUs, at most 4)",
+        help="processes that share a large scan (default: CPUs, at most 4)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 

@@ -110,3 +110,11 @@ class CursorKeeper:
 def from_realtime_us(us: int) -> datetime:
     """A journal timestamp (microseconds since the epoch) as an aware UTC datetime."""
     return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_realtime_us(when: datetime) -> int:
+    """An aware datetime as a journal timestamp (microseconds since the epoch), exactly."""
+    return (when - _EPOCH) // timedelta(microseconds=1)

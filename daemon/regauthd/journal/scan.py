@@ -1,7 +1,8 @@
 """The one-shot scan behind ``regauthd scan-journal``: what is logged now, no cursor.
 
-On the systemd-python backend a large time range can be shared between forked workers, each
-reading one slice; journalctl and plain log files are read once through their follower.
+A large time range can be shared between workers, each reading one slice: forked processes on
+the systemd-python backend, journalctl processes on the journalctl backend. Plain log files
+are read once through their follower.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 from regauthd.journal.backend import FollowOptions, JournalError
 from regauthd.journal.cursor import from_realtime_us
-from regauthd.journal.journalctl import JournalctlFollower
+from regauthd.journal.journalctl import JournalctlFollower, journalctl_query, matched_span
 from regauthd.journal.logfiles import LogFileFollower
 from regauthd.journal.recognize import AuthFailure
 from regauthd.journal.systemd import SystemdFollower, systemd_reader
@@ -31,9 +32,9 @@ def scan(
 ) -> Iterator[AuthFailure]:
     """One pass over what is logged now (from ``since``, default ``max_age`` ago); no cursor.
 
-    ``workers > 1`` (systemd-python backend only) splits the time range between that many
-    forked processes, for large journals on several cores. Only for single-threaded callers
-    such as the CLI: forking a threaded process (the daemon) is unsafe.
+    ``workers > 1`` splits the time range between that many forked processes (systemd-python)
+    or journalctl processes read side by side, for large journals on several cores. Only for
+    single-threaded callers such as the CLI: forking a threaded process (the daemon) is unsafe.
     """
     now = now or datetime.now(UTC)
     start = since or now - options.max_age
@@ -48,13 +49,7 @@ def scan(
     if backend == "systemd":
         yield from _scan_systemd(options, start, now, workers)
     elif backend == "journalctl":
-        ctl = JournalctlFollower(options, None, now=now, since=start, follow=False)
-        try:
-            while not ctl.finished:
-                select.select([ctl.fileno()], [], [])
-                yield from ctl.process()
-        finally:
-            ctl.close()
+        yield from _scan_journalctl(options, start, now, workers)
     elif backend == "files":
         missing = [str(p) for p in options.log_files if not p.is_file()]
         if missing:
@@ -68,6 +63,52 @@ def scan(
         raise JournalError(
             f"unknown journal backend {backend!r}: use auto, systemd, journalctl, files"
         )
+
+
+def _scan_journalctl(
+    options: FollowOptions, start: datetime, now: datetime, workers: int
+) -> Iterator[AuthFailure]:
+    """One journalctl per slice of the time range, all read side by side; the failures come
+    out in slice order, the first slice's as they are found."""
+    query = journalctl_query(options)
+    span = matched_span(query, start) if workers > 1 else None
+    cuts: list[int | None] = [None, None]
+    if span is not None and span[0] < span[1]:
+        first, last = span
+        step = (last - first) // workers + 1
+        cuts = [None, *(first + i * step for i in range(1, workers)), None]
+    followers: list[JournalctlFollower] = []
+    try:
+        for lo, hi in itertools.pairwise(cuts):
+            # Both bounds are inclusive: a slice ends 1 us before the next one starts.
+            followers.append(
+                JournalctlFollower(
+                    options,
+                    None,
+                    now=now,
+                    since=start,
+                    follow=False,
+                    since_us=lo,
+                    until_us=None if hi is None else hi - 1,
+                    query=query,
+                )
+            )
+        found: list[list[AuthFailure]] = [[] for _ in followers]
+        head = 0  # the first slice not yet handed out whole
+        while head < len(followers):
+            reading = [f for f in followers if not f.finished]
+            ready, _, _ = select.select(reading, [], [])
+            for follower in ready:
+                found[followers.index(follower)] += follower.process()
+            while head < len(followers):
+                yield from found[head]
+                found[head] = []
+                if not followers[head].finished:
+                    break
+                head += 1
+    finally:
+        for follower in followers:
+            follower.close()
 
 
 def _scan_systemd(
