@@ -155,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_s_in_1s_after_burst": round(cpu_after_burst, 3),
             "final_keys": sorted(final.get("auths", {})),
         }
+        tenth = max(1, len(react) // 10)
+        figures["react_first_tenth"] = latency(react[:tenth])
+        figures["react_last_tenth"] = latency(react[-tenth:])
+        print(
+            f"react p50 over the first / last {tenth} writes: "
+            f"{figures['react_first_tenth']['p50_ms']} / {figures['react_last_tenth']['p50_ms']} ms"
+            " (a drift with the count of files the burst created and removed is the file "
+            "system's; see bench/README.md)"
+        )
         print(f"daemon CPU in the second after the burst: {cpu_after_burst:.3f} s")
         if args.json:
             print(json.dumps(figures))
