@@ -137,7 +137,7 @@ def test_bursts_write_the_status_file_at_most_once_a_second(
     writes: list[bytes] = []
     monkeypatch.setattr(status_module, "write_atomically", lambda _p, data: writes.append(data))
     settings = with_overrides(default_settings(Environment.current()), state_dir=tmp_path)
-    status = status_module.StatusFile(settings, loop=loop, watched_configs=list)
+    status = status_module.StatusFile(settings, loop=loop, watched=lambda n: ([], 0))
     status.start()
     assert status.flush(5)
     assert len(writes) == 1
@@ -225,7 +225,9 @@ def test_many_watched_configs_are_counted_and_the_first_ones_named(tmp_path: Pat
     settings = with_overrides(default_settings(Environment.current()), state_dir=tmp_path / "state")
     (tmp_path / "state").mkdir()
     watched = [Path(f"/home/u{i:03d}/.docker/config.json") for i in range(250)]
-    status = status_module.StatusFile(settings, loop=loop, watched_configs=lambda: watched)
+    status = status_module.StatusFile(
+        settings, loop=loop, watched=lambda n: (watched[:n], len(watched))
+    )
     status.start()
     status.stop()
     data = status_file(tmp_path)

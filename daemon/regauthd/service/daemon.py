@@ -137,6 +137,19 @@ class Daemon:
             if not follows_containers_rules(config, auth_files)  # podman's: not Docker configs
         ]
 
+    def watched_summary(self, named: int) -> tuple[list[Path], int]:
+        """The first ``named`` watched config files that exist now, and how many configs the
+        plan watches (any thread; one ``stat`` per config named, not per config watched)."""
+        auth_files = self.settings.watch.auth_file_patterns(Path.home())
+        docker = [c for c in self._plan.configs if not follows_containers_rules(c, auth_files)]
+        found: list[Path] = []
+        for config in docker:
+            if len(found) >= named:
+                break
+            if LOCAL.isfile(config):
+                found.append(Path(config))
+        return found, len(docker)
+
     def post(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the daemon's loop thread (safe from any thread)."""
         self.loop.post(callback)

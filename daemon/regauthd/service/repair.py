@@ -46,7 +46,7 @@ SAVE_FIRST_RETRY = 5.0
 read-only filesystem, permission); doubled after each failure..."""
 SAVE_LAST_RETRY = 300.0
 """...up to this, for as long as saving fails."""
-REPAIR_THREADS = 8
+REPAIR_THREADS = 4
 """Threads for :meth:`Repairer.repair_all`: most of a repair's time is waiting for the disk
 (fsync, and creating files), which several repairs then do at once."""
 REPAIR_CHUNK = 256

@@ -13,8 +13,8 @@ and at stop before it returns), a repair listener, an alert listener and a probe
 The file holds one JSON object::
 
     {"pid": 123, "started_at": "2026-12-03T10:00:00+00:00",
-     "watched_configs": ["/home/u/.docker/config.json"],   # the first WATCHED_LISTED
-     "watched_config_count": 1,
+     "watched_configs": ["/home/u/.docker/config.json"],   # the first WATCHED_LISTED that exist
+     "watched_config_count": 1,     # configs the daemon watches (the STATUS= line's count)
      "last_repair": {"path": ..., "at": ..., "changes": ["..."]} | null,
      "last_alert": {"kind": "config.normalized", "subject": ..., "at": ..., "message": ...} | null,
      "suppressed_alerts": {"config.normalized": 36},   # per alert kind, since the start: the
@@ -56,11 +56,11 @@ STATUS_FILE = "status.json"
 WRITE_INTERVAL_S = 1.0
 """Least time between two writes."""
 WATCHED_REFRESH_S = 30.0
-"""How old the listed watched configs may be: listing them stats every watched path (10,000
-configs: about 0.3 s), too much for every write."""
+"""How old the listed watched configs may be."""
 WATCHED_LISTED = 200
 """Watched configs named in the file (all are counted): 10,000 paths would make each write of
-it ~700 KB to fsync, once a second while repairs go on, in the same journal as the repairs'."""
+it ~700 KB to fsync, once a second while repairs go on, and finding which of them exist a
+``stat`` of each (about 0.3 s of a thread that competes with the loop for the interpreter)."""
 
 
 def now_iso() -> str:
@@ -77,11 +77,12 @@ class StatusFile:
         settings: Settings,
         *,
         loop: Loop,
-        watched_configs: Callable[[], list[Path]],
+        watched: Callable[[int], tuple[list[Path], int]],
     ) -> None:
         self._settings = settings
         self._loop = loop
-        self._watched_configs = watched_configs
+        self._watched_summary = watched
+        """``watched(n)``: the first ``n`` watched configs that exist, and how many are watched."""
         self._pid = os.getpid()
         self._started_at = now_iso()
         self._last_repair: dict[str, Any] | None = None
@@ -92,6 +93,7 @@ class StatusFile:
         self._timer: Timer | None = None
         self._last_write = float("-inf")
         self._watched: list[str] = []
+        self._watched_count = 0
         self._watched_set: frozenset[str] = frozenset()
         self._watched_at = float("-inf")
         self._writer = _Writer(self._render_and_write)
@@ -112,8 +114,8 @@ class StatusFile:
 
     def on_repair(self, config: str, report: FixReport) -> None:
         """A repair listener: remember the last repair that wrote a config."""
-        if config not in self._watched_set:
-            self._watched_at = float("-inf")  # a config not listed yet: list them again
+        if config not in self._watched_set and len(self._watched) < WATCHED_LISTED:
+            self._watched_at = float("-inf")  # a config not named yet, with room: list again
         if not report.written:
             return
         self._last_repair = {
@@ -189,7 +191,8 @@ class StatusFile:
         thread; :meth:`on_repair` on the loop reads the set it leaves)."""
         now = self._loop.clock()
         if now - self._watched_at >= WATCHED_REFRESH_S:
-            self._watched = [str(p) for p in self._watched_configs()]
+            named, self._watched_count = self._watched_summary(WATCHED_LISTED)
+            self._watched = [str(p) for p in named]
             self._watched_set = frozenset(self._watched)
             self._watched_at = now
         return self._watched
@@ -201,9 +204,8 @@ class StatusFile:
         return data
 
     def _add_watched(self, data: dict[str, Any]) -> None:
-        watched = self._watched_now()
-        data["watched_configs"] = watched[:WATCHED_LISTED]
-        data["watched_config_count"] = len(watched)
+        data["watched_configs"] = self._watched_now()
+        data["watched_config_count"] = self._watched_count
 
     def _loop_part(self) -> dict[str, Any]:
         """All but the watched configs (loop thread: copies, so the writer owns what it gets)."""
