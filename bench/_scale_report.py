@@ -31,6 +31,8 @@ def log_phases(log: Path, started_wall: float) -> dict[str, float | int]:
             stamps["armed_s"] = when
         elif event.startswith("config.") and "first_repair_s" not in stamps:
             stamps["first_repair_s"] = when
+        elif event == "watch.overflow":
+            found["overflows"] = int(found.get("overflows", 0)) + 1
         elif event == "daemon.ready":
             stamps["ready_logged_s"] = when
             found["watched_dirs"] = int(line.get("watched_dirs", -1))
@@ -54,6 +56,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("READY (s)", lambda r: f"{r['ready_s']:.2f}", "< 15"),
     ("  imports / armed / first repair / ready (s)", lambda r: _phases(r["log"]), ""),
     ("mis-keyed before", lambda r: r["mis_keyed_before"], ""),
+    ("event queue overflows (full rescans)", lambda r: r["log"].get("overflows", 0), ""),
     ("mis-keyed after READY", lambda r: r["after_ready"]["mis_keyed_left"], "0"),
     ("owner/mode changed", lambda r: r["after_ready"]["wrong_owner_or_mode"], "0"),
     ("watched dirs", lambda r: r["log"].get("watched_dirs", "-"), ""),

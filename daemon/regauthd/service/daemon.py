@@ -86,6 +86,7 @@ class Daemon:
         self._plan = WatchPlan({}, ())
         self._dirty: dict[str, None] = {}
         self._replan_requested = False
+        self._rescan_requested = False
         self._stopping = False
         self._exit_status = 0
         self.reporter = Reporter(
@@ -297,7 +298,7 @@ class Daemon:
         for config in routing.configs:
             self._dirty[config] = None
         if routing.rescan:
-            self._rescan()
+            self._rescan_requested = True  # in _work: never in the middle of a pass
         else:
             self._replan_requested = self._replan_requested or routing.replan
 
@@ -323,6 +324,9 @@ class Daemon:
 
     def _work(self) -> None:
         """Coalesced work after each batch of posted callbacks: replan, then repair."""
+        if self._rescan_requested:
+            self._rescan_requested = self._replan_requested = False
+            self._rescan()
         if self._replan_requested:
             self._replan_requested = False
             self._replan()
@@ -344,7 +348,13 @@ class Daemon:
         batch = list(self._dirty)
         self._dirty.clear()
         self.repairer.repair_all(
-            batch, done=self._tell_repair_listeners, failed=self._repair_failed
+            batch,
+            done=self._tell_repair_listeners,
+            failed=self._repair_failed,
+            # Each repair queues ~6 events (its temp file, the exchange, the removal): 10,000
+            # configs would overflow the kernel's queue (16,384 by default) before the loop
+            # reads it, and the overflow costs a rescan of every config. Read as we go.
+            between=self._watches.read_pending,
         )
 
     def _repair_failed(self, config: str, exc: Exception) -> None:

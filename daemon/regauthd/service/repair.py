@@ -125,10 +125,11 @@ class Repairer:
         *,
         done: Callable[[str, FixReport], None],
         failed: Callable[[str, Exception], None],
+        between: Callable[[], None],
     ) -> None:
         """:meth:`repair_many` over ``configs`` on :data:`REPAIR_THREADS` threads that end
         with the call, :data:`REPAIR_CHUNK` at a time; ``done`` gets each report, ``failed``
-        each exception (loop thread)."""
+        each exception, ``between()`` is called after each chunk (loop thread)."""
         with ThreadPoolExecutor(REPAIR_THREADS, thread_name_prefix="regauthd-repair") as pool:
             for start in range(0, len(configs), REPAIR_CHUNK):
                 for config, result in self.repair_many(configs[start : start + REPAIR_CHUNK], pool):
@@ -136,6 +137,7 @@ class Repairer:
                         failed(config, result)
                     elif result is not None:
                         done(config, result)
+                between()
 
     def repair_many(
         self, configs: Iterable[str], pool: Executor

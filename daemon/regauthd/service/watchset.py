@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,15 @@ class WatchSet:
         if not role.triggers or is_temp_name(name):
             return False
         return any(glob_matches(t, name) for t in role.triggers)
+
+    def read_pending(self) -> None:
+        """Read what the watcher has queued, now (loop thread): a long pass calls this between
+        its steps, so that the events its own writes cause never overflow the kernel's queue."""
+        if self._watcher is None:
+            return
+        ready, _, _ = select.select([self._watcher.fileno()], [], [], 0)
+        if ready:
+            self._read()
 
     def _read(self) -> None:
         if self._watcher is None:
