@@ -83,7 +83,8 @@ class BackupStore:
         else:
             _pending_names.folders = folders
         self._backed_up.add(snapshot.real_path)
-        self._rotate(folder)
+        if not new_folder:  # a new folder holds this one backup: nothing to rotate out
+            self._rotate(folder)
         return dest
 
     @staticmethod

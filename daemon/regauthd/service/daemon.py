@@ -45,11 +45,11 @@ from regauthd.service.heap import settle_heap
 from regauthd.service.helpers import DaemonHelpers
 from regauthd.service.loop import Loop
 from regauthd.service.repair import Repairer
-from regauthd.service.reporting import Reporter
+from regauthd.service.reporting import Reporter, log_scope
 from regauthd.service.routing import Routing
 from regauthd.service.sdnotify import Notifier
 from regauthd.service.watchlimit import WatchLimitRetry
-from regauthd.service.watchplan import WatchPlan, follows_containers_rules, plan_watches
+from regauthd.service.watchplan import WatchPlan, docker_configs, plan_watches
 from regauthd.service.watchset import WatchSet
 from regauthd.settings import Settings
 from regauthd.tomltable import SettingsError
@@ -129,27 +129,16 @@ class Daemon:
         self._repair_listeners.append((name, listener))
 
     def watched_configs(self) -> list[Path]:
-        """The watched config files that exist now, from the current watch plan (any thread:
-        the plan is replaced whole, never changed in place)."""
-        auth_files = self.settings.watch.auth_file_patterns(Path.home())
-        return [
-            Path(config)
-            for config in self._plan.existing_configs(LOCAL)
-            if not follows_containers_rules(config, auth_files)  # podman's: not Docker configs
-        ]
+        """The watched Docker config files that exist now, from the current watch plan (any
+        thread: the plan is replaced whole, never changed in place)."""
+        return self.watched_summary(None)[0]
 
-    def watched_summary(self, named: int) -> tuple[list[Path], int]:
-        """The first ``named`` watched config files that exist now, and how many configs the
-        plan watches (any thread; one ``stat`` per config named, not per config watched)."""
+    def watched_summary(self, named: int | None) -> tuple[list[Path], int]:
+        """The first ``named`` (None: all) watched Docker config files that exist now, and how
+        many the plan watches (any thread; one ``stat`` per config named)."""
         auth_files = self.settings.watch.auth_file_patterns(Path.home())
-        docker = [c for c in self._plan.configs if not follows_containers_rules(c, auth_files)]
-        found: list[Path] = []
-        for config in docker:
-            if len(found) >= named:
-                break
-            if LOCAL.isfile(config):
-                found.append(Path(config))
-        return found, len(docker)
+        found, count = docker_configs(self._plan, auth_files, LOCAL, named)
+        return [Path(config) for config in found], count
 
     def post(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the daemon's loop thread (safe from any thread)."""
@@ -196,23 +185,7 @@ class Daemon:
 
     def _startup(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        patterns = self.settings.watch.patterns(Path.home())
-        log.info(
-            "daemon.starting",
-            pid=os.getpid(),
-            settings=str(self.settings.source) if self.settings.source else "defaults",
-            patterns=list(patterns),
-        )
-        # What it watches and does, one line each, so a person reading the log sees its scope.
-        for pattern in patterns:
-            log.info("daemon.watching", pattern=pattern)
-        for pattern in self.settings.watch.auth_file_patterns(Path.home()):
-            log.info("daemon.watching_auth_file", pattern=pattern, rules="containers")
-        log.info(
-            "daemon.components",
-            probes="on" if self.settings.probe.enabled else "off",
-            journal="on" if self.settings.journal.enabled else "off",
-        )
+        log_scope(self.settings)
         self._replan()
         log.info(
             "daemon.watches_armed",

@@ -8,8 +8,10 @@ and ``WATCHDOG=1`` pings.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -164,3 +166,24 @@ class Reporter:
             self.status_changed()
 
         self._status_timer = self._loop.call_later(_STATUS_INTERVAL, again)
+
+
+def log_scope(settings: Settings) -> None:
+    """What the daemon watches and does, one line each, so a person reading the log at start
+    sees its scope."""
+    patterns = settings.watch.patterns(Path.home())
+    log.info(
+        "daemon.starting",
+        pid=os.getpid(),
+        settings=str(settings.source) if settings.source else "defaults",
+        patterns=list(patterns),
+    )
+    for pattern in patterns:
+        log.info("daemon.watching", pattern=pattern)
+    for pattern in settings.watch.auth_file_patterns(Path.home()):
+        log.info("daemon.watching_auth_file", pattern=pattern, rules="containers")
+    log.info(
+        "daemon.components",
+        probes="on" if settings.probe.enabled else "off",
+        journal="on" if settings.journal.enabled else "off",
+    )

@@ -71,6 +71,22 @@ class WatchPlan:
         return [config for config in self.configs if fs.isfile(config)]
 
 
+def docker_configs(
+    plan: WatchPlan, auth_files: Iterable[str], fs: FileSystemView, named: int | None
+) -> tuple[list[str], int]:
+    """The first ``named`` (None: all) of ``plan``'s Docker configs (not podman's auth files,
+    ``auth_files``) that are files now, and how many Docker configs it has."""
+    auth_files = tuple(auth_files)
+    docker = [c for c in plan.configs if not follows_containers_rules(c, auth_files)]
+    found: list[str] = []
+    for config in docker:
+        if named is not None and len(found) >= named:
+            break
+        if fs.isfile(config):
+            found.append(config)
+    return found, len(docker)
+
+
 def _is_glob(component: str) -> bool:
     return any(c in _GLOB_CHARS for c in component)
 
