@@ -23,8 +23,6 @@ a link stays a link, and the kernel's own checks are the user's.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -212,9 +210,11 @@ _openat2: Any = None
 
 def _open_no_symlinks(directory: str, config: Path) -> int:
     """Open ``directory`` (absolute) following no symlink at all."""
+    import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
+
     global _openat2  # noqa: PLW0603 - probed once
     if _openat2 is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded: no ldconfig run
         libc.syscall.restype = ctypes.c_long
         _openat2 = libc.syscall
     if _openat2 is not False:
@@ -285,11 +285,13 @@ _renameat2: Any = None
 def exchange(directory: ConfigDir, a: str, b: str) -> bool:
     """Atomically swap two names in ``directory`` (Linux renameat2). False when the platform
     or file system cannot, or ``b`` is absent."""
+    import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
+
     global _renameat2  # noqa: PLW0603 - resolved once, lazily
     if not sys.platform.startswith("linux"):
         return False
     if _renameat2 is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded: no ldconfig run
         fn = getattr(libc, "renameat2", None)
         if fn is None:
             _renameat2 = False

@@ -17,8 +17,6 @@ directory's ``st_uid``, never the name in the path): ``Owner`` here is only the 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import platform
 import pwd
@@ -150,6 +148,8 @@ def as_process() -> Iterator[None]:
 
 def current() -> tuple[int, int]:
     """The calling thread's (fsuid, fsgid) (Linux; tests and diagnostics)."""
+    import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
+
     libc = _calls()
     invalid = ctypes.c_uint(0xFFFFFFFF).value  # an invalid id changes nothing, returns the current
     return libc.setfsuid(invalid), libc.setfsgid(invalid)
@@ -168,9 +168,11 @@ def _switch(call: Any, new: int, what: str) -> int:
 
 
 def _calls() -> Any:
+    import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
+
     global _libc  # noqa: PLW0603 - bound once, lazily
     if _libc is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded: no ldconfig run
         for name in ("setfsuid", "setfsgid"):
             fn = getattr(libc, name)
             fn.argtypes = [ctypes.c_uint]
@@ -202,6 +204,8 @@ def _groups_of(owner: Owner) -> tuple[int, ...]:
 
 
 def _set_thread_groups(libc: Any, groups: tuple[int, ...]) -> None:
+    import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
+
     number = _SETGROUPS.get(platform.machine())
     if number is None:
         return
