@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ from tests.rigs.configs import HUB, auth, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon
 from tests.rigs.registry import start_registry
 from tests.rigs.tools import TOOLS_BIN
-from tests.rigs.users import UserFactory
+from tests.rigs.users import UserFactory, reachable_tmpdir
 
 REG_USER = "team-ci"
 REG_SECRET = "helper-as-user-pw-7Qx"
@@ -56,12 +54,8 @@ def helper_dir() -> Iterator[Path]:
     """A private directory for test helpers: root's (0755), so root may run what is in it."""
     # Not under tmp_path: pytest keeps /tmp/pytest-of-root 0700 (every session run as root
     # sets it again), and the users must reach the scripts.
-    directory = Path(tempfile.mkdtemp(prefix="rgd-helpers-", dir="/tmp"))
-    directory.chmod(0o755)
-    try:
+    with reachable_tmpdir("rgd-helpers-") as directory:
         yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _script(directory: Path, name: str, body: str) -> Path:

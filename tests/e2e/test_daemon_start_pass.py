@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 from tests.conftest import require_root
 from tests.rigs.configs import HUB, auth, mis_keyed
 from tests.rigs.daemon import Daemon
+from tests.rigs.users import reachable_tmpdir
 
 FIRST_UID = 310_000
 USERS = 40  # more than the daemon's threshold for fixing side by side (16)
@@ -40,12 +39,8 @@ def make_home(root: Path, i: int, data: bytes) -> Path:
 def users_root() -> Iterator[Path]:
     """A temp root the users can pass (pytest's own is root's 0700)."""
     require_root("configs owned by other uids")
-    root = Path(tempfile.mkdtemp(prefix="rgd-start-pass-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
+    with reachable_tmpdir("rgd-start-pass-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_start_pass_repairs_every_users_config_as_its_owner_before_ready(

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from regauthd.settings import ProbeSettings
 from tests.conftest import require_program, require_root, require_tool
 from tests.rigs.configs import auth
 from tests.rigs.tools import TOOLS_BIN
-from tests.rigs.users import UserFactory
+from tests.rigs.users import UserFactory, reachable_tmpdir
 
 SECRET = "identity-test-secret-4Rt"
 
@@ -48,12 +46,8 @@ def _script(directory: Path, name: str, body: str) -> Path:
 def shared_dir() -> Iterator[Path]:
     """A root-owned 0755 directory other users can reach (pytest keeps /tmp/pytest-of-root
     0700, and every pytest session run as root sets it again)."""
-    directory = Path(tempfile.mkdtemp(prefix="rgd-helpers-", dir="/tmp"))
-    directory.chmod(0o755)
-    try:
+    with reachable_tmpdir("rgd-helpers-") as directory:
         yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _reachable(directory: Path) -> Path:

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +143,19 @@ class RigUser:
     def stop_agent(self) -> None:
         if (self.home / ".gnupg").exists():
             self.run(["gpgconf", "--kill", "gpg-agent"], check=False)
+
+
+@contextmanager
+def reachable_tmpdir(prefix: str) -> Iterator[Path]:
+    """A root-owned 0755 temp directory other users can reach (not under tmp_path: pytest keeps
+    /tmp/pytest-of-root 0700, and every pytest session run as root sets it again); removed
+    afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class UserFactory:
