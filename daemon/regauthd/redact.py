@@ -43,17 +43,24 @@ _KEYS: Final = (
     r"access_token|refresh_token|identitytoken|registrytoken|token|password|passwd|secret|auth"
 )
 _BY_PLACE: Final = (
+    # (pattern, replacement, strings one of which every match holds: a text holding none of
+    # them is not searched with the pattern at all)
     # "password": "…", also with escaped quotes (JSON quoted inside a log line)
     (
         re.compile(rf"(\\?\"(?:{_KEYS})\\?\"\s*:\s*\\?\")(?:[^\"\\]|\\[^\"])+", re.IGNORECASE),
         rf"\1{REDACTED}",
+        ('"',),
     ),
     # header values as clients write them, long enough that "no basic auth credentials" stays
-    (re.compile(r"\b(Bearer|Basic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
-    (re.compile(r"(://)[^\s@\"/]*(?::[^\s@\"]*)?@"), rf"\1{REDACTED}@"),
+    (
+        re.compile(r"\b(Bearer|Basic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=-]{8,}"),
+        rf"\1 {REDACTED}",
+        ("Bearer", "Basic", "BEARER", "BASIC"),
+    ),
+    (re.compile(r"(://)[^\s@\"/]*(?::[^\s@\"]*)?@"), rf"\1{REDACTED}@", ("://",)),
     # No word boundary before the key: `db_password=`, `xpassword=` hide a value as well.
-    (re.compile(rf"({_KEYS})=[^&\s\"\\,;}}]+", re.IGNORECASE), rf"\1={REDACTED}"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), REDACTED),
+    (re.compile(rf"({_KEYS})=[^&\s\"\\,;}}]+", re.IGNORECASE), rf"\1={REDACTED}", ("=",)),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), REDACTED, ("eyJ",)),
 )
 
 
@@ -74,8 +81,9 @@ def redact_text(text: str, secrets: Iterable[str] | re.Pattern[str] | None = Non
         pattern = secrets_pattern(secrets)
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    for regex, replacement in _BY_PLACE:
-        text = regex.sub(replacement, text)
+    for regex, replacement, needles in _BY_PLACE:
+        if any(needle in text for needle in needles):
+            text = regex.sub(replacement, text)
     return text
 
 
