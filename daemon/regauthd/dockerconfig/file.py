@@ -16,9 +16,7 @@ refused from its ``lstat``, never opened.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import pwd
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from regauthd.dockerconfig import configdir
 from regauthd.dockerconfig.configdir import ConfigDir, open_config_dir
+from regauthd.dockerconfig.fileerrors import check_type, open_error
 from regauthd.dockerconfig.fsidentity import Owner, acting_as, as_process
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.savecleanup import SaveCleaner, finish
@@ -91,7 +90,7 @@ def load(path: Path | str) -> Snapshot:
         except FileNotFoundError:
             return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
         except OSError as exc:
-            raise ConfigFileError(path, _open_error(exc, path)) from None
+            raise ConfigFileError(path, open_error(exc, path)) from None
         with directory:
             return _load_in(directory)
 
@@ -103,7 +102,7 @@ def _load_in(directory: ConfigDir) -> Snapshot:
     try:
         if directory.owner is not None:
             # As root: a device, FIFO or symlink is refused from its lstat, never opened.
-            _check_type(path, os.lstat(name, dir_fd=fd_dir))
+            check_type(path, os.lstat(name, dir_fd=fd_dir))
             flags |= os.O_NOFOLLOW
         fd = os.open(name, flags, dir_fd=fd_dir)
     except FileNotFoundError:
@@ -116,10 +115,10 @@ def _load_in(directory: ConfigDir) -> Snapshot:
             directory=directory.identity,
         )
     except OSError as exc:
-        raise ConfigFileError(path, _open_error(exc, path)) from None
+        raise ConfigFileError(path, open_error(exc, path)) from None
     try:
         st = os.fstat(fd)
-        _check_type(path, st)
+        check_type(path, st)
         if st.st_size > MAX_CONFIG_BYTES:
             raise ConfigFileError(
                 path,
@@ -142,24 +141,6 @@ def _load_in(directory: ConfigDir) -> Snapshot:
         return _snapshot(directory, data, st)
     finally:
         os.close(fd)
-
-
-def _check_type(path: Path, st: os.stat_result) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise ConfigFileError(
-            path,
-            "is a directory, not a file; pass the directory that "
-            "contains config.json, or the file itself",
-        )
-    if stat.S_ISLNK(st.st_mode):
-        raise ConfigFileError(
-            path, "is a symlink loop, or a symlink that changed while it was read; fix the link"
-        )
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigFileError(
-            path,
-            f"is not a regular file ({_file_kind(st.st_mode)}); refusing to read or replace it",
-        )
 
 
 def real_path(path: Path) -> Path:
@@ -192,54 +173,6 @@ def remove_stale_temps(path: Path | str) -> None:
         return
     with contextlib.suppress(OSError, ConfigFileError), open_config_dir(Path(path)) as directory:
         configdir.remove_stale_temps(directory, TEMP_PREFIX)
-
-
-def _open_error(exc: OSError, path: Path) -> str:
-    if exc.errno == errno.ELOOP:
-        return "is a symlink loop; fix the link"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return _permission_text(path)
-    if exc.errno == errno.ENOTDIR:
-        return "a component of the path is not a directory"
-    return f"cannot be opened ({os.strerror(exc.errno or 0)})"
-
-
-def _permission_text(path: Path) -> str:
-    """Why a config cannot be opened, and the one step that fixes it."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (
-            "permission denied: a directory on the way is closed to this user (for root's "
-            "config, /root is usually mode 0700); run the command with sudo"
-        )
-    if st.st_uid != os.geteuid():
-        me = _user_name(os.geteuid())
-        return (
-            f"permission denied: the file belongs to {_user_name(st.st_uid)} "
-            f"(often left by `sudo docker login`); if it is yours, `sudo chown {me} {path}`, "
-            "else run the command as its owner"
-        )
-    return f"permission denied (mode {stat.S_IMODE(st.st_mode):04o}); `chmod 600 {path}`"
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 @dataclass(frozen=True, slots=True)
