@@ -97,16 +97,22 @@ def settle(daemon: Daemon, config: Path) -> None:
 # -- (a) a directory swapped between opening the directory and the rename ---------------------
 
 
-def test_directory_swapped_at_the_exchange_cannot_redirect_the_save(
-    unprivileged_users: Users, start_daemon: Callable[..., Daemon]
-) -> None:
-    alice = unprivileged_users()
+def swap_setup(alice: RigUser) -> tuple[RigUser, Path, Path, Path, Path]:
+    """Root's config beside alice's home, her ``~/.docker``, and her link to root's directory
+    (``~/.docker-swap``) to swap it with: (alice, base, root's config, her .docker, the link)."""
     base = base_of(alice)
     root_config = root_home(base)
     docker = docker_dir(alice)
     swap = alice.home / ".docker-swap"
     swap.symlink_to(root_config.parent)
     alice.own(swap)
+    return alice, base, root_config, docker, swap
+
+
+def test_directory_swapped_at_the_exchange_cannot_redirect_the_save(
+    unprivileged_users: Users, start_daemon: Callable[..., Daemon]
+) -> None:
+    alice, base, root_config, docker, swap = swap_setup(unprivileged_users())
     before = fingerprint(root_config.parent)
     start_daemon(
         settings_for(base, root_config), env={TEST_EXCHANGE_ENV: f"{docker}{os.pathsep}{swap}"}
@@ -163,13 +169,7 @@ print(json.dumps({"writes": writes, "swapped": swaps > 0}))
 def test_a_user_swapping_her_directory_in_a_loop_never_reaches_roots_config(
     unprivileged_users: Users, start_daemon: Callable[..., Daemon]
 ) -> None:
-    alice = unprivileged_users()
-    base = base_of(alice)
-    root_config = root_home(base)
-    docker = docker_dir(alice)
-    swap = alice.home / ".docker-swap"
-    swap.symlink_to(root_config.parent)
-    alice.own(swap)
+    alice, base, root_config, docker, swap = swap_setup(unprivileged_users())
     before = fingerprint(root_config.parent)
     daemon = start_daemon(settings_for(base, root_config))
     proc = alice.run(

@@ -130,7 +130,7 @@ def open_config_dir(
     not be used, ``OSError`` otherwise.
     """
     if not guarded():
-        real = real_path if real_path is not None else _real_last_component(path)
+        real = real_path if real_path is not None else file_to_replace(path)
         fd = os.open(real.parent, _DIR_FLAGS)
         st = os.fstat(fd)
         return ConfigDir(fd, real.name, path, real, None, (st.st_dev, st.st_ino))
@@ -195,8 +195,12 @@ def _open_if_plain(path: Path) -> int | None:
     return fd
 
 
-def _real_last_component(path: Path) -> Path:
-    """The file a save must replace: the link's target when the file itself is a symlink."""
+def file_to_replace(path: Path) -> Path:
+    """The file a save must replace: the link's target when the file itself is a symlink.
+
+    Symlinked parent directories need no resolving (the temp file and the file share a
+    directory either way), and resolving only the last component saves a syscall per level.
+    """
     try:
         if not stat.S_ISLNK(os.lstat(path).st_mode):
             return path

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regauthd.dockerconfig import configdir
-from regauthd.dockerconfig.configdir import ConfigDir, open_config_dir
+from regauthd.dockerconfig.configdir import ConfigDir, file_to_replace, open_config_dir
 from regauthd.dockerconfig.fileerrors import check_type, open_error
 from regauthd.dockerconfig.fsidentity import Owner, acting_as, as_process
 from regauthd.dockerconfig.jsontext import ConfigFileError
@@ -88,7 +88,7 @@ def load(path: Path | str) -> Snapshot:
         try:
             directory = open_config_dir(path, owner=owner)
         except FileNotFoundError:
-            return Snapshot(path=path, real_path=real_path(path), exists=False, data=b"")
+            return Snapshot(path=path, real_path=file_to_replace(path), exists=False, data=b"")
         except OSError as exc:
             raise ConfigFileError(path, open_error(exc, path)) from None
         with directory:
@@ -141,20 +141,6 @@ def _load_in(directory: ConfigDir) -> Snapshot:
         return _snapshot(directory, data, st)
     finally:
         os.close(fd)
-
-
-def real_path(path: Path) -> Path:
-    """The file a save must replace: the link's target when the file itself is a symlink.
-
-    Symlinked parent directories need no resolving (the temp file and the file share a
-    directory either way), and resolving only the last component saves a syscall per level.
-    """
-    try:
-        if not stat.S_ISLNK(os.lstat(path).st_mode):
-            return path
-        return Path(os.path.realpath(path, strict=False))
-    except OSError:
-        return path
 
 
 def remove_stale_temps(path: Path | str) -> None:

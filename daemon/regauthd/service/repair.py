@@ -22,6 +22,7 @@ from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import authfile, normalize
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
+from regauthd.dockerconfig.configdir import file_to_replace
 from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.fixer import Planner, fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse
@@ -105,7 +106,7 @@ class Repairer:
 
     def look_again(self, config: str) -> None:
         """Forget what ``config`` last held, so the next :meth:`repair` runs even if unchanged."""
-        state = self._files.get(str(dockerconfig.real_path(Path(config))))
+        state = self._files.get(str(file_to_replace(Path(config))))
         if state is not None:
             state.last_seen = None
 
@@ -176,7 +177,7 @@ class Repairer:
 
     def _prepare(self, config: str) -> _Job | None:
         """Read ``config`` and decide (loop thread): None when there is nothing to fix."""
-        real = str(dockerconfig.real_path(Path(config)))
+        real = str(file_to_replace(Path(config)))
         now = self._loop.clock()
         state = self._files.get(real)
         if state is None:
