@@ -145,19 +145,21 @@ def settings_toml(root: Path, backend: str | None) -> str:
 
 
 def run_once(users: int, args: argparse.Namespace) -> dict[str, Any]:
-    with contextlib.ExitStack() as stack:
-        parent = stack.enter_context(ext4_image()) if args.fs == "image" else None
-        root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-", dir=parent))
-        root.chmod(0o755)  # as / is above /home: root acts on each config as its user
-        try:
-            figures = measure(root, users, args)
-            figures["fs"] = args.fs
-            return figures
-        finally:
-            t0 = time.monotonic()
-            shutil.rmtree(root, ignore_errors=True)
-            print(f"N={users}: temp tree removed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
+    if args.fs == "image":
+        with ext4_image() as parent:
+            return in_temp_root(users, args, parent)
+    return in_temp_root(users, args, None)
+
+
+def in_temp_root(users: int, args: argparse.Namespace, parent: Path | None) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-", dir=parent))
+    root.chmod(0o755)  # as / is above /home: root acts on each config as its user
+    try:
+        return {**measure(root, users, args), "fs": args.fs}
+    finally:
+        t0 = time.monotonic()
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"N={users}: temp tree removed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
 
 def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:

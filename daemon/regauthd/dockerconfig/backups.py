@@ -81,7 +81,8 @@ class BackupStore:
         if sync_name:
             _fsync_dirs(folders)
         else:
-            _pending_names.folders = folders
+            # Added to what is pending: a second backup before the save syncs them all.
+            _pending_names.folders = (*getattr(_pending_names, "folders", ()), *folders)
         self._backed_up.add(snapshot.real_path)
         if not new_folder:  # a new folder holds this one backup: nothing to rotate out
             self._rotate(folder)
