@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from regauthd.alerts.metrics import Metrics
+from regauthd.dockerconfig import backups as backups_module
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.file import TEMP_PREFIX, load
 from regauthd.service.app import build
@@ -201,6 +202,20 @@ def test_a_full_state_directory_refuses_the_fix_and_keeps_every_good_backup(
     )
     assert config.read_bytes() == MIS_KEYED
     assert sorted(p.name for p in good.parent.iterdir()) == [good.name]
+
+
+def test_backups_taken_across_a_seconds_end_are_named_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path)
+    store = BackupStore(tmp_path / "state")
+    # The first backup 1 ns before a second ends, the second 1 ns after.
+    ticks = iter([1_800_000_000_999_999_999, 1_800_000_001_000_000_001])
+    monkeypatch.setattr(backups_module.time, "time_ns", lambda: next(ticks, 1_900_000_000 * 10**9))
+    first = store.save(load(config))
+    second = store.save(load(config))
+    assert store.verified(config) == [first, second]
+    assert first.name < second.name
 
 
 def test_rotation_counts_only_verified_backups(tmp_path: Path) -> None:

@@ -60,8 +60,11 @@ class BackupStore:
         new_folder = not folder.is_dir()
         if new_folder:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"{stamp}.{time.time_ns() % 1_000_000_000:09d}"
+        # One reading of the clock for the second and its fraction: two readings straddling a
+        # second's end named a later backup before an earlier one (and rotation removes by name).
+        now_ns = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000))
+        name = f"{stamp}.{now_ns % 1_000_000_000:09d}"
         partial = folder / f".{name}{PARTIAL_SUFFIX}"
         dest = folder / f"{name}.json"
         try:
