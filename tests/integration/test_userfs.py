@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.dockerconfig import configdir
+from regauthd.dockerconfig import configdir, nofollow
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError, render
+from tests.conftest import require_root
 from tests.e2e.test_privilege_boundary import (
     ROOT_SECRET,
     Users,
@@ -36,7 +37,7 @@ def test_a_swap_between_read_and_save_writes_nothing(
     unprivileged_users: Users, monkeypatch: pytest.MonkeyPatch, opening: str
 ) -> None:
     if opening != "openat2":
-        monkeypatch.setattr(configdir, "_openat2", False)  # as on a kernel before 5.6
+        monkeypatch.setattr(nofollow, "_openat2_call", False)  # as on a kernel before 5.6
     alice = unprivileged_users()
     root_config = root_home(base_of(alice))
     docker = docker_dir(alice)
@@ -92,3 +93,27 @@ def test_stale_temp_files_go_at_the_next_save_ours_only(tmp_path: Path) -> None:
     assert report.written
     assert not stale.exists()
     assert link.is_symlink()
+
+
+def test_whose_config_one_open_without_symlinks_and_the_walk_otherwise(tmp_path: Path) -> None:
+    """A path with no symlink is answered from one ``openat2`` of its directory; with one on
+    the way, or a directory missing, by the walk: the same owner either way."""
+    require_root("directories owned by other uids")
+    base = tmp_path / "base"
+    (base / "real" / "user" / ".docker").mkdir(parents=True)
+    (base / "home").symlink_to(base / "real")  # root's link in root's 0755 directory: followed
+    (base / "real" / "user" / "linked").symlink_to("/etc")  # a user's link: not followed
+    os.lchown(base / "real" / "user" / "linked", 320_001, 320_001)
+    os.chown(base / "real" / "user", 320_001, 320_001)
+    os.chown(base / "real" / "user" / ".docker", 320_002, 320_002)
+    for path in (tmp_path, base, base / "real"):
+        path.chmod(0o755)
+    cases = {
+        base / "real" / "user" / ".docker" / "config.json": (True, 320_002),
+        base / "home" / "user" / ".docker" / "config.json": (False, 320_002),
+        base / "real" / "user" / "linked" / "config.json": (False, 320_001),
+        base / "real" / "user" / "missing" / "config.json": (False, 320_001),
+    }
+    for path, (one_open, uid) in cases.items():
+        assert (configdir._plain_parent(path) is not None) == one_open, path
+        assert configdir.config_owner(path).uid == uid == configdir._walk_to_owner(path).st_uid

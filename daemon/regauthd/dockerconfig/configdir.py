@@ -35,15 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regauthd.dockerconfig import nofollow
 from regauthd.dockerconfig.fsidentity import Owner, acting_as
 from regauthd.dockerconfig.jsontext import ConfigFileError
+from regauthd.dockerconfig.nofollow import AT_FDCWD, DIR_FLAGS
 
-_SYS_OPENAT2 = 437  # the same number on every Linux architecture
-_RESOLVE_NO_SYMLINKS = 0x04
-_RESOLVE_NO_MAGICLINKS = 0x02
 _RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _LOCK_TRIES = 20
 
 
@@ -87,6 +84,30 @@ class ConfigDir:
 def config_owner(path: Path) -> Owner:
     """Whose the config at ``path`` is: the owner of the deepest directory on its path reached
     without following a symlink that a user could have made or changed."""
+    st = _plain_parent(path)
+    if st is None:
+        st = _walk_to_owner(path)
+    return Owner.of_uid(st.st_uid, st.st_gid)
+
+
+def _plain_parent(path: Path) -> os.stat_result | None:
+    """The directory of ``path`` when no symlink at all is on the way to it (the common case:
+    then it is the deepest directory the walk would reach; one open and one fstat instead of
+    an lstat per level); None when there is one, or it is missing, or the path is relative or
+    not normalized."""
+    text = str(path)
+    if not path.is_absolute() or os.path.normpath(text) != text:
+        return None
+    fd = nofollow.openat2(os.path.dirname(text), os.O_PATH | DIR_FLAGS)
+    if fd < 0:
+        return None
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _walk_to_owner(path: Path) -> os.stat_result:
     current = "/"
     st = os.lstat(current)
     for part in os.path.dirname(os.path.abspath(path)).split("/"):
@@ -106,7 +127,7 @@ def config_owner(path: Path) -> Owner:
         if not stat.S_ISDIR(child_st.st_mode):
             break
         current, st = child, child_st
-    return Owner.of_uid(st.st_uid, st.st_gid)
+    return st
 
 
 def _root_controlled(link: os.stat_result, parent: os.stat_result) -> bool:
@@ -131,7 +152,7 @@ def open_config_dir(
     """
     if not guarded():
         real = real_path if real_path is not None else file_to_replace(path)
-        fd = os.open(real.parent, _DIR_FLAGS)
+        fd = os.open(real.parent, DIR_FLAGS)
         st = os.fstat(fd)
         return ConfigDir(fd, real.name, path, real, None, (st.st_dev, st.st_ino))
     if owner is None:
@@ -209,61 +230,16 @@ def file_to_replace(path: Path) -> Path:
         return path
 
 
-_openat2: Any = None
-
-
 def _open_no_symlinks(directory: str, config: Path) -> int:
     """Open ``directory`` (absolute) following no symlink at all."""
-    import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
-
-    global _openat2  # noqa: PLW0603 - probed once
-    if _openat2 is None:
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded: no ldconfig run
-        libc.syscall.restype = ctypes.c_long
-        _openat2 = libc.syscall
-    if _openat2 is not False:
-        how = (ctypes.c_uint64 * 3)(_DIR_FLAGS, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
-        fd = int(
-            _openat2(
-                ctypes.c_long(_SYS_OPENAT2),
-                ctypes.c_int(_AT_FDCWD),
-                ctypes.c_char_p(os.fsencode(directory)),
-                how,
-                ctypes.c_size_t(ctypes.sizeof(how)),
-            )
-        )
-        if fd >= 0:
-            return fd
-        err = ctypes.get_errno()
-        if err not in (errno.ENOSYS, errno.EPERM, errno.E2BIG):
-            raise (
-                _symlink_refused(config, directory)
-                if err == errno.ELOOP
-                else OSError(err, os.strerror(err), directory)
-            )
-        _openat2 = False  # an old kernel, or a sandbox that refuses it: walk instead
-    return _walk_no_symlinks(directory, config)
-
-
-def _walk_no_symlinks(directory: str, config: Path) -> int:
-    fd = os.open("/", _DIR_FLAGS)
-    try:
-        for part in Path(directory).parts[1:]:
-            try:
-                child = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except NotADirectoryError:
-                if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
-                    raise _symlink_refused(config, directory) from None
-                raise
-            os.close(fd)
-            fd = child
-        final = os.open(".", _DIR_FLAGS, dir_fd=fd)
-        os.close(fd)
-        return final
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        raise
+    fd = nofollow.openat2(directory, DIR_FLAGS)
+    if fd == -errno.ENOSYS:
+        fd = nofollow.walk(directory, DIR_FLAGS)
+    if fd >= 0:
+        return fd
+    if fd == -errno.ELOOP:
+        raise _symlink_refused(config, directory)
+    raise OSError(-fd, os.strerror(-fd), directory)
 
 
 def _symlink_refused(config: Path, directory: str) -> ConfigFileError:
@@ -316,7 +292,7 @@ def exchange(directory: ConfigDir, a: str, b: str) -> bool:
 
 def exchange_paths(a: str, b: str) -> None:
     """Swap two paths (tests: what an attacker does with ``renameat2`` in a loop)."""
-    exchange(ConfigDir(_AT_FDCWD, "", Path(b), Path(b), None, (0, 0)), a, b)
+    exchange(ConfigDir(AT_FDCWD, "", Path(b), Path(b), None, (0, 0)), a, b)
 
 
 def exchange_hook(variable: str) -> Callable[[], None] | None:

@@ -110,7 +110,7 @@ class ExpiryWatch:
             if item.error is not None:  # redacted by the store; the helper's check says more
                 log.info("expiry.not_read", path=config, key=item.key, reason=item.error)
         self._items[config] = [i for i in items if i.error is None]
-        self._evaluate(config)
+        self._evaluate(config, exists=True)  # just read: no stat of it on the loop
 
     def earliest_expiry_by_registry(self) -> dict[str, datetime]:
         """The earliest readable expiry per registry over every watched config (any thread:
@@ -124,11 +124,11 @@ class ExpiryWatch:
 
     # -- judging -------------------------------------------------------------------------------
 
-    def _evaluate(self, config: str) -> None:
+    def _evaluate(self, config: str, *, exists: bool = False) -> None:
         timer = self._timers.pop(config, None)
         if timer is not None:
             timer.cancel()
-        if not Path(config).exists():
+        if not exists and not Path(config).exists():
             self._items.pop(config, None)
             return
         now = self._now()

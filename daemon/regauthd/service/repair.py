@@ -9,7 +9,7 @@ timer that tries again), tells the fixer which Docker Hub spelling is newest, an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,11 +161,15 @@ class Repairer:
                 yield config, None
                 continue
             prepared.append(job)
-        # Submitted only once every config is read: a loop thread reading beside the workers
-        # waits for the GIL after each system call (reading 2,000 configs took 5 s that way).
+        # The loop works only while the workers do not: a loop thread beside them waits for the
+        # GIL after each system call. So every config is read before the first is handed out
+        # (reading 2,000 configs took 5 s beside the workers), and accounting (alerts, status)
+        # starts once every fix of the chunk is done (10,000 configs: an alert took 0.83 ms
+        # beside the workers, 0.28 ms after them; READY 24.5 s -> 21.8 s).
         jobs: list[tuple[_Job, Future[FixReport] | None]] = [
             (job, pool.submit(self._fix, job) if job.parallel else None) for job in prepared
         ]
+        wait([future for _, future in jobs if future is not None])
         for job, future in sorted(jobs, key=lambda pair: pair[1] is None):
             try:
                 report = future.result() if future is not None else self._fix(job)
