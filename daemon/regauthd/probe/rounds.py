@@ -131,6 +131,7 @@ class ProbeRounds:
                 await self._wake.wait()
 
     async def _round(self, client: httpx.AsyncClient) -> None:
+        """Take the requests, read the configs about to be probed, start what is due."""
         asked = self._requests.take()
         now = self._clock()
         self._book.expedite(asked.urgent, now=now, cadence=self._cadence)

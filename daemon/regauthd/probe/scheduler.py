@@ -160,20 +160,20 @@ class ProbeScheduler:
             self._thread.call_soon(wake.set)
 
     async def _main(self) -> None:
-        self._wake = asyncio.Event()
-        rounds = ProbeRounds(
-            self._settings,
-            book=self._book,
-            requests=self._requests,
-            delivery=self._delivery,
-            source=self._source,
-            wake=self._wake,
-            clock=self._clock,
-            rand=self._rand,
-            ca_file=self._ca_file,
-            min_gap=self._min_gap,
-        )
+        self._wake = wake = asyncio.Event()
         try:
+            rounds = ProbeRounds(
+                self._settings,
+                book=self._book,
+                requests=self._requests,
+                delivery=self._delivery,
+                source=self._source,
+                wake=wake,
+                clock=self._clock,
+                rand=self._rand,
+                ca_file=self._ca_file,
+                min_gap=self._min_gap,
+            )
             await rounds.run()
         finally:
             self._wake = None
