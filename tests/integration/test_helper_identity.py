@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.dockerconfig.credhelper import (
-    HelperBudget,
-    HelperPolicy,
-    HelperRunError,
-    HelperRunner,
-    helper_name_problem,
-)
+from regauthd.dockerconfig.credhelper import HelperPolicy, HelperRunner
+from regauthd.dockerconfig.helperbudget import HelperBudget
+from regauthd.dockerconfig.helperprogram import HelperRunError, helper_name_problem
 from regauthd.dockerconfig.stores import CredentialHelperError, HelperStore
 from regauthd.probe.targets import config_targets
 from regauthd.settings import ProbeSettings

@@ -35,6 +35,7 @@ from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.report import ReportedConflict
 from regauthd.probe.component import ProbeComponent
 from regauthd.probe.conflicts import conflict_alert, conflict_verdict
+from regauthd.probe.delivery import deliver
 from regauthd.probe.result import ProbeResult, ProbeStatus
 from regauthd.probe.schedule import (
     AlertDecision,
@@ -52,7 +53,7 @@ from regauthd.probe.schedule import (
     status_text,
     sync,
 )
-from regauthd.probe.scheduler import ProbeScheduler, deliver
+from regauthd.probe.scheduler import ProbeScheduler
 from regauthd.settings import Environment, ProbeSettings
 from regauthd.settingsfile import parse_settings
 from tests.rigs.configs import auth

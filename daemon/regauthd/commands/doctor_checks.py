@@ -19,7 +19,6 @@ from regauthd.commands.doctor_verdict import FAILING, Status, Verdict
 from regauthd.dockerconfig import audit, jsontext
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
-from regauthd.dockerconfig.credhelper import helper_name_problem
 from regauthd.dockerconfig.expiry import (
     ExpiryState,
     describe,
@@ -28,6 +27,7 @@ from regauthd.dockerconfig.expiry import (
     what_carried_it,
 )
 from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.helperprogram import helper_name_problem
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.stored_expiry import stored_expiries
 from regauthd.redact import redact_text

@@ -20,9 +20,10 @@ from regauthd.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, documents
 from regauthd.dockerconfig import audit, authfile, jsontext, report
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
-from regauthd.dockerconfig.credhelper import SAFE_PATH, HelperPolicy
+from regauthd.dockerconfig.credhelper import HelperPolicy
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.fixer import fix_file, read
+from regauthd.dockerconfig.helperprogram import SAFE_PATH
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.report import FixReport
 from regauthd.dockerconfig.stores import HELPER_TIMEOUT_S

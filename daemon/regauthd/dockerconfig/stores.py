@@ -20,7 +20,8 @@ from regauthd.dockerconfig.auth import (
     encode_auth,
     helper_name_for,
 )
-from regauthd.dockerconfig.credhelper import HelperRunError, HelperRunner
+from regauthd.dockerconfig.credhelper import HelperRunner
+from regauthd.dockerconfig.helperprogram import HelperRunError
 from regauthd.dockerconfig.keys import HUB_CANONICAL, auths_key_for_registry
 from regauthd.redact import redact_text
 from regauthd.redactor import REDACTOR

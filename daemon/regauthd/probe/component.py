@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import structlog
 
-from regauthd.probe.scheduler import ProbeScheduler, WatchedConfigs
+from regauthd.probe.rounds import WatchedConfigs
+from regauthd.probe.scheduler import ProbeScheduler
 from regauthd.settings import Settings
 
 

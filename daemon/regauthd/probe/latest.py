@@ -1,7 +1,8 @@
 """The newest probe result of each registry in each watched config (pure bookkeeping).
 
-The probe scheduler keeps one for :meth:`~regauthd.probe.scheduler.ProbeScheduler.latest`; the
-journal watch keeps its own, fed by the results the scheduler pushes to it.
+The probe scheduler's book (:class:`~regauthd.probe.book.ProbeBook`) keeps one for
+:meth:`~regauthd.probe.scheduler.ProbeScheduler.latest`; the journal watch keeps its own, fed by
+the results the scheduler pushes to it.
 """
 
 from __future__ import annotations

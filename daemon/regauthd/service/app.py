@@ -52,9 +52,10 @@ from regauthd.settings import Settings
 if TYPE_CHECKING:
     from regauthd.dockerconfig.report import FixReport
     from regauthd.journal.watch import JournalWatch
+    from regauthd.probe.delivery import ProbeListener
     from regauthd.probe.result import ProbeResult
     from regauthd.probe.schedule import ProbeKey
-    from regauthd.probe.scheduler import ProbeListener, ProbeScheduler
+    from regauthd.probe.scheduler import ProbeScheduler
 
 
 @dataclass(frozen=True, slots=True)

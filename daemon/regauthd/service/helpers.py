@@ -1,7 +1,7 @@
 """The credential helpers the watched configs name, as the daemon runs them.
 
 One :class:`~regauthd.dockerconfig.credhelper.HelperPolicy` (the fixed PATH, the timeout, each
-config's owner as the identity) and one :class:`~regauthd.dockerconfig.credhelper.HelperBudget`
+config's owner as the identity) and one :class:`~regauthd.dockerconfig.helperbudget.HelperBudget`
 (each user's helper seconds per minute), shared by the repairs on the loop thread and the
 probes on their worker thread. The repairs' runner feeds the watchdog while a helper call waits
 (``tick``: the loop thread only); the probes' never does. When one user's helpers use up their
@@ -17,7 +17,8 @@ from typing import Any
 
 from regauthd.alerts.catalogue import AlertKind
 from regauthd.alerts.metrics import Metrics
-from regauthd.dockerconfig.credhelper import HelperBudget, HelperPolicy, HelperRunner
+from regauthd.dockerconfig.credhelper import HelperPolicy, HelperRunner
+from regauthd.dockerconfig.helperbudget import HelperBudget
 from regauthd.service.loop import Loop
 from regauthd.settings import Settings
 
