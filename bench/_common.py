@@ -131,10 +131,16 @@ def mis_keyed(i: int) -> bytes:
 
 
 def start_daemon(
-    base: Path, args: Sequence[str], log: IO[bytes], *, new_session: bool = False
+    base: Path,
+    args: Sequence[str],
+    log: IO[bytes],
+    *,
+    new_session: bool = False,
+    wrap: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], socket.socket]:
     """``regauthd run ARGS`` with stdout and stderr to ``log`` and ``NOTIFY_SOCKET`` bound at
     ``base/notify.sock``; returns the process and that socket (close it after the process).
+    ``wrap`` is a command that execs the daemon's (its arguments follow).
 
     REGAUTHD_BENCH_PROFILE=FILE runs the daemon under cProfile (where does the time go?).
     """
@@ -147,7 +153,7 @@ def start_daemon(
     profile = os.environ.get("REGAUTHD_BENCH_PROFILE")
     prefix = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen(
-        [str(PYTHON), *prefix, "-m", "regauthd", "run", *args],
+        [*wrap, str(PYTHON), *prefix, "-m", "regauthd", "run", *args],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=new_session,
     )  # fmt: skip
     return proc, sock

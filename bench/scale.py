@@ -155,11 +155,32 @@ def in_temp_root(users: int, args: argparse.Namespace, parent: Path | None) -> d
     root = Path(tempfile.mkdtemp(prefix=f"regauthd-scale-{users}-", dir=parent))
     root.chmod(0o755)  # as / is above /home: root acts on each config as its user
     try:
-        return {**measure(root, users, args), "fs": args.fs}
+        return {**measure(root, users, args), "fs": args.fs, "passwd": args.passwd}
     finally:
         t0 = time.monotonic()
         shutil.rmtree(root, ignore_errors=True)
         print(f"N={users}: temp tree removed in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+
+def user_databases(root: Path, users: int) -> list[str]:
+    """``--passwd``: the users get entries, as on a host whose users are local: the host's
+    ``/etc/passwd`` and ``/etc/group`` plus one user and one group per home, and every seventh
+    user in one more group, bind-mounted over the host's for the daemon only (its own mount
+    namespace); the command prefix that starts the daemon there."""
+    names = [f"rgdscale{i:05d}" for i in range(users)]
+    passwd, group = root / "passwd", root / "group"
+    lines = (
+        f"{n}:x:{FIRST_UID + i}:{FIRST_UID + i}::/nonexistent:/bin/sh\n"
+        for i, n in enumerate(names)
+    )
+    passwd.write_text(Path("/etc/passwd").read_text() + "".join(lines))
+    group.write_text(
+        Path("/etc/group").read_text()
+        + "".join(f"{n}:x:{FIRST_UID + i}:\n" for i, n in enumerate(names))
+        + f"rgdscale-shared:x:{FIRST_UID - 1}:{','.join(names[::7])}\n"
+    )
+    script = 'mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/group && shift && exec "$@"'
+    return ["unshare", "--mount", "--", "sh", "-c", script, str(passwd), str(group)]
 
 
 def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -176,7 +197,8 @@ def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:
     with log_path.open("wb") as log:
         started_wall = time.time()
         started = time.monotonic()
-        proc, sock = start_daemon(root, daemon_args, log, new_session=True)
+        wrap = user_databases(root, users) if args.passwd else []
+        proc, sock = start_daemon(root, daemon_args, log, new_session=True, wrap=wrap)
     figures: dict[str, Any] = {"users": users, "mis_keyed_before": (users + 1) // 2}
     reader: MoveReader | None = None
     try:
@@ -323,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where the homes and the state directory live: the host's $TMPDIR (default), or a "
         "fresh journaled ext4 image loop-mounted for each N (the same empty file system for "
         "every run, whatever earlier runs left on the host's)",
+    )
+    parser.add_argument(
+        "--passwd",
+        action="store_true",
+        help="give the users entries in /etc/passwd and /etc/group (bind-mounted for the daemon "
+        "alone): a host whose users are local, where each lookup reads the file from the top",
     )
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=8, help="which users the writes go to")

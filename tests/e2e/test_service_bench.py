@@ -48,11 +48,14 @@ def test_watcher_bench_delivers_every_save_on_every_backend() -> None:
 
 def test_scale_quick_repairs_every_config_and_every_write() -> None:
     require_root("bench/scale.py gives each user's home its own uid")
-    figures = _run("scale.py", "--quick")
+    # --passwd: the users have entries (their own /etc/passwd and /etc/group, in the daemon's
+    # own mount namespace), so the daemon looks them up as on a host whose users are local.
+    figures = _run("scale.py", "--quick", "--passwd")
     assert figures["backend"] is None
     assert set(figures["max_user_watches"]) == {"limit", "in_use", "needed", "raised_to"}
     [run] = figures["runs"]
     assert run["users"] == 50
+    assert run["passwd"] is True
     assert run["mis_keyed_before"] == 25
     clean = {"mis_keyed_left": 0, "wrong_owner_or_mode": 0}
     assert run["after_ready"] == run["after_writes"] == clean

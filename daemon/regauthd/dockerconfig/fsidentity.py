@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import pwd
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from regauthd.dockerconfig import userdb
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +44,11 @@ class Owner:
         known = _owners.get(uid)
         if known is not None and known[0] == stamp:
             return known[1] if known[1] is not None else cls(uid, fallback_gid)
-        try:
-            owner = cls(uid, pwd.getpwuid(uid).pw_gid)
-        except KeyError:
-            # Remembered too: each failed lookup reads the whole password database (143 us
-            # each, measured with 10,000 homes whose uids have no entry).
-            _owners[uid] = (stamp, None)
-            return cls(uid, fallback_gid)
-        _owners[uid] = (stamp, owner)
-        return owner
+        found = userdb.user(uid)
+        # A uid with no entry is remembered too: each failed lookup reads the whole password
+        # database (117 us each, measured with 10,000 homes whose uids have no entry).
+        _owners[uid] = (stamp, None if found is None else cls(uid, found.gid))
+        return cls(uid, fallback_gid if found is None else found.gid)
 
     @property
     def is_root(self) -> bool:
@@ -196,7 +193,10 @@ def _groups_of(owner: Owner) -> tuple[int, ...]:
         try:
             if known is not None and known[1] is None:
                 raise KeyError(owner.uid)  # no passwd entry (remembered by Owner.of_uid)
-            found = tuple(os.getgrouplist(pwd.getpwuid(owner.uid).pw_name, owner.gid))
+            entry = userdb.user(owner.uid)
+            if entry is None:
+                raise KeyError(owner.uid)
+            found = userdb.group_list(entry.name, owner.gid)
         except (KeyError, OSError):
             found = (owner.gid,)
         _user_groups[(owner.uid, owner.gid)] = found

@@ -1,0 +1,104 @@
+"""Users and groups read whole (``userdb``) answer as the C library does one at a time.
+
+Each case runs in a mount namespace of its own (``unshare --mount``) with an ``/etc/passwd``,
+``/etc/group`` and ``/etc/nsswitch.conf`` of the test's bind-mounted over the host's, and
+compares :mod:`regauthd.dockerconfig.userdb` with ``getpwuid`` and ``getgrouplist`` for every
+uid, once the whole read is due.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_root
+
+FIRST = 330_000
+USERS = 100
+
+PROBE = r"""
+import json, os, pwd, sys
+from regauthd.dockerconfig import userdb
+uids = [int(u) for u in sys.argv[1:]]
+for uid in uids[: userdb.WHOLE_AFTER]:
+    userdb.user(uid)  # one at a time until the whole read is due
+answers = []
+for uid in uids:
+    mine = userdb.user(uid)
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        libc = None
+    else:
+        libc = [entry.pw_name, entry.pw_gid, sorted(os.getgrouplist(entry.pw_name, entry.pw_gid))]
+    ours = None
+    if mine is not None:
+        ours = [mine.name, mine.gid, sorted(userdb.group_list(mine.name, mine.gid))]
+    answers.append([uid, ours, libc])
+print(json.dumps({"whole": userdb._whole is not None, "answers": answers}))
+"""
+
+
+def databases(tmp_path: Path) -> tuple[Path, Path]:
+    names = [f"rgdudb{i:03d}" for i in range(USERS)]
+    passwd = tmp_path / "passwd"
+    lines = [f"{n}:x:{FIRST + i}:{FIRST + i}::/nonexistent:/bin/sh\n" for i, n in enumerate(names)]
+    lines.append(f"rgdudb-dup:x:{FIRST + 5}:{FIRST + 99}::/nonexistent:/bin/sh\n")  # first wins
+    passwd.write_text(Path("/etc/passwd").read_text() + "".join(lines))
+    group = tmp_path / "group"
+    group.write_text(
+        Path("/etc/group").read_text()
+        + "".join(f"{n}:x:{FIRST + i}:\n" for i, n in enumerate(names))
+        + f"rgdudb-every3:x:{FIRST - 1}:{','.join(names[::3])}\n"
+        + f"rgdudb-every5:x:{FIRST - 2}:{','.join(names[::5])}\n"
+        # a user listed as a member of its own primary group: counted once
+        + f"rgdudb-self:x:{FIRST + 7}:{names[7]}\n"
+    )
+    return passwd, group
+
+
+def probe(tmp_path: Path, nsswitch: str) -> dict[str, Any]:
+    require_root("bind-mounts users' databases in a mount namespace of its own")
+    passwd, group = databases(tmp_path)
+    switch = tmp_path / "nsswitch.conf"
+    switch.write_text(nsswitch)
+    script = (
+        'mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/group && '
+        'mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
+    )
+    uids = [str(FIRST + i) for i in range(USERS)] + [str(FIRST + 500), "0"]
+    out = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", script, passwd, group, switch,
+         sys.executable, "-c", PROBE, *uids],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("nsswitch", "whole"),
+    [
+        ("passwd: files\ngroup: files\n", True),
+        ("passwd:   files systemd\ngroup: files [SUCCESS=merge] systemd\n", True),
+        ("passwd: files ldap\ngroup: files ldap\n", False),  # a source that may list nothing
+        ("group: files\n", False),  # passwd not named: the C library's default, not ours
+    ],
+)
+def test_answers_are_the_c_librarys(tmp_path: Path, nsswitch: str, whole: bool) -> None:
+    result = probe(tmp_path, nsswitch)
+    assert result["whole"] is whole
+    answers = result["answers"]
+    assert len(answers) == USERS + 2
+    for uid, ours, libc in answers:
+        assert ours == libc, uid
+    by_uid = {uid: ours for uid, ours, _ in answers}
+    assert by_uid[FIRST + 500] is None  # no entry
+    assert by_uid[FIRST + 5][:2] == [f"rgdudb{5:03d}", FIRST + 5]  # the first of two entries
+    assert by_uid[FIRST + 15][2] == sorted([FIRST + 15, FIRST - 1, FIRST - 2])
+    assert by_uid[FIRST + 7][2] == [FIRST + 7]
