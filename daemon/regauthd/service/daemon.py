@@ -4,9 +4,9 @@ Its life in four steps (as uvicorn's ``server.py`` reads): install signal handle
 (every watch in place, one repair pass, ``READY=1``) -> main loop -> shut down (``STOPPING=1``).
 
 Flow runs one way. Sources (file changes from the watcher, timers, the probe scheduler and the
-journal follower) produce observations; the main loop, the only thread that owns
-state, turns them into actions (:class:`regauthd.service.repair.Repairer`, alerts); the sinks
-carry them out. Other threads only :meth:`Daemon.post` to the loop.
+journal follower) produce observations; the main loop, the only thread that owns state, turns
+them into actions (:class:`regauthd.service.repair.Repairer`, alerts); the sinks carry them out.
+Other threads only :meth:`Daemon.post` to the loop.
 
 Its parts live beside it: :mod:`~regauthd.service.watchplan` (which directories to watch, pure),
 :mod:`~regauthd.service.flapping` (writers that undo the repair, newest credentials, pure),
@@ -15,20 +15,18 @@ Its parts live beside it: :mod:`~regauthd.service.watchplan` (which directories 
 :mod:`~regauthd.service.watchset` (the watches in place, through
 :mod:`~regauthd.service.watcher`, read on the loop thread), :mod:`~regauthd.service.routing`
 (what a change means: repair, replan, rescan; pure), :mod:`~regauthd.service.watchlimit` (the
-kernel's watch limit: alert, retry), :mod:`~regauthd.service.loop` and
-:mod:`~regauthd.service.sdnotify`. This module owns the daemon's life, acts on what the watches
-report (replan, repair, rescan after lost events), and hosts the components (the probe
-scheduler, the journal watch) that :mod:`regauthd.service.app` builds and wires: it starts them
-in order, stops them in reverse, and tells repair listeners what each repair did.
+kernel's watch limit: alert, retry), :mod:`~regauthd.service.loop`,
+:mod:`~regauthd.service.sdnotify` and :mod:`~regauthd.service.signals`. This module owns the
+daemon's life, acts on what the watches report (replan, repair, rescan after lost events), and
+hosts the components (the probe scheduler, the journal watch) that :mod:`regauthd.service.app`
+builds and wires: it starts them in order, stops them in reverse, and tells repair listeners
+what each repair did.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
@@ -48,6 +46,7 @@ from regauthd.service.repair import Repairer
 from regauthd.service.reporting import Reporter, log_scope
 from regauthd.service.routing import Routing
 from regauthd.service.sdnotify import Notifier
+from regauthd.service.signals import Signals
 from regauthd.service.watchlimit import WatchLimitRetry
 from regauthd.service.watchplan import WatchPlan, docker_configs, plan_watches
 from regauthd.service.watchset import WatchSet
@@ -154,34 +153,15 @@ class Daemon:
 
     def run(self) -> int:
         """Install signal handlers, start up, loop until SIGTERM/SIGINT, shut down."""
-        previous = self._install_signal_handlers()
-        try:
-            self._startup()
-            while not self._stopping:
-                self.loop.run_once(self._work)
-        finally:
-            self._shutdown()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        hup = lambda: self.loop.post(self.reload)  # noqa: E731
+        with Signals(stop=self.stop, stopping=lambda: self._stopping, hup=hup):
+            try:
+                self._startup()
+                while not self._stopping:
+                    self.loop.run_once(self._work)
+            finally:
+                self._shutdown()
         return self._exit_status
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        handlers = {
-            signal.SIGTERM: self._on_stop_signal,
-            signal.SIGINT: self._on_stop_signal,
-            signal.SIGHUP: self._on_hup_signal,
-        }
-        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopping:
-            # A second request forces the exit (uvicorn's rule): something is stuck.
-            os._exit(1)
-        self._stopping = True
-        self.loop.post(lambda: None)
-
-    def _on_hup_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.loop.post(self.reload)
 
     def _startup(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
