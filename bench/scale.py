@@ -145,6 +145,13 @@ def settings_toml(root: Path, backend: str | None) -> str:
 
 
 def run_once(users: int, args: argparse.Namespace) -> dict[str, Any]:
+    if args.settle:
+        # This machine's root file system has no journal: ext4 then reads the table block of
+        # every inode freed in the last minute or more before reusing any, and an earlier run
+        # (3N homes removed) slows this one's file creations (see bench/README.md).
+        os.sync()
+        print(f"N={users}: settling {args.settle:g} s after a sync", file=sys.stderr)
+        time.sleep(args.settle)
     if args.fs == "image":
         with ext4_image() as parent:
             return in_temp_root(users, args, parent)
@@ -351,6 +358,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="give the users entries in /etc/passwd and /etc/group (bind-mounted for the daemon "
         "alone): a host whose users are local, where each lookup reads the file from the top",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each N: sync, then wait this long (60: what earlier runs freed no longer "
+        "slows a journal-less ext4's file creations)",
     )
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=8, help="which users the writes go to")
