@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.dockerconfig import configdir, nofollow
+from regauthd.dockerconfig import configdir, fsidentity, nofollow
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
@@ -117,3 +117,31 @@ def test_whose_config_one_open_without_symlinks_and_the_walk_otherwise(tmp_path:
     for path, (one_open, uid) in cases.items():
         assert (configdir._plain_parent(path) is not None) == one_open, path
         assert configdir.config_owner(path).uid == uid == configdir._walk_to_owner(path).st_uid
+
+
+def test_a_backups_name_is_fsynced_with_the_owners_identity_in_force(
+    unprivileged_users: Users, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save fsyncs the backup's directories (root's 0700 state directory) while acting as
+    the config's owner: through descriptors opened before, so the fsync is not refused."""
+    alice = unprivileged_users()
+    docker = docker_dir(alice)
+    write_as(alice, docker, mis_keyed("alice", "pw"))
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    synced: list[tuple[str, tuple[int, int]]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)  # raises if refused: the save would then fail the test
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), fsidentity.current()))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    open_before = set(os.listdir("/proc/self/fd"))
+    report = fix_file(docker / "config.json", backups=BackupStore(state))
+    assert report.written and report.backup is not None
+    folder = str(report.backup.parent)
+    assert (folder, (alice.uid, alice.gid)) in synced  # its name, as alice, before the exchange
+    assert (str(state / "backups"), (alice.uid, alice.gid)) in synced  # a new folder's entry
+    assert set(os.listdir("/proc/self/fd")) <= open_before  # every descriptor closed
+    assert auths_keys(docker / "config.json") == [HUB]

@@ -84,8 +84,11 @@ class BackupStore:
         if sync_name:
             _fsync_dirs(folders)
         else:
-            # Added to what is pending: a second backup before the save syncs them all.
-            _pending_names.folders = (*getattr(_pending_names, "folders", ()), *folders)
+            # Opened now, with this process's identity: the save fsyncs them with the config
+            # owner's in force (an open descriptor needs no permission), saving two identity
+            # switches per repair. Added to what is pending: a second backup before the save
+            # syncs them all.
+            _pending_names.fds = (*getattr(_pending_names, "fds", ()), *_open_dirs(folders))
         self._backed_up.add(snapshot.real_path)
         if not new_folder:  # a new folder holds this one backup: nothing to rotate out
             self._rotate(folder)
@@ -94,10 +97,15 @@ class BackupStore:
     @staticmethod
     def sync_names() -> None:
         """Make the names of this thread's last backup saved with ``sync_name=False`` durable
-        (no-op when there is none)."""
-        folders = getattr(_pending_names, "folders", ())
-        _pending_names.folders = ()
-        _fsync_dirs(folders)
+        (no-op when there is none). Any identity: it fsyncs descriptors opened by the save."""
+        fds = getattr(_pending_names, "fds", ())
+        _pending_names.fds = ()
+        for fd in fds:
+            try:
+                with contextlib.suppress(OSError):  # the backup is whole; only its name may not be
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def verified(self, real_path: Path) -> list[Path]:
         """The backups of ``real_path`` that count, oldest first."""
@@ -147,8 +155,16 @@ def _verify(fd: int, data: bytes, path: Path) -> None:
 
 
 _pending_names = threading.local()
-"""``folders``: the directories a backup saved with ``sync_name=False`` left to fsync (per
+"""``fds``: the open directories a backup saved with ``sync_name=False`` left to fsync (per
 thread: the daemon's start-up pass fixes several configs at once)."""
+
+
+def _open_dirs(folders: tuple[Path, ...]) -> list[int]:
+    fds = []
+    for folder in folders:
+        with contextlib.suppress(OSError):  # the backup is whole; only its name may not be
+            fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    return fds
 
 
 def _fsync_dirs(folders: tuple[Path, ...]) -> None:

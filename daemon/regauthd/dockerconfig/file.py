@@ -25,7 +25,7 @@ from pathlib import Path
 from regauthd.dockerconfig import configdir
 from regauthd.dockerconfig.configdir import ConfigDir, file_to_replace, open_config_dir
 from regauthd.dockerconfig.fileerrors import check_type, open_error
-from regauthd.dockerconfig.fsidentity import Owner, acting_as, as_process
+from regauthd.dockerconfig.fsidentity import Owner, acting_as
 from regauthd.dockerconfig.jsontext import ConfigFileError
 from regauthd.dockerconfig.savecleanup import SaveCleaner, finish
 
@@ -200,7 +200,9 @@ def save(
     the one the snapshot was read in (it was swapped: nothing is written). ``before_exchange``
     runs after the temp file's fsync, just before it replaces the file (also when the save
     then finds the file changed and returns :class:`Raced`: whatever it makes durable is
-    needed by the retry as well).
+    needed by the retry as well), with the config owner's identity in force as root: it may
+    only use descriptors opened before (:meth:`BackupStore.sync_names` fsyncs the backups'
+    directories, opened by :meth:`BackupStore.save`).
     """
     # As root the read found the owner (the walk up the path); the directory opened below must
     # be the very one that was read (same device and inode), so it is still that owner's.
@@ -244,8 +246,7 @@ def _save_in(
         finally:
             os.close(fd)
         if before_exchange is not None:
-            with as_process():  # the caller's own files (the state directory)
-                before_exchange()
+            before_exchange()  # with the owner's identity: only descriptors opened before
         # Last look before replacing: a write that already landed is re-planned from without
         # ever exposing our (then stale) content to other readers.
         if _peek(directory) != (snapshot.expected if snapshot.exists else None):

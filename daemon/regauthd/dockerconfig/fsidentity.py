@@ -117,32 +117,6 @@ def acting_as(owner: Owner | None) -> Iterator[None]:
         _switch(libc.setfsgid, old_gid, "fsgid")
 
 
-@contextlib.contextmanager
-def as_process() -> Iterator[None]:
-    """Inside an :func:`acting_as` block: the process's own identity again until exit (for
-    its own files, such as a backup in the state directory, mid-way through a user's save)."""
-    owner: Owner | None = getattr(_thread, "owner", None)
-    if owner is None:
-        yield
-        return
-    libc = _calls()
-    _thread.owner = None
-    _switch(libc.setfsuid, os.geteuid(), "fsuid")
-    try:
-        _set_thread_groups(libc, _process_groups())
-        try:
-            _switch(libc.setfsgid, os.getegid(), "fsgid")
-            try:
-                yield
-            finally:
-                _switch(libc.setfsgid, owner.gid, "fsgid")
-        finally:
-            _set_thread_groups(libc, _groups_of(owner))
-    finally:
-        _switch(libc.setfsuid, owner.uid, "fsuid")
-        _thread.owner = owner
-
-
 def current() -> tuple[int, int]:
     """The calling thread's (fsuid, fsgid) (Linux; tests and diagnostics)."""
     import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
