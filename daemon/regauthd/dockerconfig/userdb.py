@@ -17,6 +17,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import threading
 from dataclasses import dataclass
 
 WHOLE_AFTER = 32
@@ -42,6 +43,9 @@ class _Whole:
 _asked = 0
 """Users looked up one at a time so far."""
 _whole: _Whole | None = None
+_not_listing: tuple[int, ...] | None = None
+"""The stamp of the files for which ``nsswitch.conf`` named a source that may not list all."""
+_reading = threading.Lock()
 
 
 def user(uid: int) -> User | None:
@@ -68,24 +72,30 @@ def group_list(name: str, gid: int) -> tuple[int, ...]:
 
 def _read_whole() -> _Whole | None:
     """The whole read, made (again) when due; None when lookups stay one at a time."""
-    global _whole  # noqa: PLW0603 - one read for the process, replaced whole
+    global _whole, _not_listing  # noqa: PLW0603 - one read for the process, replaced whole
     if _asked < WHOLE_AFTER:
         return None
     stamp = _stamp()
     if _whole is not None and _whole.stamp == stamp:
         return _whole
-    if not _lists_everything():
-        return None
-    users: dict[int, User] = {}
-    for entry in pwd.getpwall():
-        users.setdefault(entry.pw_uid, User(entry.pw_name, entry.pw_gid))  # the first wins
-    groups: dict[str, list[int]] = {}
-    for group in grp.getgrall():
-        for member in group.gr_mem:
-            if group.gr_gid not in groups.setdefault(member, []):
-                groups[member].append(group.gr_gid)
-    _whole = _Whole(stamp, users, {k: tuple(v) for k, v in groups.items()})
-    return _whole
+    if _not_listing == stamp:
+        return None  # decided for these files already: nsswitch.conf is not read each time
+    with _reading:  # getpwall/getgrall walk the C library's one enumeration: one at a time
+        if _whole is not None and _whole.stamp == stamp:
+            return _whole
+        if not _lists_everything():
+            _not_listing = stamp
+            return None
+        users: dict[int, User] = {}
+        for entry in pwd.getpwall():
+            users.setdefault(entry.pw_uid, User(entry.pw_name, entry.pw_gid))  # the first wins
+        groups: dict[str, list[int]] = {}
+        for group in grp.getgrall():
+            for member in group.gr_mem:
+                if group.gr_gid not in groups.setdefault(member, []):
+                    groups[member].append(group.gr_gid)
+        _whole = _Whole(stamp, users, {k: tuple(v) for k, v in groups.items()})
+        return _whole
 
 
 def _stamp() -> tuple[int, ...]:
