@@ -101,6 +101,7 @@ def test_rootless_podman_leaves_no_pause_process() -> None:
             )
             pause_pid = int((state / "tmp" / "pause.pid").read_text())
             assert _alive(pause_pid), "rootless podman left no pause process to stop"
+            assert (state / "tmp" / "locks").is_dir()  # its locks: files in the private state
         assert not _alive(pause_pid)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pause_pid, os.WNOHANG)  # adopted by the test process: reap it
@@ -122,3 +123,27 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in {"Z", "X"}
+
+
+def test_podman_keeps_its_locks_in_the_calls_state_not_in_dev_shm() -> None:
+    """Rootful podman locks in shared memory by default (``/dev/shm/libpod_lock``, kept after
+    it exits); the sandbox's containers.conf makes them files in the call's own ``--tmpdir``."""
+    require_root("rootful podman")
+    require_program("podman", "podman")
+    shm = Path("/dev/shm")
+    before = {p.name: p.stat().st_ctime_ns for p in shm.glob("libpod*")}
+    with tempfile.TemporaryDirectory(prefix="rgd-shm-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        box = Sandbox.create(root / "box")
+        cfg = root / "cfg"
+        cfg.mkdir()
+        (cfg / "config.json").write_text("{}")
+        with podman_command(["login", "--get-login", "docker.io"], box) as argv:
+            state = Path(argv[argv.index("--tmpdir") + 1]).parent
+            done = subprocess.run(
+                argv, env=box.environ(cfg), capture_output=True, text=True, timeout=60, check=False
+            )
+            assert "not logged in" in done.stderr, done.stderr[-500:]
+            assert (state / "tmp" / "locks").is_dir()
+    after = {p.name: p.stat().st_ctime_ns for p in shm.glob("libpod*")}
+    assert after == before

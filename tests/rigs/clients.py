@@ -134,6 +134,10 @@ class Sandbox:
         sandbox = cls(root, tuple(helpers), tuple(helper_dirs), dict(env or {}))
         for sub in ("home", "config"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        sandbox.containers_conf.parent.mkdir(exist_ok=True)
+        # podman's locks as files in its private --tmpdir (removed after each call), not in
+        # /dev/shm/libpod_lock and /dev/shm/libpod_rootless_lock_UID, which outlive the suite.
+        sandbox.containers_conf.write_text('[engine]\nlock_type = "file"\n')
         sandbox.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         helper_bin = root / "helper-bin"
         helper_bin.mkdir(exist_ok=True)
@@ -158,6 +162,11 @@ class Sandbox:
         return self.root / "run"
 
     @property
+    def containers_conf(self) -> Path:
+        """The only containers.conf podman reads (``CONTAINERS_CONF``), rootful or not."""
+        return self.root / "config" / "containers" / "containers.conf"
+
+    @property
     def path(self) -> str:
         dirs = [*self.helper_dirs, self.root / "helper-bin", _clean_bin_farm()]
         return os.pathsep.join(str(d) for d in dirs)
@@ -170,6 +179,7 @@ class Sandbox:
             "DOCKER_CONFIG": str(cfg_dir),
             "XDG_RUNTIME_DIR": str(self.runtime_dir),
             "XDG_CONFIG_HOME": str(self.root / "config"),
+            "CONTAINERS_CONF": str(self.containers_conf),
             "LANG": "C.UTF-8",
             # Docker CLI: no "What's next" hints, no update checks.
             "DOCKER_CLI_HINTS": "false",
