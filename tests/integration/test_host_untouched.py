@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import require_program, require_root
@@ -80,7 +82,44 @@ def test_rootless_podman_leaves_no_pause_process() -> None:
     require_root("runs podman as an unprivileged user (nobody), as a non-root run of the suite")
     require_program("podman", "podman")
     setpriv = require_program("setpriv", "util-linux")
-    with tempfile.TemporaryDirectory(prefix="rgd-rootless-", dir="/tmp") as tmp:
+    with _podman_get_login("rgd-rootless-") as call:
+        for path in (call.root, call.state):
+            _chown_tree(path, NOBODY)
+        env = {**call.box.environ(call.cfg), "PATH": "/usr/bin:/bin"}
+        subprocess.run(
+            [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *call.argv],
+            env=env,
+            cwd=call.root,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        pause_pid = int((call.state / "tmp" / "pause.pid").read_text())
+        assert _alive(pause_pid), "rootless podman left no pause process to stop"
+        assert (call.state / "tmp" / "locks").is_dir()  # its locks: files in the private state
+    assert not _alive(pause_pid)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pause_pid, os.WNOHANG)  # adopted by the test process: reap it
+
+
+NOBODY = 65534
+
+
+@dataclass(frozen=True, slots=True)
+class _PodmanCall:
+    root: Path
+    box: Sandbox
+    cfg: Path
+    argv: list[str]
+    state: Path
+    """The call's private podman state (``--tmpdir`` is its ``tmp``)."""
+
+
+@contextlib.contextmanager
+def _podman_get_login(prefix: str) -> Iterator[_PodmanCall]:
+    """``podman login --get-login docker.io`` ready to run, in a sandbox under a new temp root
+    with an empty Docker config (not run here: the test runs it as whom it needs)."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as tmp:
         root = Path(tmp)
         box = Sandbox.create(root / "box")
         cfg = root / "cfg"
@@ -88,26 +127,7 @@ def test_rootless_podman_leaves_no_pause_process() -> None:
         (cfg / "config.json").write_text("{}")
         with podman_command(["login", "--get-login", "docker.io"], box) as argv:
             state = Path(argv[argv.index("--tmpdir") + 1]).parent
-            for path in (root, state):
-                _chown_tree(path, NOBODY)
-            env = {**box.environ(cfg), "PATH": "/usr/bin:/bin"}
-            subprocess.run(
-                [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
-                env=env,
-                cwd=root,
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
-            pause_pid = int((state / "tmp" / "pause.pid").read_text())
-            assert _alive(pause_pid), "rootless podman left no pause process to stop"
-            assert (state / "tmp" / "locks").is_dir()  # its locks: files in the private state
-        assert not _alive(pause_pid)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pause_pid, os.WNOHANG)  # adopted by the test process: reap it
-
-
-NOBODY = 65534
+            yield _PodmanCall(root, box, cfg, argv, state)
 
 
 def _chown_tree(root: Path, uid: int) -> None:
@@ -132,18 +152,16 @@ def test_podman_keeps_its_locks_in_the_calls_state_not_in_dev_shm() -> None:
     require_program("podman", "podman")
     shm = Path("/dev/shm")
     before = {p.name: p.stat().st_ctime_ns for p in shm.glob("libpod*")}
-    with tempfile.TemporaryDirectory(prefix="rgd-shm-", dir="/tmp") as tmp:
-        root = Path(tmp)
-        box = Sandbox.create(root / "box")
-        cfg = root / "cfg"
-        cfg.mkdir()
-        (cfg / "config.json").write_text("{}")
-        with podman_command(["login", "--get-login", "docker.io"], box) as argv:
-            state = Path(argv[argv.index("--tmpdir") + 1]).parent
-            done = subprocess.run(
-                argv, env=box.environ(cfg), capture_output=True, text=True, timeout=60, check=False
-            )
-            assert "not logged in" in done.stderr, done.stderr[-500:]
-            assert (state / "tmp" / "locks").is_dir()
+    with _podman_get_login("rgd-shm-") as call:
+        done = subprocess.run(
+            call.argv,
+            env=call.box.environ(call.cfg),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "not logged in" in done.stderr, done.stderr[-500:]
+        assert (call.state / "tmp" / "locks").is_dir()
     after = {p.name: p.stat().st_ctime_ns for p in shm.glob("libpod*")}
     assert after == before
