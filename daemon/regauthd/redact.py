@@ -63,6 +63,8 @@ _BY_PLACE: Final = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), REDACTED, ("eyJ",)),
 )
 
+_ANY_NEEDLE: Final = re.compile("|".join(re.escape(n) for _, _, ns in _BY_PLACE for n in ns))
+
 
 def secrets_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
     """One regex finding each of ``secrets`` wherever it stands as a whole value (None: none)."""
@@ -81,6 +83,8 @@ def redact_text(text: str, secrets: Iterable[str] | re.Pattern[str] | None = Non
         pattern = secrets_pattern(secrets)
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
+    if _ANY_NEEDLE.search(text) is None:
+        return text  # most texts (paths, names, sentences): none of the patterns can match
     for regex, replacement, needles in _BY_PLACE:
         if any(needle in text for needle in needles):
             text = regex.sub(replacement, text)

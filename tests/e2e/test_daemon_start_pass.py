@@ -68,10 +68,14 @@ def test_start_pass_repairs_every_users_config_as_its_owner_before_ready(
             assert (st.st_uid, st.st_mode & 0o777) == (FIRST_UID + i, 0o600), config
             if i % 2 == 0 or i == USERS:
                 assert list(data["auths"]) == [HUB], config
+        # Nothing beside config.json: every displaced file removed (as every user's, too).
+        assert [p for c in configs for p in c.parent.iterdir() if p.name != "config.json"] == []
         repaired = {e["path"] for e in daemon.named("config.repaired")}
         assert repaired == {str(c) for i, c in enumerate(configs) if i % 2 == 0 or i == USERS}
         backups = daemon.state / "backups"
         assert len(list(backups.iterdir())) == len(repaired)  # one backup folder per config
+        # The pass's own renames came back as events: told from other writes, not read again.
+        assert not daemon.named("config.unchanged")
         assert not daemon.named("config.repair_failed")
         assert not daemon.named("config.unfixable")
         assert threads <= 3  # the pass's threads ended with it (main, save cleanup, status)

@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 
 from regauthd.alerts.catalogue import CATALOGUE
+from regauthd.dockerconfig.file import TEMP_PREFIX
+from regauthd.service.watcher import Change, ChangeKind, open_watcher
 from tests.conftest import unavailable
 from tests.rigs.configs import HUB, auths_keys, docker_style_write, mis_keyed, wait_until
 from tests.rigs.daemon import Daemon
+from tests.rigs.watching import collect
 
 BASE_SETTINGS = '[daemon]\noutput = "json"\nlog_level = "debug"\n[alerts]\nsuppress_window = 0\n'
 
@@ -50,6 +53,40 @@ def test_auto_is_inotify_on_linux_and_says_so(
     daemon = daemons(docker_configs=[cfg])
     (opened,) = daemon.named("watch.opened")
     assert (opened["backend"], opened["requested"]) == ("inotify", "auto")
+
+
+def test_its_own_repair_is_not_read_again_and_every_other_write_is_repaired(
+    tmp_path: Path, daemons: Callable[..., Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.json").write_bytes(mis_keyed())
+    daemon = daemons(docker_configs=[cfg])
+    # This test's own view of the directory: which temp file each repair renamed into place.
+    watcher = open_watcher("inotify")
+    try:
+        watcher.watch(str(cfg), contents=True)
+        renamed_in: list[str] = []
+        for seq in (1, 2):  # the second write's repair comes after the first one's event
+            docker_style_write(cfg, mis_keyed(password=f"pw-{seq}"), seq)
+            daemon.wait_event("config.normalized", count=seq + 1)
+            seen = collect(watcher, lambda s: any(_repaired_in(c) for c in s))
+            renamed_in += [c.source for c in seen if _repaired_in(c)]
+        assert auths_keys(cfg / "config.json") == [HUB]
+        # Before: each repair's own rename was read back (a `config.unchanged` for every one).
+        assert daemon.named("config.unchanged") == []
+        # A file moved in from a name one of its repairs used is someone else's write.
+        reused = cfg / renamed_in[0]
+        reused.write_bytes(mis_keyed(password="pw-3"))
+        reused.rename(cfg / "config.json")
+        daemon.wait_event("config.normalized", count=4)
+        wait_until(lambda: auths_keys(cfg / "config.json") == [HUB], "the repaired file")
+    finally:
+        watcher.close()
+
+
+def _repaired_in(change: Change) -> bool:
+    return change.kind is ChangeKind.WRITTEN and change.source.startswith(TEMP_PREFIX)
 
 
 @pytest.mark.parametrize("backend", ["polling", "native"])

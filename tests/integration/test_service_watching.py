@@ -102,6 +102,33 @@ def test_a_write_to_a_config_is_repaired_and_nothing_else_is() -> None:
     assert not routed(Change(WRITTEN, "/home/a", ".docker", False))
 
 
+def test_our_own_save_coming_back_is_not_looked_at_and_every_other_write_is() -> None:
+    asked: list[str] = []
+
+    def ours(name: str) -> bool:
+        asked.append(name)
+        return name == TEMP_PREFIX + "0a1b2c"
+
+    def with_ours(*changes: Change) -> Routing:
+        return route(ROUTING_PLAN, list(changes), Links(), ours)
+
+    repair = Change(WRITTEN, "/cfg", "config.json", False, TEMP_PREFIX + "0a1b2c")
+    assert not with_ours(Change(APPEARED, "/cfg", "config.json", False), repair)
+    login = Change(WRITTEN, "/cfg", "config.json", False, "config.json4711")
+    assert with_ours(login) == Routing(configs={"/cfg/config.json": None})
+    in_place = Change(WRITTEN, "/cfg", "config.json", False)  # no rename: nothing to ask
+    assert with_ours(in_place) == Routing(configs={"/cfg/config.json": None})
+    assert asked == [TEMP_PREFIX + "0a1b2c", "config.json4711"]
+    # Our repair and another write in one read: the other one is looked at.
+    assert list(with_ours(repair, login).configs) == ["/cfg/config.json"]
+    # Not a config's name: nothing is claimed for it.
+    asked.clear()
+    assert not with_ours(Change(WRITTEN, "/cfg", "other.json", False, TEMP_PREFIX + "0a1b2c"))
+    assert asked == []
+    # A backend that does not pair renames (or no one to ask): every write is looked at.
+    assert routed(repair) == Routing(configs={"/cfg/config.json": None})
+
+
 def test_symlinked_configs_replan() -> None:
     appeared = routed(Change(APPEARED, "/cfg", "config.json", False), links=("/cfg/config.json",))
     assert appeared.replan and list(appeared.configs) == ["/cfg/config.json"]

@@ -17,6 +17,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError, render
+from regauthd.dockerconfig.savecleanup import SaveCleaner
 from tests.conftest import require_root
 from tests.e2e.test_privilege_boundary import (
     ROOT_SECRET,
@@ -145,3 +146,28 @@ def test_a_backups_name_is_fsynced_with_the_owners_identity_in_force(
     assert (str(state / "backups"), (alice.uid, alice.gid)) in synced  # a new folder's entry
     assert set(os.listdir("/proc/self/fd")) <= open_before  # every descriptor closed
     assert auths_keys(docker / "config.json") == [HUB]
+
+
+def test_deferred_cleanup_removes_every_users_displaced_file(
+    unprivileged_users: Users, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cleanup thread is started by the first deferred save, which acts as that config's
+    owner; it used to keep that identity and fail (EACCES, swallowed) on every other user's
+    directory, leaving their old config beside config.json."""
+    cleaner = SaveCleaner()  # a thread of its own, started by the first save below
+    monkeypatch.setattr(dockerconfig, "_cleaner", cleaner)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    backups = BackupStore(state)
+    dirs = []
+    for i in range(3):
+        user = unprivileged_users()
+        docker = docker_dir(user)
+        write_as(user, docker, mis_keyed(f"user{i}", f"pw-{i}"))
+        report = fix_file(docker / "config.json", backups=backups, defer_cleanup=True)
+        assert report.written
+        dirs.append(docker)
+    assert cleaner.flush(timeout=10)
+    for docker in dirs:
+        assert sorted(os.listdir(docker)) == ["config.json"], docker
+        assert auths_keys(docker / "config.json") == [HUB]

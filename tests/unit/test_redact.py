@@ -85,6 +85,45 @@ def test_a_remembered_secret_never_survives_as_a_whole_value(secret: str) -> Non
     assert redactor.text(f"note {secret}.") == f"note {REDACTED}."
 
 
+TOKEN = string.ascii_letters + string.digits + "-._~+/="
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet=TOKEN, min_size=1, max_size=12), min_size=1, max_size=4),
+    st.lists(
+        st.one_of(
+            st.integers(0, 3),
+            st.text(alphabet=TOKEN + " :@\"'/?&,;()\n", max_size=8),
+        ),
+        max_size=12,
+    ),
+)
+def test_the_redactor_replaces_exactly_what_the_rule_does(
+    secrets: list[str], pieces: list[int | str]
+) -> None:
+    """The redactor looks only where a secret may start (no word character before it) and
+    remembers its answers: the text it gives is still the rule's (:func:`redact_text`)."""
+    text = "".join(secrets[p % len(secrets)] if isinstance(p, int) else p for p in pieces)
+    redactor = Redactor()
+    redactor.remember(secrets)
+    expected = redact_text(text, secrets)
+    assert redactor.text(text) == expected
+    assert redactor.text(text) == expected  # the answer remembered
+
+
+def test_a_text_redacted_before_its_secret_was_known_is_redacted_after() -> None:
+    redactor = Redactor()
+    line = "login as ci-bot with s3cr3t-Token-42 failed"
+    assert redactor.text(line) == line  # nothing known yet
+    redactor.remember(["s3cr3t-Token-42"])
+    assert redactor.text(line) == f"login as ci-bot with {REDACTED} failed"
+    redactor.remember(["s3cr3t-Token-42"])  # known already: the answer stays
+    assert redactor.text(line) == f"login as ci-bot with {REDACTED} failed"
+    redactor.remember(["ci-bot"])
+    assert redactor.text(line) == f"login as {REDACTED} with {REDACTED} failed"
+
+
 def test_config_views_keep_names_and_hide_every_unknown_string() -> None:
     config = {
         "auths": {"ghcr.io": {"auth": "YWxpY2U6aHVudGVyMg==", "email": "a@example.com"}},

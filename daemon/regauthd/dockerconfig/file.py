@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from regauthd.dockerconfig import configdir
+from regauthd.dockerconfig import configdir, ownwrites
 from regauthd.dockerconfig.configdir import ConfigDir, file_to_replace, open_config_dir
 from regauthd.dockerconfig.fileerrors import check_type, open_error
 from regauthd.dockerconfig.fsidentity import Owner, acting_as
@@ -254,6 +254,7 @@ def _save_in(
             return Raced(_load_in(directory))
         if test_before_exchange is not None:
             test_before_exchange()
+        ownwrites.add(tmp)  # the watcher's event of this rename is ours: not read again
         if _exchange(directory, tmp, name):
             # A writer that renamed in the microseconds since that look is caught here: the
             # exchange hands us the file we displaced, so its content is not lost.
@@ -271,6 +272,7 @@ def _save_in(
         os.fsync(dir_fd)
         return None
     except BaseException:
+        ownwrites.discard(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise

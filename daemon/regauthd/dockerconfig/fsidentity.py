@@ -117,6 +117,19 @@ def acting_as(owner: Owner | None) -> Iterator[None]:
         _switch(libc.setfsgid, old_gid, "fsgid")
 
 
+def reset_thread() -> None:
+    """Give the calling thread the process's own file-system identity. A new thread starts with
+    its creator's credentials: one started inside :func:`acting_as` would otherwise act as that
+    user for good (and fail on every other user's files)."""
+    if not (sys.platform.startswith("linux") and os.geteuid() == 0):
+        return
+    libc = _calls()
+    _switch(libc.setfsgid, os.getegid(), "fsgid")
+    _set_thread_groups(libc, _process_groups())
+    _switch(libc.setfsuid, os.geteuid(), "fsuid")
+    _thread.owner = None
+
+
 def current() -> tuple[int, int]:
     """The calling thread's (fsuid, fsgid) (Linux; tests and diagnostics)."""
     import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file

@@ -12,6 +12,8 @@ import os
 import queue
 import threading
 
+from regauthd.dockerconfig import fsidentity
+
 _COALESCE_S = 0.002
 
 
@@ -44,6 +46,11 @@ class SaveCleaner:
         self._queue.put((dir_fd, tmp))
 
     def _run(self) -> None:
+        # Started by the first save that defers, which acts as that config's owner: this thread
+        # would keep that identity and fail to unlink in every other user's directory. Root may
+        # unlink here: the entry is our temp name, in a directory its owner (who could remove
+        # any entry of it) was checked to own, reached by descriptor.
+        fsidentity.reset_thread()
         while True:
             job = self._queue.get()
             if job is None:

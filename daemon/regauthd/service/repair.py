@@ -84,6 +84,7 @@ class Repairer:
         helper_runner_for: Callable[[str], HelperRunner] | None = None,
     ) -> None:
         self._settings = settings
+        self._auth_files = settings.watch.auth_file_patterns(Path.home())
         self._loop = loop
         self._alert = alert
         self._metrics = metrics
@@ -103,6 +104,7 @@ class Repairer:
             settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._backups = BackupStore(settings.state_dir)
         self._settings = settings
+        self._auth_files = settings.watch.auth_file_patterns(Path.home())
 
     def look_again(self, config: str) -> None:
         """Forget what ``config`` last held, so the next :meth:`repair` runs even if unchanged."""
@@ -224,9 +226,7 @@ class Repairer:
             self._metrics.count("flapping_pauses")
             self._schedule_resume(real, config, verdict.backoff)
             return None
-        containers = follows_containers_rules(
-            config, self._settings.watch.auth_file_patterns(Path.home())
-        )
+        containers = follows_containers_rules(config, self._auth_files)
         prefer: tuple[str, ...] = ()
         if current is not None and not containers:
             prefer = newest_hub_keys(state.last_hub, current)

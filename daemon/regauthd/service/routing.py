@@ -5,7 +5,8 @@ redo, a full rescan.
 file-system question (is the entry that appeared under a config's name a symlink?) goes through
 the :class:`~regauthd.service.watchplan.FileSystemView` it is given. The rules:
 
-- ``WRITTEN`` to a config's name: look at the configs it is.
+- ``WRITTEN`` to a config's name: look at the configs it is, unless ``ours(source)`` says the
+  file renamed in is one of this process's own saves (its repair coming back).
 - ``APPEARED`` under a config's name that is a symlink, and any change to a name that is a
   symlinked config: replan (the link's target directory must be watched), and look at the
   configs unless the name was removed.
@@ -19,6 +20,7 @@ the :class:`~regauthd.service.watchplan.FileSystemView` it is given. The rules:
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from regauthd.service.watcher.change import Change, ChangeKind
@@ -44,8 +46,14 @@ class Routing:
         return bool(self.configs) or self.replan or self.rescan
 
 
-def route(plan: WatchPlan, changes: list[Change], fs: FileSystemView) -> Routing:
-    """What ``changes`` (one read of the watcher, in order) mean under ``plan``."""
+def route(
+    plan: WatchPlan,
+    changes: list[Change],
+    fs: FileSystemView,
+    ours: Callable[[str], bool] | None = None,
+) -> Routing:
+    """What ``changes`` (one read of the watcher, in order) mean under ``plan``. ``ours(name)``:
+    was a file of that name renamed onto a config by this process (asked once per such rename)?"""
     routing = Routing()
     for change in changes:
         kind = change.kind
@@ -66,7 +74,9 @@ def route(plan: WatchPlan, changes: list[Change], fs: FileSystemView) -> Routing
             routing.replan = True
         configs = role.files.get(name)
         if configs is not None:
-            if kind is ChangeKind.WRITTEN:
+            if kind is ChangeKind.WRITTEN and not (
+                change.source and ours is not None and ours(change.source)
+            ):
                 routing.configs.update(dict.fromkeys(configs))
             if name in role.links or (kind is ChangeKind.APPEARED and fs.islink(path)):
                 # The link's target directory must be watched; the config is looked at through

@@ -21,6 +21,7 @@ from typing import Literal
 
 import structlog
 
+from regauthd.dockerconfig import ownwrites
 from regauthd.dockerconfig.configdir import config_owner, guarded, user_name
 from regauthd.dockerconfig.file import TEMP_PREFIX
 from regauthd.dockerconfig.fsidentity import Owner, acting_as
@@ -157,7 +158,7 @@ class WatchSet:
         if not changes:
             return
         try:
-            routing = route(self._plan, changes, LOCAL)
+            routing = route(self._plan, changes, LOCAL, ownwrites.claim)
         except Exception:
             # The daemon outlives a bad event: say so, keep reading the others.
             log.exception("watch.event_failed", changes=len(changes))

@@ -39,6 +39,9 @@ class Change:
     directory: str
     name: str
     is_dir: bool
+    source: str = ""
+    """For ``WRITTEN`` by a rename within the directory: the name the file had before, when the
+    backend pairs the two halves of a rename (inotify's cookie); empty otherwise."""
 
 
 Wants = Callable[[str, str], bool]

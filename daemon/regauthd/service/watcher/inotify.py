@@ -8,8 +8,9 @@ returned (another when the buffer came back full). Per event it builds nothing b
 Mapping (``contents=True`` adds IN_CLOSE_WRITE to the mask):
 IN_CLOSE_WRITE -> WRITTEN; IN_MOVED_TO -> APPEARED, then WRITTEN for a file; IN_CREATE ->
 APPEARED; IN_DELETE, IN_MOVED_FROM -> REMOVED; IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT,
-IN_IGNORED -> DIR_GONE once (the watch is forgotten); IN_Q_OVERFLOW -> OVERFLOW. Moves are not
-paired (no cookie bookkeeping): a rename inside a directory is REMOVED + APPEARED/WRITTEN.
+IN_IGNORED -> DIR_GONE once (the watch is forgotten); IN_Q_OVERFLOW -> OVERFLOW. A rename inside a
+directory is REMOVED + APPEARED/WRITTEN, and the WRITTEN carries the name the file came from
+(``source``: the IN_MOVED_FROM of the same cookie, which the kernel queues just before).
 
 The kernel gives one watch descriptor per inode: two paths of one directory (a bind mount)
 share it, and both are reported; a path watched again after its directory was replaced moves
@@ -64,6 +65,8 @@ GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 _HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
 _LARGEST_EVENT = _HEADER.size + 255 + 1  # NAME_MAX and its NUL
 _BUFFER_SIZE = 256 * 1024  # a burst of ~5,000 typical events in one read
+_MOVES_KEPT = 1024
+"""Unpaired IN_MOVED_FROM names kept (a file moved out of a watched directory has no pair)."""
 _LIMIT_SYSCTLS = ("fs.inotify.max_user_watches", "user.max_inotify_watches")
 
 
@@ -130,6 +133,8 @@ class InotifyWatcher:
         self._buffer = bytearray(_BUFFER_SIZE)
         self._by_wd: dict[int, _Inode] = {}
         self._wd_of: dict[str, int] = {}
+        self._moved_from: dict[int, tuple[int, str]] = {}
+        """Cookie -> (wd, name) of each IN_MOVED_FROM whose IN_MOVED_TO is not read yet."""
 
     def fileno(self) -> int:
         return self._fd
@@ -176,10 +181,11 @@ class InotifyWatcher:
         unpack = _HEADER.unpack_from
         by_wd = self._by_wd
         wants = self._wants
+        moved_from = self._moved_from
         overflowed = False
         offset = 0
         while offset < size:
-            wd, mask, _cookie, length = unpack(buffer, offset)
+            wd, mask, cookie, length = unpack(buffer, offset)
             start = offset + 16
             offset = start + length
             inode = by_wd.get(wd)
@@ -194,6 +200,15 @@ class InotifyWatcher:
             end = buffer.find(0, start, offset)
             name = buffer[start : offset if end < 0 else end].decode("utf-8", "surrogateescape")
             is_dir = bool(mask & IN_ISDIR)
+            source = ""
+            if mask & IN_MOVED_FROM and cookie:
+                if len(moved_from) >= _MOVES_KEPT:
+                    moved_from.clear()  # halves moved out of the watched directories
+                moved_from[cookie] = (wd, name)
+            elif mask & IN_MOVED_TO and cookie:
+                came_from = moved_from.pop(cookie, None)
+                if came_from is not None and came_from[0] == wd:
+                    source = came_from[1]
             for directory, contents in inode.paths.items():
                 if not is_dir and wants is not None and not wants(directory, name):
                     continue
@@ -203,7 +218,7 @@ class InotifyWatcher:
                 elif mask & (IN_CREATE | IN_MOVED_TO):
                     changes.append(Change(ChangeKind.APPEARED, directory, name, is_dir))
                     if mask & IN_MOVED_TO and contents and not is_dir:
-                        changes.append(Change(ChangeKind.WRITTEN, directory, name, False))
+                        changes.append(Change(ChangeKind.WRITTEN, directory, name, False, source))
                 else:
                     changes.append(Change(ChangeKind.REMOVED, directory, name, is_dir))
 
