@@ -101,6 +101,31 @@ def test_two_patterns_sharing_a_directory_make_one_watch(tmp_path: Path) -> None
     }
 
 
+def test_planned_directories_are_the_real_paths_whatever_the_links_on_the_way(
+    tmp_path: Path,
+) -> None:
+    """The plan resolves each directory from its parent's real path (one lstat each): the
+    same answer as resolving every path whole, through links to links, relative links with
+    `..`, a linked home and a linked ~/.docker."""
+    (tmp_path / "disk" / "alice" / ".docker").mkdir(parents=True)
+    (tmp_path / "disk" / "bob-docker").mkdir(parents=True)
+    (tmp_path / "homes").mkdir()
+    (tmp_path / "homes" / "alice").symlink_to(tmp_path / "disk" / "alice")
+    (tmp_path / "homes" / "bob").mkdir()
+    (tmp_path / "homes" / "bob" / ".docker").symlink_to("../../disk/bob-docker")
+    (tmp_path / "homes" / "carol").symlink_to("alice")  # a link to a link
+    (tmp_path / "homes" / "dave").mkdir()  # no ~/.docker yet: waited for in the home
+    (tmp_path / "root").symlink_to(tmp_path)  # the whole tree reached through a link
+    pattern = str(tmp_path / "root" / "homes" / "*" / ".docker" / "config.json")
+    plan = plan_watches([pattern], LOCAL)
+    home = tmp_path / "root" / "homes"
+    expected_files = {os.path.realpath(home / u / ".docker") for u in ("alice", "bob", "carol")}
+    assert {d for d, w in plan.dirs.items() if w.files} == expected_files
+    assert os.path.realpath(home / "dave") in plan.dirs  # the trigger for .docker
+    assert os.path.realpath(home) in plan.dirs  # the trigger for new homes
+    assert all(d == os.path.realpath(d) for d in plan.dirs)
+
+
 class FakeFileSystem:
     """A :class:`regauthd.service.watchplan.FileSystemView` over plain data: no disk at all."""
 
