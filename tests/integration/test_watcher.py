@@ -72,6 +72,31 @@ def test_docker_save_is_written_config_and_wants_drops_the_temp_file(
         assert {(str(tmp_path), t) for t in temps} <= set(asked)
 
 
+def test_inotify_names_the_source_only_of_a_rename_within_the_directory(
+    opened: Opener, tmp_path: Path
+) -> None:
+    """A file moved in from another watched directory (or from outside) has no source: the
+    name it had elsewhere is not an entry of this directory."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    watcher = opened("inotify")
+    watcher.watch(str(a), contents=True)
+    watcher.watch(str(b), contents=True)
+    (a / "config.json.tmp").write_bytes(b"{}")
+    (a / "config.json.tmp").rename(b / "config.json")
+    (tmp_path / "outside").write_bytes(b"{}")
+    (tmp_path / "outside").rename(a / "config.json")
+    seen = collect(
+        watcher, lambda s: len([c for c in s if c.kind is WRITTEN and c.name == "config.json"]) == 2
+    )
+    written = [c for c in seen if c.kind is WRITTEN and c.name == "config.json"]
+    assert written == [
+        Change(WRITTEN, str(b), "config.json", False),
+        Change(WRITTEN, str(a), "config.json", False),
+    ]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_close_after_writing_in_place_is_written(
     backend: str, opened: Opener, tmp_path: Path

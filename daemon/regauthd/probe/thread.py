@@ -29,6 +29,9 @@ class ProbeThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._lock = threading.Lock()
+        self._next: Main | None = None
+        """Started while a stopped thread was still ending: run when it has ended."""
 
     @property
     def running(self) -> bool:
@@ -41,9 +44,17 @@ class ProbeThread:
         return self._thread is not None
 
     def start(self, main: Main) -> None:
-        """Run ``main()`` on a new loop in a new thread (no-op while one is started)."""
-        if self._thread is not None:
-            return
+        """Run ``main()`` on a new loop in a new thread (no-op while one runs). After a
+        :meth:`stop` that timed out, the thread still ending is not joined by a second one:
+        ``main`` starts when it has ended (a reload's new settings are not lost)."""
+        with self._lock:
+            if self._thread is not None:
+                if self._stop_requested:
+                    self._next = main
+                return
+            self._start(main)
+
+    def _start(self, main: Main) -> None:
         self._stop_requested = False
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -53,22 +64,34 @@ class ProbeThread:
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
-        """Cancel the main coroutine and end the thread; True when it ended within ``timeout``."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return True
-        self._stop_requested = True
+        """Cancel the main coroutine and end the thread; True when it ended within ``timeout``.
+        A start waiting for a slow thread to end is dropped."""
+        with self._lock:
+            self._next = None
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None:
+                return True
+            self._stop_requested = True
         # RuntimeError: the loop already closed, the thread is on its way out.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._cancel)
         thread.join(timeout)
-        ended = not thread.is_alive()
-        if ended:
-            self._thread = None
-            self._loop = None
-        else:
+        if thread.is_alive():
             log.warning("probe.stop_slow", timeout_s=timeout)
-        return ended
+            return False
+        with self._lock:
+            self._forget(thread)
+        return True
+
+    def _forget(self, thread: threading.Thread) -> None:
+        """``thread`` has ended (lock held): start what waited for it."""
+        if self._thread is not thread:
+            return
+        self._thread = None
+        self._loop = None
+        main, self._next = self._next, None
+        if main is not None:
+            self._start(main)
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the thread's loop soon (from any thread; no-op when stopped)."""
@@ -97,6 +120,9 @@ class ProbeThread:
             # Worker threads (a credential helper) are not waited for: their subprocess has
             # its own timeout, and stop() must return at once.
             loop.close()
+            with self._lock:
+                if self._stop_requested:
+                    self._forget(threading.current_thread())
 
 
 __all__ = ["ProbeThread"]
