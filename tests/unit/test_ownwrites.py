@@ -11,11 +11,21 @@ from regauthd.dockerconfig import ownwrites
 
 @pytest.fixture(autouse=True)
 def empty() -> Iterator[None]:
-    saved = dict(ownwrites._names)
-    ownwrites._names.clear()
+    saved, recording = dict(ownwrites._names), ownwrites._recording
+    ownwrites.record(True)
     yield
-    ownwrites._names.clear()
+    ownwrites.record(recording)
     ownwrites._names.update(saved)
+
+
+def test_nothing_is_remembered_while_no_watcher_claims_names() -> None:
+    ownwrites.add(".regauthd-tmp-0000aa")
+    ownwrites.record(False)  # the watcher closed, or one that does not pair renames
+    ownwrites.add(".regauthd-tmp-0000bb")
+    ownwrites.record(True)
+    assert not ownwrites.claim(".regauthd-tmp-0000aa")
+    assert not ownwrites.claim(".regauthd-tmp-0000bb")
+    assert not ownwrites._names
 
 
 def test_a_name_is_ours_once_and_only_after_it_was_added() -> None:

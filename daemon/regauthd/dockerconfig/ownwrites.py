@@ -13,15 +13,28 @@ import threading
 from collections import OrderedDict
 from typing import Final
 
-LIMIT: Final = 16_384
+LIMIT: Final = 4096
 """Names remembered (the start-up pass saves 256 configs between two reads of the events)."""
 
 _names: OrderedDict[str, None] = OrderedDict()
 _lock = threading.Lock()
+_recording = False
+
+
+def record(on: bool) -> None:
+    """Remember names only while a watcher that reports them reads (inotify): with no one to
+    claim them (polling, a one-shot command) they would only take memory."""
+    global _recording  # noqa: PLW0603 - one switch for the process
+    with _lock:
+        _recording = on
+        if not on:
+            _names.clear()
 
 
 def add(name: str) -> None:
     """``name`` is about to be renamed onto a config by this process (any thread)."""
+    if not _recording:
+        return
     with _lock:
         _names[name] = None
         while len(_names) > LIMIT:

@@ -109,6 +109,7 @@ class WatchSet:
             )
         self._watcher = watcher
         self._opened_with = wanted
+        ownwrites.record(watcher.backend == "inotify")  # the one that names a rename's source
         loop.add_reader(watcher.fileno(), self._read)
         log.info(
             "watch.opened",
@@ -128,6 +129,7 @@ class WatchSet:
         if watcher is not None:
             loop.remove_reader(watcher.fileno())
             watcher.close()
+            ownwrites.record(False)
 
     def wants(self, directory: str, name: str) -> bool:
         """Could a change to this (non-directory) entry matter? Asked by the watcher before it
