@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +92,24 @@ def ext4_image(size_gib: int = 8) -> Iterator[Path]:
             subprocess.run(["umount", str(mountpoint)], check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def small_file_fsyncs(directory: Path, count: int = 200) -> list[float]:
+    """Milliseconds to write and fsync each of ``count`` new 100-byte files in ``directory``
+    (removed afterwards): how fast the disk is right now. A first repair makes three such
+    files durable, so the start-up pass follows this figure from run to run."""
+    probe = Path(tempfile.mkdtemp(prefix="fsync-probe-", dir=directory))
+    took = []
+    try:
+        for i in range(count):
+            fd = os.open(probe / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                start = time.perf_counter()
+                os.write(fd, b"x" * 100)
+                os.fsync(fd)
+                took.append((time.perf_counter() - start) * 1000)
+            finally:
+                os.close(fd)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return took

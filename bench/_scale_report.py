@@ -53,6 +53,7 @@ def _phases(log: dict[str, float]) -> str:
 
 ROWS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("users", lambda r: f"{r['users']:,}", "target at 10,000"),
+    ("disk: new file write+fsync p50/p99/p99.9/max (ms)", lambda r: _q(r["disk_fsync"]), ""),
     ("READY (s)", lambda r: f"{r['ready_s']:.2f}", "< 15"),
     ("  imports / armed / first repair / ready (s)", lambda r: _phases(r["log"]), ""),
     ("mis-keyed before", lambda r: r["mis_keyed_before"], ""),

@@ -8,6 +8,9 @@ them (0700 directory, 0600 file); every other config mis-keyed (the Hub credenti
 One daemon (``regauthd run`` as a real subprocess, probes and journal off) watches
 ``ROOT/home/*/.docker/config.json``. Measured, on CLOCK_MONOTONIC:
 
+- the disk, before the daemon starts: write and fsync of 200 new 100-byte files beside the homes
+  (how fast it is right now: a first repair makes three such files durable, and this machine's
+  disk got 1.3x slower within an hour, its start-up pass with it);
 - READY: from starting the process until ``READY=1`` arrives on its ``NOTIFY_SOCKET`` (every
   watch armed, every mis-keyed config repaired). Then every config is read: none may still be
   mis-keyed, and none may have changed owner or mode. The daemon's JSON log splits the time
@@ -58,7 +61,7 @@ from _common import (
     status_kib,
     wait_ready,
 )
-from _machine import enough_inotify_watches, ext4_image, session_processes
+from _machine import enough_inotify_watches, ext4_image, session_processes, small_file_fsyncs
 from _scale_report import log_phases, table
 
 FIRST_UID = 200_000
@@ -197,6 +200,7 @@ def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:
     # fsync commits all of them (ext4's journal), a cost of the set-up, not of the daemon.
     os.sync()
     print(f"N={users}: {users} homes made in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    disk = latency(small_file_fsyncs(root))
     settings = root / "config.toml"
     settings.write_text(settings_toml(root, args.backend))
     log_path = root / "daemon.log"
@@ -206,7 +210,11 @@ def measure(root: Path, users: int, args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         wrap = user_databases(root, users) if args.passwd else []
         proc, sock = start_daemon(root, daemon_args, log, new_session=True, wrap=wrap)
-    figures: dict[str, Any] = {"users": users, "mis_keyed_before": (users + 1) // 2}
+    figures: dict[str, Any] = {
+        "users": users,
+        "mis_keyed_before": (users + 1) // 2,
+        "disk_fsync": disk,
+    }
     reader: MoveReader | None = None
     try:
         try:
