@@ -9,6 +9,7 @@ uid, once the whole read is due.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,33 @@ for uid in uids:
         ours = [mine.name, mine.gid, sorted(userdb.group_list(mine.name, mine.gid))]
     answers.append([uid, ours, libc])
 print(json.dumps({"whole": userdb._whole is not None, "answers": answers, "alone": alone}))
+"""
+
+
+LEAVES = r"""
+import os, sys, time
+from regauthd.dockerconfig import fsidentity, userdb
+userdb.LOOK_EVERY_S = 0.2
+group_file, shared, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for uid in range(first, first + userdb.WHOLE_AFTER):
+    userdb.user(uid)  # the whole read is due where the sources list everything
+member = fsidentity.Owner.of_uid(first + 3, first + 3)  # in rgdudb-every3
+folder = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
+def can_read():
+    with fsidentity.acting_as(member):
+        try:
+            os.close(os.open("secret", os.O_RDONLY, dir_fd=folder))
+        except PermissionError:
+            return False
+        return True
+before = can_read()
+with open(group_file, "r+") as f:  # in place: the bind mount keeps this inode
+    lines = [ln for ln in f.read().splitlines(keepends=True) if not ln.startswith("rgdudb-every3:")]
+    f.seek(0)
+    f.write("".join(lines))
+    f.truncate()
+time.sleep(0.3)
+print(before, can_read())
 """
 
 
@@ -112,3 +140,32 @@ def test_answers_are_the_c_librarys(tmp_path: Path, nsswitch: str, whole: bool) 
     assert by_uid[FIRST + 5][:2] == [f"rgdudb{5:03d}", FIRST + 5]  # the first of two entries
     assert by_uid[FIRST + 15][2] == sorted([FIRST + 15, FIRST - 1, FIRST - 2])
     assert by_uid[FIRST + 7][2] == [FIRST + 7]
+
+
+@pytest.mark.parametrize(
+    "nsswitch", ["passwd: files\ngroup: files\n", "passwd: files ldap\ngroup: files ldap\n"]
+)
+def test_a_user_taken_out_of_a_group_loses_it(tmp_path: Path, nsswitch: str) -> None:
+    """Acting as a user grants the groups the files give that user now, not those it had when
+    the service first acted as it (they were kept until the service restarted)."""
+    require_root("bind-mounts users' databases in a mount namespace of its own")
+    passwd, group = databases(tmp_path)
+    switch = tmp_path / "nsswitch.conf"
+    switch.write_text(nsswitch)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    secret = shared / "secret"
+    secret.write_text("for rgdudb-every3 only\n")
+    os.chown(secret, 0, FIRST - 1)
+    secret.chmod(0o040)
+    script = (
+        'mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/group && '
+        'mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", script, passwd, group, switch,
+         sys.executable, "-c", LEAVES, group, shared, str(FIRST)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert out.stdout.split() == ["True", "False"], out.stderr

@@ -39,8 +39,8 @@ class Owner:
     def of_uid(cls, uid: int, fallback_gid: int) -> Owner:
         """The owner ``uid`` with its primary group (``fallback_gid`` when it has no passwd
         entry: a uid a container or NSS no longer knows). Looked up once per uid while
-        ``/etc/passwd`` is unchanged."""
-        stamp = _passwd_stamp()
+        the users and groups files are unchanged (:func:`userdb.stamp_of_files`)."""
+        stamp = userdb.stamp_of_files()
         known = _owners.get(uid)
         if known is not None and known[0] == stamp:
             return known[1] if known[1] is not None else cls(uid, fallback_gid)
@@ -63,21 +63,17 @@ class IdentitySwitchError(OSError):
 # syscall only the calling one). An architecture not listed keeps the process's groups.
 _SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "ppc64le": 81, "s390x": 206}
 
-_owners: dict[int, tuple[int, Owner | None]] = {}
+_owners: dict[int, tuple[tuple[int, ...], Owner | None]] = {}
 _thread = threading.local()
 """``owner``: whose identity the calling thread acts with now (absent: its own)."""
 
-
-def _passwd_stamp() -> int:
-    try:
-        return os.stat("/etc/passwd").st_mtime_ns
-    except OSError:
-        return 0
-
-
 _libc: Any = None
+_setgroups_nr: Any = None
+"""The setgroups syscall's number as a C long; None where the architecture is not listed."""
 _root_groups: tuple[int, ...] | None = None
-_user_groups: dict[tuple[int, int], tuple[int, ...]] = {}
+_user_groups: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+"""Each owner's groups, with the stamp of the users and groups files they were read under: a
+user taken out of a group loses it here when the files change, not at the next restart."""
 
 
 def needed(owner: Owner | None) -> bool:
@@ -156,12 +152,18 @@ def _calls() -> Any:
 
     global _libc  # noqa: PLW0603 - bound once, lazily
     if _libc is None:
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded: no ldconfig run
+        # The C library already loaded (no ldconfig run), called with the GIL held: these calls
+        # return at once, and releasing the GIL around each handed it to another repair thread
+        # up to eight times per switch.
+        libc = ctypes.PyDLL(None, use_errno=True)
         for name in ("setfsuid", "setfsgid"):
             fn = getattr(libc, name)
             fn.argtypes = [ctypes.c_uint]
             fn.restype = ctypes.c_int
         libc.syscall.restype = ctypes.c_long
+        global _setgroups_nr  # noqa: PLW0603 - bound once with the library
+        number = _SETGROUPS.get(platform.machine())
+        _setgroups_nr = None if number is None else ctypes.c_long(number)
         _libc = libc
     return _libc
 
@@ -174,30 +176,32 @@ def _process_groups() -> tuple[int, ...]:
 
 
 def _groups_of(owner: Owner) -> tuple[int, ...]:
-    found = _user_groups.get((owner.uid, owner.gid))
-    if found is None:
-        known = _owners.get(owner.uid)
-        try:
-            if known is not None and known[1] is None:
-                raise KeyError(owner.uid)  # no passwd entry (remembered by Owner.of_uid)
-            entry = userdb.user(owner.uid)
-            if entry is None:
-                raise KeyError(owner.uid)
-            found = userdb.group_list(entry.name, owner.gid)
-        except (KeyError, OSError):
-            found = (owner.gid,)
-        _user_groups[(owner.uid, owner.gid)] = found
+    stamp = userdb.stamp_of_files()
+    known_groups = _user_groups.get((owner.uid, owner.gid))
+    if known_groups is not None and known_groups[0] == stamp:
+        return known_groups[1]
+    known = _owners.get(owner.uid)
+    found: tuple[int, ...]
+    try:
+        if known is not None and known[0] == stamp and known[1] is None:
+            raise KeyError(owner.uid)  # no passwd entry (remembered by Owner.of_uid)
+        entry = userdb.user(owner.uid)
+        if entry is None:
+            raise KeyError(owner.uid)
+        found = userdb.group_list(entry.name, owner.gid)
+    except (KeyError, OSError):
+        found = (owner.gid,)
+    _user_groups[(owner.uid, owner.gid)] = (stamp, found)
     return found
 
 
 def _set_thread_groups(libc: Any, groups: tuple[int, ...]) -> None:
     import ctypes  # noqa: PLC0415 - loaded only where used: never by `fix` on one's own file
 
-    number = _SETGROUPS.get(platform.machine())
-    if number is None:
+    if _setgroups_nr is None:
         return
     _process_groups()  # remembered before the first change
     array = (ctypes.c_uint * max(len(groups), 1))(*groups)
-    if libc.syscall(ctypes.c_long(number), ctypes.c_size_t(len(groups)), array) != 0:
+    if libc.syscall(_setgroups_nr, ctypes.c_size_t(len(groups)), array) != 0:
         err = ctypes.get_errno()
         raise IdentitySwitchError(err, f"setgroups for this thread: {os.strerror(err)}")
