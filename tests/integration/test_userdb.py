@@ -55,6 +55,8 @@ import os, sys, time
 from regauthd.dockerconfig import fsidentity, userdb
 userdb.LOOK_EVERY_S = 0.2
 group_file, shared, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
+keep_stamp = sys.argv[4] == "keep-stamp"
+fsidentity.ASK_AGAIN_S = userdb.READ_AGAIN_S = float(sys.argv[5])
 for uid in range(first, first + userdb.WHOLE_AFTER):
     userdb.user(uid)  # the whole read is due where the sources list everything
 member = fsidentity.Owner.of_uid(first + 3, first + 3)  # in rgdudb-every3
@@ -67,11 +69,14 @@ def can_read():
             return False
         return True
 before = can_read()
+stamp = os.stat(group_file)
 with open(group_file, "r+") as f:  # in place: the bind mount keeps this inode
     lines = [ln for ln in f.read().splitlines(keepends=True) if not ln.startswith("rgdudb-every3:")]
     f.seek(0)
     f.write("".join(lines))
     f.truncate()
+if keep_stamp:  # as a directory service's change looks: the files untouched
+    os.utime(group_file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
 time.sleep(0.3)
 print(before, can_read())
 """
@@ -143,11 +148,22 @@ def test_answers_are_the_c_librarys(tmp_path: Path, nsswitch: str, whole: bool) 
 
 
 @pytest.mark.parametrize(
-    "nsswitch", ["passwd: files\ngroup: files\n", "passwd: files ldap\ngroup: files ldap\n"]
+    ("nsswitch", "change", "ask_again"),
+    [
+        # The files change: seen within userdb.LOOK_EVERY_S (only the stamp can tell here).
+        ("passwd: files\ngroup: files\n", "files", "1e9"),
+        ("passwd: files ldap\ngroup: files ldap\n", "files", "1e9"),
+        # A directory service's change (LDAP; systemd's records, read whole) leaves the files'
+        # stamp as it was: seen once fsidentity.ASK_AGAIN_S and userdb.READ_AGAIN_S have passed.
+        ("passwd: files ldap\ngroup: files ldap\n", "keep-stamp", "0.25"),
+        ("passwd: files systemd\ngroup: files systemd\n", "keep-stamp", "0.25"),
+    ],
 )
-def test_a_user_taken_out_of_a_group_loses_it(tmp_path: Path, nsswitch: str) -> None:
-    """Acting as a user grants the groups the files give that user now, not those it had when
-    the service first acted as it (they were kept until the service restarted)."""
+def test_a_user_taken_out_of_a_group_loses_it(
+    tmp_path: Path, nsswitch: str, change: str, ask_again: str
+) -> None:
+    """Acting as a user grants the groups that user has now, not those it had when the service
+    first acted as it (they were kept until the service restarted)."""
     require_root("bind-mounts users' databases in a mount namespace of its own")
     passwd, group = databases(tmp_path)
     switch = tmp_path / "nsswitch.conf"
@@ -165,7 +181,7 @@ def test_a_user_taken_out_of_a_group_loses_it(tmp_path: Path, nsswitch: str) -> 
     )
     out = subprocess.run(
         ["unshare", "--mount", "--", "sh", "-c", script, passwd, group, switch,
-         sys.executable, "-c", LEAVES, group, shared, str(FIRST)],
+         sys.executable, "-c", LEAVES, group, shared, str(FIRST), change, ask_again],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert out.stdout.split() == ["True", "False"], out.stderr

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,8 @@ class Owner:
     def of_uid(cls, uid: int, fallback_gid: int) -> Owner:
         """The owner ``uid`` with its primary group (``fallback_gid`` when it has no passwd
         entry: a uid a container or NSS no longer knows). Looked up once per uid while
-        the users and groups files are unchanged (:func:`userdb.stamp_of_files`)."""
-        stamp = userdb.stamp_of_files()
+        :func:`_asked_under` holds."""
+        stamp = _asked_under()
         known = _owners.get(uid)
         if known is not None and known[0] == stamp:
             return known[1] if known[1] is not None else cls(uid, fallback_gid)
@@ -63,6 +64,11 @@ class IdentitySwitchError(OSError):
 # syscall only the calling one). An architecture not listed keeps the process's groups.
 _SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "ppc64le": 81, "s390x": 206}
 
+ASK_AGAIN_S = 60.0
+"""How long a user's primary group and groups are used, while the users and groups files are
+unchanged, before they are asked for again: a directory service (LDAP, SSSD) changes a
+membership without touching the files."""
+
 _owners: dict[int, tuple[tuple[int, ...], Owner | None]] = {}
 _thread = threading.local()
 """``owner``: whose identity the calling thread acts with now (absent: its own)."""
@@ -72,8 +78,15 @@ _setgroups_nr: Any = None
 """The setgroups syscall's number as a C long; None where the architecture is not listed."""
 _root_groups: tuple[int, ...] | None = None
 _user_groups: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
-"""Each owner's groups, with the stamp of the users and groups files they were read under: a
-user taken out of a group loses it here when the files change, not at the next restart."""
+"""Each owner's groups, with :func:`_asked_under` when they were read: a user taken out of a
+group loses it here when the files change or :data:`ASK_AGAIN_S` has passed, not at the next
+restart."""
+
+
+def _asked_under() -> tuple[int, ...]:
+    """What a remembered user or group answer holds under: the files' stamp and the current
+    period of :data:`ASK_AGAIN_S`."""
+    return (*userdb.stamp_of_files(), int(time.monotonic() // ASK_AGAIN_S))
 
 
 def needed(owner: Owner | None) -> bool:
@@ -176,7 +189,7 @@ def _process_groups() -> tuple[int, ...]:
 
 
 def _groups_of(owner: Owner) -> tuple[int, ...]:
-    stamp = userdb.stamp_of_files()
+    stamp = _asked_under()
     known_groups = _user_groups.get((owner.uid, owner.gid))
     if known_groups is not None and known_groups[0] == stamp:
         return known_groups[1]
