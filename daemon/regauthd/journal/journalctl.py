@@ -23,12 +23,15 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from regauthd.journal.backend import FollowOptions, JournalError, glob_matches, split_globs
 from regauthd.journal.cursor import CursorKeeper, from_realtime_us, to_realtime_us
 from regauthd.journal.exportstream import ExportEntry, split_entries
 from regauthd.journal.recognize import AuthFailure, Recognizer
+
+if TYPE_CHECKING:
+    import subprocess
 
 # subprocess and shutil are imported where this backend needs them: `scan-journal` on the
 # systemd-python path starts in about half the time, and that start is part of what
@@ -136,7 +139,7 @@ def journalctl_query(options: FollowOptions) -> tuple[str, list[str]]:
     program = shutil.which("journalctl")
     if program is None:
         raise JournalError("journalctl is not installed: no journald on this host?")
-    source = _journalctl_source(options)
+    source = journalctl_source(options)
     units = _journalctl_units(program, source, options.units)
     selection = [*source, *(f"_SYSTEMD_UNIT={u}" for u in units)]
     if not units:
@@ -165,22 +168,29 @@ def matched_span(query: tuple[str, list[str]], since: datetime) -> tuple[int, in
     ]
     times: list[int] = []
     for proc in runs:
-        stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]  # PIPE given
-        data = b""
-        while b"\n\n" not in data:
-            chunk = os.read(stdout.fileno(), 1 << 16)
-            if not chunk:
-                break
-            data += chunk
-        stdout.close()
-        proc.terminate()
-        proc.wait()
-        entries, _ = split_entries(data)
-        if entries and b"__REALTIME_TIMESTAMP" in entries[0]:
-            times.append(int(entries[0][b"__REALTIME_TIMESTAMP"]))
+        entry = first_entry(proc)
+        if entry is not None and b"__REALTIME_TIMESTAMP" in entry:
+            times.append(int(entry[b"__REALTIME_TIMESTAMP"]))
     if len(times) != 2 or times[0] > times[1]:
         return None
     return times[0], times[1]
+
+
+def first_entry(proc: subprocess.Popen[bytes]) -> ExportEntry | None:
+    """The first entry a ``journalctl -o export`` run writes (None: none); the run is stopped
+    once it is read (journalctl has no "first N")."""
+    stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]  # PIPE given
+    data = b""
+    while b"\n\n" not in data:
+        chunk = os.read(stdout.fileno(), 1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    stdout.close()
+    proc.terminate()
+    proc.wait()
+    entries, _ = split_entries(data)
+    return entries[0] if entries else None
 
 
 class JournalctlFollower:
@@ -343,7 +353,8 @@ def _this_machine() -> list[str]:
     return [f"_MACHINE_ID={machine}"] if machine else []
 
 
-def _journalctl_source(options: FollowOptions) -> list[str]:
+def journalctl_source(options: FollowOptions) -> list[str]:
+    """The arguments that name the journal to read (none: the system's)."""
     if options.files:
         return [f"--file={f}" for f in options.files]
     if options.directory is not None:

@@ -14,13 +14,21 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from regauthd.journal.backend import FollowOptions, JournalError
+from regauthd.journal.clocksteps import Edge, stepped_back
 from regauthd.journal.cursor import from_realtime_us
-from regauthd.journal.journalctl import JournalctlFollower, journalctl_query, matched_span
+from regauthd.journal.journalctl import (
+    JournalctlFollower,
+    first_entry,
+    journalctl_query,
+    journalctl_source,
+    matched_span,
+)
 from regauthd.journal.logfiles import LogFileFollower
 from regauthd.journal.recognize import AuthFailure
 from regauthd.journal.systemd import SystemdFollower, systemd_reader
 
-# pickle is imported where forked workers need it.
+# pickle is imported where forked workers need it; json and subprocess where the journalctl
+# backend checks the clock.
 
 
 def scan(
@@ -72,6 +80,8 @@ def _scan_journalctl(
     out in slice order, the first slice's as they are found."""
     query = journalctl_query(options)
     span = matched_span(query, start) if workers > 1 else None
+    if span is not None and _journalctl_stepped_back(query[0], journalctl_source(options)):
+        span = None  # slices by realtime would miss entries: one journalctl, in journal order
     cuts: list[int | None] = [None, None]
     if span is not None and span[0] < span[1]:
         first, last = span
@@ -111,11 +121,63 @@ def _scan_journalctl(
             follower.close()
 
 
+_MOST_BOOTS_CHECKED = 16
+"""More boots than this: the journalctl backend reads with one journalctl, unchecked."""
+
+
+def _journalctl_stepped_back(program: str, source: list[str]) -> bool:
+    """:func:`stepped_back` for the journalctl backend: the boots from ``--list-boots``, each
+    one's first and last entry from two short journalctl runs, all side by side. More than
+    :data:`_MOST_BOOTS_CHECKED` boots, or an answer it cannot read: True (one reader is slower,
+    never wrong)."""
+    import json  # noqa: PLC0415 - see the imports
+    import subprocess  # noqa: PLC0415 - see the imports
+
+    listed = subprocess.run(
+        [program, "--list-boots", "-o", "json", "--no-pager", *source],
+        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    try:
+        boots = [str(boot["boot_id"]) for boot in json.loads(listed.stdout)]
+    except (ValueError, TypeError, KeyError):
+        return True
+    if listed.returncode != 0 or len(boots) > _MOST_BOOTS_CHECKED:
+        return True
+    argv = [program, "-o", "export", "--output-fields=_BOOT_ID", "--no-pager", *source]
+    runs = [
+        subprocess.Popen(
+            [*argv, f"--boot={boot}", *last],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        for boot in boots
+        for last in ([], ["--lines=1"])
+    ]
+    edges: list[Edge] = []
+    for proc in runs:
+        entry = first_entry(proc)
+        try:
+            assert entry is not None  # noqa: S101 - caught below with the rest
+            edges.append(
+                (int(entry[b"__REALTIME_TIMESTAMP"]), int(entry[b"__MONOTONIC_TIMESTAMP"]))
+            )
+        except (AssertionError, KeyError, ValueError):
+            return True
+    return stepped_back(zip(edges[0::2], edges[1::2], strict=True))
+
+
 def _scan_systemd(
     options: FollowOptions, start: datetime, now: datetime, workers: int
 ) -> Iterator[AuthFailure]:
     probe = SystemdFollower(options, None, now=now, since=start)
     span = probe.matched_span() if workers > 1 else None
+    if span is not None and (span[0] >= span[1] or probe.clock_stepped_back()):
+        # Slices by realtime would miss entries (all of them when the last entry is older
+        # than the first): one reader, in journal order.
+        probe.close()
+        probe = SystemdFollower(options, None, now=now, since=start)
+        span = None
     if span is None:
         try:
             yield from probe.read_all()

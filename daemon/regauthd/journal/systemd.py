@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from regauthd.journal.backend import FollowOptions, JournalError, glob_matches, split_globs
+from regauthd.journal.clocksteps import Edge, stepped_back
 from regauthd.journal.cursor import CursorKeeper, from_realtime_us
 from regauthd.journal.recognize import AuthFailure
 
@@ -148,6 +149,28 @@ class SystemdFollower:
             return None
         return first, int(reader._get_realtime())
 
+    def clock_stepped_back(self) -> bool:
+        """Did the wall clock go back among the matched entries
+        (:func:`regauthd.journal.clocksteps.stepped_back`)? Moves the reader and changes its
+        matches: for a scan's probe, closed after."""
+        boots: list[tuple[Edge, Edge]] = []
+        for boot in self._reader.query_unique("_BOOT_ID"):
+            self._reader.flush_matches()
+            self._units = ()
+            self._apply_matches()
+            # Another field's match: ANDed with the units'.
+            self._reader.add_match(f"_BOOT_ID={bytes(boot).decode('ascii', 'replace')}")
+            self._reader.seek_head()
+            if not self._reader._next():
+                continue  # no matched entry in this boot
+            first = (int(self._reader._get_realtime()), int(self._reader._get_monotonic()[0]))
+            self._reader.seek_tail()
+            if not self._reader._previous():
+                continue
+            last = (int(self._reader._get_realtime()), int(self._reader._get_monotonic()[0]))
+            boots.append((first, last))
+        return stepped_back(boots)
+
     def seek_realtime(self, realtime: int) -> None:
         """Read on from the first entry logged at or after ``realtime`` (microseconds)."""
         self._reader.seek_realtime(realtime)
@@ -187,6 +210,8 @@ def read_failures(
     realtime = reader._get_realtime
     messages: list[bytes] = []
     times: list[int] = []
+    positions: list[int] = []
+    stepped = -1  # the position in this batch of the entry the reader stands on
     more = True
     for _ in range(options.batch):
         if current:
@@ -194,6 +219,7 @@ def read_failures(
         elif not nxt():
             more = False
             break
+        stepped += 1
         when = realtime()
         if until is not None and when >= until:
             more = False
@@ -203,6 +229,7 @@ def read_failures(
         except KeyError:
             continue
         times.append(when)
+        positions.append(stepped)
     found = []
     for index in options.recognizer.candidates(messages):
         recognized = options.recognizer.find(messages[index].decode("utf-8", "replace"))
@@ -210,12 +237,12 @@ def read_failures(
             found.append((index, recognized))
     if not found:
         return [], more
-    # Failures are rare: go back to each one for the fields only they need, then return to the
-    # end of the batch. Seeking by time needs no per-entry cursor (building one costs ~1 us).
+    # Failures are rare: go back to each one for the fields only they need (by position from
+    # the end of the batch: no per-entry cursor, which costs ~1 us to build), then return.
     end = reader._get_cursor()
     failures: list[AuthFailure] = []
     for index, recognized in found:
-        fields = _revisit(reader, times[index], messages[index])
+        fields = _revisit(reader, end, stepped - positions[index], times[index], messages[index])
         if fields is None:
             continue  # container output through the journald log driver
         failures.append(recognized.at(fields, from_realtime_us(times[index])))
@@ -224,23 +251,33 @@ def read_failures(
     return failures, more
 
 
-def _revisit(reader: Any, realtime: int, message: bytes) -> str | None:
-    """The unit of the entry logged at ``realtime`` with ``message``; None if it is container
-    output (``CONTAINER_ID``)."""
-    reader.seek_realtime(realtime)
+def _revisit(reader: Any, end: str, back: int, realtime: int, message: bytes) -> str | None:
+    """The unit of the entry ``back`` matched entries before the one at cursor ``end``, which
+    holds ``message``; None if it is container output (``CONTAINER_ID``). Not by its time:
+    after the wall clock went back, seeking a time lands on whatever was logged then first."""
+    reader.seek_cursor(end)
+    reader._next()
+    if back:
+        reader._previous(back)
+    if reader._get("MESSAGE") == message and reader._get_realtime() == realtime:
+        return _unit_here(reader)
+    reader.seek_realtime(realtime)  # the journal changed under us (rotated): by time, then
     while reader._next():
         if reader._get_realtime() != realtime:
             break
-        if reader._get("MESSAGE") != message:
-            continue
-        try:
-            reader._get("CONTAINER_ID")
-        except KeyError:
-            pass
-        else:
-            return None
-        try:
-            return str(reader._get("_SYSTEMD_UNIT").decode("utf-8", "replace"))
-        except KeyError:
-            return "unknown"
+        if reader._get("MESSAGE") == message:
+            return _unit_here(reader)
     return "unknown"
+
+
+def _unit_here(reader: Any) -> str | None:
+    try:
+        reader._get("CONTAINER_ID")
+    except KeyError:
+        pass
+    else:
+        return None
+    try:
+        return str(reader._get("_SYSTEMD_UNIT").decode("utf-8", "replace"))
+    except KeyError:
+        return "unknown"
