@@ -237,8 +237,9 @@ def read_failures(
             found.append((index, recognized))
     if not found:
         return [], more
-    # Failures are rare: go back to each one for the fields only they need (by position from
-    # the end of the batch: no per-entry cursor, which costs ~1 us to build), then return.
+    # Failures are rare: go back to each one for the fields only they need (by time, else by
+    # position from the end of the batch: no per-entry cursor, ~1 us each to build), then
+    # return to the end of the batch.
     end = reader._get_cursor()
     failures: list[AuthFailure] = []
     for index, recognized in found:
@@ -252,21 +253,23 @@ def read_failures(
 
 
 def _revisit(reader: Any, end: str, back: int, realtime: int, message: bytes) -> str | None:
-    """The unit of the entry ``back`` matched entries before the one at cursor ``end``, which
-    holds ``message``; None if it is container output (``CONTAINER_ID``). Not by its time:
-    after the wall clock went back, seeking a time lands on whatever was logged then first."""
-    reader.seek_cursor(end)
-    reader._next()
-    if back:
-        reader._previous(back)
-    if reader._get("MESSAGE") == message and reader._get_realtime() == realtime:
-        return _unit_here(reader)
-    reader.seek_realtime(realtime)  # the journal changed under us (rotated): by time, then
+    """The unit of the failure ``back`` matched entries before the one at cursor ``end``,
+    logged at ``realtime`` with ``message``; None if it is container output
+    (``CONTAINER_ID``). By its time first (a seek); where that lands elsewhere (the wall clock
+    went back, and another entry was logged at that time first), by its position (a walk
+    back over the batch: 300 failures in 1,000,000 entries took 1.6 s instead of 0.5)."""
+    reader.seek_realtime(realtime)
     while reader._next():
         if reader._get_realtime() != realtime:
             break
         if reader._get("MESSAGE") == message:
             return _unit_here(reader)
+    reader.seek_cursor(end)
+    reader._next()
+    if back:
+        reader._previous(back)
+    if reader._get_realtime() == realtime and reader._get("MESSAGE") == message:
+        return _unit_here(reader)
     return "unknown"
 
 
