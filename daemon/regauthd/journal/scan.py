@@ -154,9 +154,9 @@ def _journalctl_stepped_back(program: str, source: list[str]) -> bool:
         for boot in boots
         for last in ([], ["--lines=1"])
     ]
+    entries = [first_entry(proc) for proc in runs]  # each run stopped and waited for
     edges: list[Edge] = []
-    for proc in runs:
-        entry = first_entry(proc)
+    for entry in entries:
         try:
             assert entry is not None  # noqa: S101 - caught below with the rest
             edges.append(
