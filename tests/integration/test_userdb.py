@@ -56,7 +56,7 @@ from regauthd.dockerconfig import fsidentity, userdb
 userdb.LOOK_EVERY_S = 0.2
 group_file, shared, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
 keep_stamp = sys.argv[4] == "keep-stamp"
-fsidentity.ASK_AGAIN_S = userdb.READ_AGAIN_S = float(sys.argv[5])
+userdb.ASK_AGAIN_S = float(sys.argv[5])
 for uid in range(first, first + userdb.WHOLE_AFTER):
     userdb.user(uid)  # the whole read is due where the sources list everything
 member = fsidentity.Owner.of_uid(first + 3, first + 3)  # in rgdudb-every3
@@ -100,7 +100,10 @@ def databases(tmp_path: Path) -> tuple[Path, Path]:
     return passwd, group
 
 
-def probe(tmp_path: Path, nsswitch: str) -> dict[str, Any]:
+def with_databases(tmp_path: Path, nsswitch: str, code: str, *args: str) -> str:
+    """The stdout of Python running ``code`` in a mount namespace of its own, where the test's
+    users and groups (:func:`databases`, in ``tmp_path``) and ``nsswitch`` are bind-mounted
+    over the host's files."""
     require_root("bind-mounts users' databases in a mount namespace of its own")
     passwd, group = databases(tmp_path)
     switch = tmp_path / "nsswitch.conf"
@@ -109,13 +112,18 @@ def probe(tmp_path: Path, nsswitch: str) -> dict[str, Any]:
         'mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/group && '
         'mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
     )
-    uids = [str(FIRST + i) for i in range(USERS)] + [str(FIRST + 500), "0"]
     out = subprocess.run(
         ["unshare", "--mount", "--", "sh", "-c", script, passwd, group, switch,
-         sys.executable, "-c", PROBE, *uids],
+         sys.executable, "-c", code, *args],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    result: dict[str, Any] = json.loads(out.stdout)
+    assert out.stdout, out.stderr
+    return out.stdout
+
+
+def probe(tmp_path: Path, nsswitch: str) -> dict[str, Any]:
+    uids = [str(FIRST + i) for i in range(USERS)] + [str(FIRST + 500), "0"]
+    result: dict[str, Any] = json.loads(with_databases(tmp_path, nsswitch, PROBE, *uids))
     return result
 
 
@@ -154,7 +162,7 @@ def test_answers_are_the_c_librarys(tmp_path: Path, nsswitch: str, whole: bool) 
         ("passwd: files\ngroup: files\n", "files", "1e9"),
         ("passwd: files ldap\ngroup: files ldap\n", "files", "1e9"),
         # A directory service's change (LDAP; systemd's records, read whole) leaves the files'
-        # stamp as it was: seen once fsidentity.ASK_AGAIN_S and userdb.READ_AGAIN_S have passed.
+        # stamp as it was: seen once userdb.ASK_AGAIN_S has passed.
         ("passwd: files ldap\ngroup: files ldap\n", "keep-stamp", "0.25"),
         ("passwd: files systemd\ngroup: files systemd\n", "keep-stamp", "0.25"),
     ],
@@ -165,9 +173,6 @@ def test_a_user_taken_out_of_a_group_loses_it(
     """Acting as a user grants the groups that user has now, not those it had when the service
     first acted as it (they were kept until the service restarted)."""
     require_root("bind-mounts users' databases in a mount namespace of its own")
-    passwd, group = databases(tmp_path)
-    switch = tmp_path / "nsswitch.conf"
-    switch.write_text(nsswitch)
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o755)
@@ -175,13 +180,8 @@ def test_a_user_taken_out_of_a_group_loses_it(
     secret.write_text("for rgdudb-every3 only\n")
     os.chown(secret, 0, FIRST - 1)
     secret.chmod(0o040)
-    script = (
-        'mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/group && '
-        'mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
+    group = str(tmp_path / "group")  # written by databases()
+    out = with_databases(
+        tmp_path, nsswitch, LEAVES, group, str(shared), str(FIRST), change, ask_again
     )
-    out = subprocess.run(
-        ["unshare", "--mount", "--", "sh", "-c", script, passwd, group, switch,
-         sys.executable, "-c", LEAVES, group, shared, str(FIRST), change, ask_again],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    assert out.stdout.split() == ["True", "False"], out.stderr
+    assert out.split() == ["True", "False"]

@@ -21,7 +21,6 @@ import os
 import platform
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +39,8 @@ class Owner:
     def of_uid(cls, uid: int, fallback_gid: int) -> Owner:
         """The owner ``uid`` with its primary group (``fallback_gid`` when it has no passwd
         entry: a uid a container or NSS no longer knows). Looked up once per uid while
-        :func:`_asked_under` holds."""
-        stamp = _asked_under()
+        :func:`userdb.stamp` holds."""
+        stamp = userdb.stamp()
         known = _owners.get(uid)
         if known is not None and known[0] == stamp:
             return known[1] if known[1] is not None else cls(uid, fallback_gid)
@@ -64,11 +63,6 @@ class IdentitySwitchError(OSError):
 # syscall only the calling one). An architecture not listed keeps the process's groups.
 _SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "ppc64le": 81, "s390x": 206}
 
-ASK_AGAIN_S = 60.0
-"""How long a user's primary group and groups are used, while the users and groups files are
-unchanged, before they are asked for again: a directory service (LDAP, SSSD) changes a
-membership without touching the files."""
-
 _owners: dict[int, tuple[tuple[int, ...], Owner | None]] = {}
 _thread = threading.local()
 """``owner``: whose identity the calling thread acts with now (absent: its own)."""
@@ -78,28 +72,9 @@ _setgroups_nr: Any = None
 """The setgroups syscall's number as a C long; None where the architecture is not listed."""
 _root_groups: tuple[int, ...] | None = None
 _user_groups: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
-"""Each owner's groups, with :func:`_asked_under` when they were read: a user taken out of a
-group loses it here when the files change or :data:`ASK_AGAIN_S` has passed, not at the next
-restart."""
-
-
-_under: tuple[tuple[int, ...], int, tuple[int, ...]] | None = None
-"""The last :func:`_asked_under` answer, with the stamp and period it was made from."""
-
-
-def _asked_under() -> tuple[int, ...]:
-    """What a remembered user or group answer holds under: the files' stamp and the current
-    period of :data:`ASK_AGAIN_S`. The same tuple while they hold: each remembered answer keeps
-    a reference, not a copy (a copy each was 2.5 MiB at 10,000 users)."""
-    global _under  # noqa: PLW0603 - one answer for the process, replaced whole
-    stamp = userdb.stamp_of_files()
-    period = int(time.monotonic() // ASK_AGAIN_S)
-    under = _under
-    if under is not None and under[0] == stamp and under[1] == period:
-        return under[2]
-    key = (*stamp, period)
-    _under = (stamp, period, key)
-    return key
+"""Each owner's groups, with the :func:`userdb.stamp` they were read under: a user taken out of
+a group loses it here when the files change or :data:`userdb.ASK_AGAIN_S` has passed, not at
+the next restart."""
 
 
 def needed(owner: Owner | None) -> bool:
@@ -202,7 +177,7 @@ def _process_groups() -> tuple[int, ...]:
 
 
 def _groups_of(owner: Owner) -> tuple[int, ...]:
-    stamp = _asked_under()
+    stamp = userdb.stamp()
     known_groups = _user_groups.get((owner.uid, owner.gid))
     if known_groups is not None and known_groups[0] == stamp:
         return known_groups[1]
