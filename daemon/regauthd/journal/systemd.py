@@ -83,13 +83,19 @@ class SystemdFollower:
         units = self._expanded_units()
         if units == self._units and units:
             return
+        self._match(units)
+        self._units = units
+
+    def _match(self, units: tuple[str, ...], *also: str) -> None:
+        """Match ``units`` (any of them) and every one of ``also`` (other fields: ANDed)."""
         self._reader.flush_matches()
         for unit in units:
             self._reader.add_match(f"_SYSTEMD_UNIT={unit}")
         if not units:
             # Only globs that match nothing yet: match an impossible unit rather than everything.
             self._reader.add_match("_SYSTEMD_UNIT=regauthd-no-such.service")
-        self._units = units
+        for match in also:
+            self._reader.add_match(match)
 
     def _position(self, now: datetime, since: datetime | None) -> None:
         cursor, floor = self._cursor.start(now, self._options.max_age, since)
@@ -155,11 +161,7 @@ class SystemdFollower:
         matches: for a scan's probe, closed after."""
         boots: list[tuple[Edge, Edge]] = []
         for boot in self._reader.query_unique("_BOOT_ID"):
-            self._reader.flush_matches()
-            self._units = ()
-            self._apply_matches()
-            # Another field's match: ANDed with the units'.
-            self._reader.add_match(f"_BOOT_ID={bytes(boot).decode('ascii', 'replace')}")
+            self._match(self._units, f"_BOOT_ID={bytes(boot).decode('ascii', 'replace')}")
             self._reader.seek_head()
             if not self._reader._next():
                 continue  # no matched entry in this boot
