@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -47,13 +48,12 @@ def test_start_pass_repairs_every_users_config_as_its_owner_before_ready(
     tmp_path: Path, users_root: Path
 ) -> None:
     root = users_root
-    configs = [
-        make_home(root, i, mis_keyed(f"user{i}", f"pw-{i}") if i % 2 == 0 else b"{}")
-        for i in range(USERS)
-    ]
+    originals = [mis_keyed(f"user{i}", f"pw-{i}") if i % 2 == 0 else b"{}" for i in range(USERS)]
+    configs = [make_home(root, i, data) for i, data in enumerate(originals)]
     # One names a credential helper: fixed on the loop thread, after the others.
     helper_named = {"auths": {"docker.io": {"auth": auth("h", "pw-h")}}, "credsStore": "none"}
-    configs.append(make_home(root, USERS, json.dumps(helper_named).encode()))
+    originals.append(json.dumps(helper_named).encode())
+    configs.append(make_home(root, USERS, originals[-1]))
     settings = (
         '[daemon]\noutput = "json"\nlog_level = "debug"\n[alerts]\nsuppress_window = 0\n'
         f'[watch]\npaths = ["{root}/home/*/.docker/config.json"]\n'
@@ -72,8 +72,16 @@ def test_start_pass_repairs_every_users_config_as_its_owner_before_ready(
         assert [p for c in configs for p in c.parent.iterdir() if p.name != "config.json"] == []
         repaired = {e["path"] for e in daemon.named("config.repaired")}
         assert repaired == {str(c) for i, c in enumerate(configs) if i % 2 == 0 or i == USERS}
+        # Each repaired config: one backup (the pass makes them together, its fixes find them
+        # made), byte for byte what the user had, root's own 0600 file; no partial file left.
         backups = daemon.state / "backups"
         assert len(list(backups.iterdir())) == len(repaired)  # one backup folder per config
+        for config, original in zip(configs, originals, strict=True):
+            if str(config) in repaired:
+                (backup,) = (backups / quote(str(config), safe="")).iterdir()
+                st = backup.stat()
+                assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600), backup
+                assert backup.name.endswith(".json") and backup.read_bytes() == original
         # The pass's own renames came back as events: told from other writes, not read again.
         assert not daemon.named("config.unchanged")
         assert not daemon.named("config.repair_failed")

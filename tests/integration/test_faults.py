@@ -204,6 +204,86 @@ def test_a_full_state_directory_refuses_the_fix_and_keeps_every_good_backup(
     assert sorted(p.name for p in good.parent.iterdir()) == [good.name]
 
 
+def test_backups_made_together_each_count_or_leave_nothing(tmpfs: Any, tmp_path: Path) -> None:
+    """The start-up pass's batch (`BackupStore.save_many`): a backup that does not fit fails
+    alone, with nothing of it left; the others are whole, verified and counted."""
+    state = tmpfs("state", size=64 * 1024)
+    big = json.dumps({"auths": {"docker.io": {"auth": AUTH}}, "x": "y" * 200_000}).encode()
+    contents = [MIS_KEYED, big, MIS_KEYED.replace(b"\t", b"  "), MIS_KEYED]
+    configs = []
+    for i, data in enumerate(contents):
+        docker = tmp_path / f"user{i}"
+        docker.mkdir()
+        configs.append(docker / "config.json")
+        configs[-1].write_bytes(data)
+    store = BackupStore(state.path)
+    results = store.save_many([load(config) for config in configs])
+    assert isinstance(results[1], OSError) and "No space left" in str(results[1])
+    for i in (0, 2, 3):
+        assert store.verified(configs[i]) == [results[i]]
+        assert store.has_backup(configs[i])
+        assert Path(str(results[i])).read_bytes() == contents[i]
+    assert not store.has_backup(configs[1])
+    assert store.verified(configs[1]) == []
+    every_file = [p.name for p in (state.path / "backups").rglob("*") if p.is_file()]
+    assert sorted(every_file) == sorted(Path(str(results[i])).name for i in (0, 2, 3))
+
+
+def test_a_start_pass_with_a_full_state_directory_changes_no_config(
+    tmpfs: Any, tmp_path: Path
+) -> None:
+    """No fix without its backup, in the batch too: each config is left byte for byte, each
+    says why, and once there is space the same pass backs up and repairs them all."""
+    state = tmpfs("state")  # 64 pages: room for 20 backups (a page each) and the race memory
+    configs = []
+    for i in range(20):
+        docker = tmp_path / f"user{i}"
+        docker.mkdir()
+        configs.append(write_config(docker))
+    (tmp_path / "settings.toml").write_text("")
+    settings = with_overrides(load_settings(tmp_path / "settings.toml"), state_dir=state.path)
+    alerts: list[tuple[str, str, dict[str, Any]]] = []
+    loop = Loop()
+
+    def alert(kind: str, subject: str, **fields: Any) -> bool:
+        alerts.append((kind, subject, fields))
+        return True
+
+    repairer = Repairer(settings, loop=loop, alert=alert, metrics=Metrics(), retry=lambda _: None)
+    reports: dict[str, Any] = {}
+    failed: dict[str, Exception] = {}
+    try:
+        state.fill()
+        repairer.repair_all(
+            [str(c) for c in configs],
+            done=reports.__setitem__,
+            failed=failed.__setitem__,
+            between=lambda: None,
+        )
+        assert failed == {}
+        assert all(config.read_bytes() == MIS_KEYED for config in configs)
+        assert {str(c) for c in configs} == {s for k, s, _ in alerts if k == "config.save_failed"}
+        assert all("writing the backup" in r.error.reason for r in reports.values())
+        assert [p for p in (state.path / "backups").rglob("*") if p.is_file()] == []
+        assert all(leftovers(config.parent) == [] for config in configs)
+
+        state.free()
+        for config in configs:
+            repairer.look_again(str(config))
+        repairer.repair_all(
+            [str(c) for c in configs],
+            done=reports.__setitem__,
+            failed=failed.__setitem__,
+            between=lambda: None,
+        )
+        for config in configs:
+            assert list(json.loads(config.read_bytes())["auths"]) == ["https://index.docker.io/v1/"]
+            (backup,) = BackupStore(state.path).verified(config)
+            assert backup.read_bytes() == MIS_KEYED
+    finally:
+        loop.close()
+
+
 def test_backups_taken_across_a_seconds_end_are_named_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

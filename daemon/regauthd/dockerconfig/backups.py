@@ -18,8 +18,11 @@ import os
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from regauthd.dockerconfig import writeback
 from regauthd.dockerconfig.file import Snapshot
 from regauthd.dockerconfig.races import RaceMemory
 
@@ -57,18 +60,10 @@ class BackupStore:
         file's). On ext4 and XFS that fsync commits the rename too, so the directory's own
         fsync then finds nothing left to write: one journal commit less per first repair."""
         folder = self.folder_for(snapshot.real_path)
-        new_folder = not folder.is_dir()
-        if new_folder:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # One reading of the clock for the second and its fraction: two readings straddling a
-        # second's end named a later backup before an earlier one (and rotation removes by name).
-        now_ns = time.time_ns()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000))
-        name = f"{stamp}.{now_ns % 1_000_000_000:09d}"
-        partial = folder / f".{name}{PARTIAL_SUFFIX}"
-        dest = folder / f"{name}.json"
+        new_folder = _make_folder(folder)
+        partial, dest = _names(folder)
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = _create(partial)
             try:
                 _write_all(fd, snapshot.data)
                 os.fsync(fd)
@@ -93,6 +88,61 @@ class BackupStore:
         if not new_folder:  # a new folder holds this one backup: nothing to rotate out
             self._rotate(folder)
         return dest
+
+    def save_many(self, snapshots: Sequence[Snapshot]) -> list[Path | OSError]:
+        """:meth:`save` each of ``snapshots`` (each of another file), their durability steps
+        taken together: every backup written and its writeback started, then each fsync'd,
+        verified and renamed, then the folders fsync'd once each. On a journaled file system
+        the first fsync commits the creation of them all (256 new files: 44-49 ms this way,
+        160-186 ms one by one; ext4 on a loop device, bench/README). Each result in order: the
+        backup's path, or the :class:`OSError` that stopped it (nothing of it left behind, no
+        older backup removed; the others count)."""
+        pending: list[_Pending] = []
+        failed: dict[int, OSError] = {}
+        done: list[_Pending] = []
+        try:
+            for index, snapshot in enumerate(snapshots):
+                try:
+                    pending.append(self._start(snapshot, index))
+                except OSError as exc:
+                    failed[index] = exc
+            for one in pending:
+                try:
+                    _finish(one)
+                except OSError as exc:
+                    failed[one.index] = exc
+                else:
+                    done.append(one)
+            folders = dict.fromkeys(one.folder for one in done)
+            if any(one.new_folder for one in done):
+                folders[self.root] = None
+            _fsync_dirs(tuple(folders))
+            for one in done:
+                self._backed_up.add(one.snapshot.real_path)
+                if not one.new_folder:  # a new folder holds this one backup
+                    self._rotate(one.folder)
+        finally:
+            for one in pending:
+                one.discard()
+        paths = {one.index: one.dest for one in done}
+        return [
+            paths[index] if index in paths else failed[index] for index in range(len(snapshots))
+        ]
+
+    def _start(self, snapshot: Snapshot, index: int) -> _Pending:
+        """Write one backup of :meth:`save_many` under its partial name and start its writeback."""
+        folder = self.folder_for(snapshot.real_path)
+        new_folder = _make_folder(folder)
+        partial, dest = _names(folder)
+        fd = _create(partial)
+        one = _Pending(index, snapshot, folder, new_folder, partial, dest, fd)
+        try:
+            _write_all(fd, snapshot.data)
+            writeback.start(fd)
+        except BaseException:
+            one.discard()
+            raise
+        return one
 
     @staticmethod
     def sync_names() -> None:
@@ -120,6 +170,69 @@ class BackupStore:
             with contextlib.suppress(OSError):
                 if now - partial.stat().st_mtime > _STALE_PARTIAL_S:
                     partial.unlink()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One backup of :meth:`BackupStore.save_many` written, not yet fsync'd and renamed."""
+
+    index: int
+    snapshot: Snapshot
+    folder: Path
+    new_folder: bool
+    partial: Path
+    dest: Path
+    fd: int
+    """Open until :func:`_finish` closes it (-1 then)."""
+    partial_left: bool = True
+    """The partial file is there (until renamed or removed)."""
+
+    def discard(self) -> None:
+        """Close the descriptor and remove the partial file, if still there (else no-op)."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        if self.partial_left:
+            with contextlib.suppress(OSError):
+                os.unlink(self.partial)
+            self.partial_left = False
+
+
+def _finish(one: _Pending) -> None:
+    """fsync, read back and rename one started backup; on failure nothing of it is left."""
+    try:
+        os.fsync(one.fd)
+        _verify(one.fd, one.snapshot.data, one.partial)
+        os.close(one.fd)
+        one.fd = -1
+        os.rename(one.partial, one.dest)
+        one.partial_left = False
+    except BaseException:
+        one.discard()
+        raise
+
+
+def _make_folder(folder: Path) -> bool:
+    """Create ``folder`` (0700) when missing; whether it was."""
+    if folder.is_dir():
+        return False
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return True
+
+
+def _names(folder: Path) -> tuple[Path, Path]:
+    """A new backup's partial name and final name in ``folder``."""
+    # One reading of the clock for the second and its fraction: two readings straddling a
+    # second's end named a later backup before an earlier one (and rotation removes by name).
+    now_ns = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000))
+    name = f"{stamp}.{now_ns % 1_000_000_000:09d}"
+    return folder / f".{name}{PARTIAL_SUFFIX}", folder / f"{name}.json"
+
+
+def _create(partial: Path) -> int:
+    return os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
 
 def _verified(folder: Path) -> list[Path]:

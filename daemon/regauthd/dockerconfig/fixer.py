@@ -251,6 +251,29 @@ def _fix_file(
     )
 
 
+def first_backup_due(
+    snapshot: Snapshot,
+    *,
+    backups: BackupStore,
+    prefer: Collection[str] = (),
+    rules: Planner = plan,
+) -> bool:
+    """Whether :func:`fix_file` on ``snapshot`` will start by making the file's first backup
+    from ``snapshot.data`` (and no other): it will write, the file has no backup yet, and the
+    plan has no conflict (a conflict makes its own backup every time). A caller fixing many
+    files makes those backups first, together (:meth:`BackupStore.save_many`), and
+    :func:`fix_file` then finds them made."""
+    if not snapshot.exists or backups.has_backup(snapshot.real_path):
+        return False
+    recovered = backups.races.recover(snapshot)
+    try:
+        result = rules(parse(recovered.data, snapshot.path), path=str(snapshot.path), prefer=prefer)
+    except ConfigFileError:
+        return False
+    needs_write = result.changed or recovered.data != recovered.expected
+    return needs_write and not result.conflicts
+
+
 def read(path: Path) -> Snapshot:
     """:func:`regauthd.dockerconfig.file.load`, with a read the kernel refuses (``/proc`` files
     that error on read: EIO, EINVAL, EAGAIN) as a :class:`ConfigFileError` too."""

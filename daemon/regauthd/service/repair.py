@@ -24,7 +24,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.configdir import file_to_replace
 from regauthd.dockerconfig.credhelper import HelperRunner
-from regauthd.dockerconfig.fixer import Planner, fix_file, read
+from regauthd.dockerconfig.fixer import Planner, first_backup_due, fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse
 from regauthd.dockerconfig.keys import HUB_CANONICAL, registry_name
 from regauthd.dockerconfig.report import FixReport
@@ -165,6 +165,7 @@ class Repairer:
                 yield config, None
                 continue
             prepared.append(job)
+        self._back_up_first([job for job in prepared if job.parallel])
         # The loop works only while the workers do not: a loop thread beside them waits for the
         # GIL after each system call. So every config is read before the first is handed out
         # (reading 2,000 configs took 5 s beside the workers), and accounting (alerts, status)
@@ -182,6 +183,21 @@ class Repairer:
                 yield job.config, exc
                 continue
             yield job.config, report
+
+    def _back_up_first(self, jobs: list[_Job]) -> None:
+        """Make the first backups the fixes of ``jobs`` would start with, together
+        (:meth:`BackupStore.save_many`: one journal commit for them all, not one each). One
+        that fails is left to its fix, which tries again and reports what stops it."""
+        due = {
+            job.real: job.snapshot
+            for job in jobs
+            if job.snapshot is not None
+            and first_backup_due(
+                job.snapshot, backups=self._backups, prefer=job.prefer, rules=job.rules
+            )
+        }
+        if len(due) > 1:
+            self._backups.save_many(list(due.values()))
 
     def _prepare(self, config: str) -> _Job | None:
         """Read ``config`` and decide (loop thread): None when there is nothing to fix."""
