@@ -16,7 +16,7 @@ from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig import jsontext
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.configdir import ConfigDir
-from regauthd.dockerconfig.fixer import fix_file
+from regauthd.dockerconfig.fixer import first_backup_due, fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSyntaxError
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.merge import merge_config_bytes, merge_three_way
@@ -282,3 +282,40 @@ def test_deferred_cleanup_leaves_nothing_beside_the_config_once_flushed(tmp_path
     assert dockerconfig.flush_cleanup(timeout=10)
     assert [p.name for p in tmp_path.iterdir() if p.name != "state"] == ["config.json"]
     assert HUB_CANONICAL in json.loads(path.read_text())["auths"]
+
+
+@pytest.mark.parametrize(
+    ("content", "due"),
+    [
+        ({"auths": {"docker.io": {"auth": "YTpi"}}}, True),  # mis-keyed: fixed, first backup
+        ({"auths": {HUB_CANONICAL: {"auth": "YTpi"}}}, False),  # clean: never written
+        # Two spellings, two credentials: the fix backs up for the conflict itself.
+        ({"auths": {"docker.io": {"auth": "YTpi"}, HUB_CANONICAL: {"auth": "Yzpk"}}}, False),
+        ("{not json", False),  # refused: never written
+    ],
+)
+def test_a_first_backup_made_ahead_is_the_one_the_fix_would_make(
+    tmp_path: Path, content: object, due: bool
+) -> None:
+    """The start-up pass makes the first backups of a chunk together (`first_backup_due`, then
+    `BackupStore.save_many`): exactly where the fix would make one, so each repaired config
+    still has one backup of what it held, and none is made for a file that is not written."""
+    config = tmp_path / "config.json"
+    original = content.encode() if isinstance(content, str) else json.dumps(content).encode()
+    config.write_bytes(original)
+    alone = BackupStore(tmp_path / "alone")
+    assert first_backup_due(dockerconfig.load(config), backups=alone) is due
+    fix_file(config, backups=alone)
+    made_by_fix = alone.verified(config)
+    config.write_bytes(original)
+
+    ahead = BackupStore(tmp_path / "ahead")
+    if first_backup_due(dockerconfig.load(config), backups=ahead):
+        assert isinstance(ahead.save_many([dockerconfig.load(config)])[0], Path)
+        assert first_backup_due(dockerconfig.load(config), backups=ahead) is False
+    report = fix_file(config, backups=ahead)
+    made = ahead.verified(config)
+    assert len(made) == len(made_by_fix)
+    assert [p.read_bytes() for p in made] == [p.read_bytes() for p in made_by_fix]
+    assert all(p.read_bytes() == original for p in made)
+    assert report.written == bool(made)
