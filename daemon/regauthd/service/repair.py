@@ -165,7 +165,7 @@ class Repairer:
                 yield config, None
                 continue
             prepared.append(job)
-        self._back_up_first([job for job in prepared if job.parallel])
+        self._back_up_first([job for job in prepared if job.parallel], pool)
         # The loop works only while the workers do not: a loop thread beside them waits for the
         # GIL after each system call. So every config is read before the first is handed out
         # (reading 2,000 configs took 5 s beside the workers), and accounting (alerts, status)
@@ -184,7 +184,7 @@ class Repairer:
                 continue
             yield job.config, report
 
-    def _back_up_first(self, jobs: list[_Job]) -> None:
+    def _back_up_first(self, jobs: list[_Job], pool: Executor) -> None:
         """Make the first backups the fixes of ``jobs`` would start with, together
         (:meth:`BackupStore.save_many`: one journal commit for them all, not one each). One
         that fails is left to its fix, which tries again and reports what stops it."""
@@ -197,7 +197,10 @@ class Repairer:
             )
         }
         if len(due) > 1:
-            self._backups.save_many(list(due.values()))
+            snapshots = list(due.values())
+            # One share per thread: each waits for the disk while the other runs.
+            shares = [snapshots[i::REPAIR_THREADS] for i in range(REPAIR_THREADS)]
+            wait([pool.submit(self._backups.save_many, share) for share in shares if share])
 
     def _prepare(self, config: str) -> _Job | None:
         """Read ``config`` and decide (loop thread): None when there is nothing to fix."""
