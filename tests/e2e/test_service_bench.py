@@ -135,3 +135,9 @@ def test_metrics_bench_times_every_kind_and_counts_torn_reads() -> None:
     assert set(figures["write"]) >= {"plain", "atomic", "regauthd", "full"}
     assert figures["reader"]["rewrites"] == 100
     assert figures["reader"]["torn"] == 0 and figures["reader"]["temp_files_left"] == 0
+
+
+def test_start_pass_bench_repairs_every_config_in_both_modes() -> None:
+    figures = _run("start_pass.py", "--quick")
+    assert figures["configs"] == 300
+    assert all(figures[mode]["p50_s"] > 0 for mode in ("batched", "per_fix"))
