@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import configdir, fsidentity, nofollow
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
 from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError, render
 from regauthd.dockerconfig.savecleanup import SaveCleaner
+from regauthd.service import repair
+from regauthd.service.loop import Loop
+from regauthd.settingsfile import load_settings, with_overrides
 from tests.conftest import require_root
 from tests.e2e.test_privilege_boundary import (
     ROOT_SECRET,
@@ -171,3 +175,54 @@ def test_deferred_cleanup_removes_every_users_displaced_file(
     for docker in dirs:
         assert sorted(os.listdir(docker)) == ["config.json"], docker
         assert auths_keys(docker / "config.json") == [HUB]
+
+
+def test_the_start_pass_backs_up_as_root_after_its_threads_acted_as_users(
+    unprivileged_users: Users, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass's repair threads act as each config's owner for its save, then make the next
+    chunk's backups together (`BackupStore.save_many`) in root's 0700 state directory: with the
+    identity put back, or each of those would be refused and left to its fix."""
+    monkeypatch.setattr(repair, "REPAIR_CHUNK", 3)
+    batches: list[list[Path | OSError]] = []
+    save_many = BackupStore.save_many
+
+    def recorded(
+        store: BackupStore, snapshots: list[dockerconfig.Snapshot]
+    ) -> list[Path | OSError]:
+        batches.append(save_many(store, snapshots))
+        return batches[-1]
+
+    monkeypatch.setattr(BackupStore, "save_many", recorded)
+    configs = []
+    for i in range(6):  # two chunks: the second runs on threads that acted as users
+        user = unprivileged_users()
+        docker = docker_dir(user)
+        write_as(user, docker, mis_keyed(f"user{i}", f"pw-{i}"))
+        configs.append(docker / "config.json")
+    (tmp_path / "settings.toml").write_text("")
+    state = tmp_path / "state"
+    settings = with_overrides(load_settings(tmp_path / "settings.toml"), state_dir=state)
+    loop = Loop()
+    repairer = repair.Repairer(
+        settings, loop=loop, alert=lambda *a, **k: True, metrics=Metrics(), retry=print
+    )
+    written: list[str] = []
+    try:
+        repairer.repair_all(
+            [str(c) for c in configs],
+            done=lambda config, report: written.extend([config] if report.written else []),
+            failed=lambda config, exc: pytest.fail(f"{config}: {exc!r}"),
+            between=lambda: None,
+        )
+        assert dockerconfig.flush_cleanup(timeout=10)
+    finally:
+        loop.close()
+    assert sorted(written) == sorted(map(str, configs))
+    assert sum(map(len, batches)) == 6  # every first backup made in a batch
+    assert all(isinstance(result, Path) for batch in batches for result in batch), batches
+    for config in configs:
+        (backup,) = BackupStore(state).verified(config)
+        st = backup.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
+        assert auths_keys(config) == [HUB]
