@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import backups as backups_module
@@ -464,3 +465,46 @@ def test_a_fix_killed_mid_save_leaves_a_temp_file_the_next_save_removes(tmp_path
     assert [p.name for p in docker.iterdir() if p.name.startswith(TEMP_PREFIX)] == []
     fixed = json.loads((docker / "config.json").read_bytes())["auths"]
     assert "https://index.docker.io/v1/" in fixed and "docker.io" not in fixed
+
+
+def test_a_batch_of_backups_that_breaks_leaves_each_backup_to_its_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not an OSError (those are per backup): a bug in the batch. Every config is still
+    repaired with its one backup, made by its fix; the warning names no content."""
+
+    def broken(self: BackupStore, snapshots: list[Any]) -> list[Any]:
+        raise RuntimeError(f"broken with {snapshots[0].data!r}")
+
+    monkeypatch.setattr(BackupStore, "save_many", broken)
+    configs = []
+    for i in range(4):
+        docker = tmp_path / f"user{i}"
+        docker.mkdir()
+        configs.append(write_config(docker))
+    (tmp_path / "settings.toml").write_text("")
+    settings = with_overrides(
+        load_settings(tmp_path / "settings.toml"), state_dir=tmp_path / "state"
+    )
+    loop = Loop()
+    repairer = Repairer(
+        settings, loop=loop, alert=lambda *a, **k: True, metrics=Metrics(), retry=print
+    )
+    written: list[str] = []
+    try:
+        with structlog.testing.capture_logs() as logs:
+            repairer.repair_all(
+                [str(c) for c in configs],
+                done=lambda config, report: written.extend([config] if report.written else []),
+                failed=lambda config, exc: pytest.fail(f"{config}: {exc!r}"),
+                between=lambda: None,
+            )
+    finally:
+        loop.close()
+    assert sorted(written) == sorted(map(str, configs))
+    for config in configs:
+        (backup,) = BackupStore(tmp_path / "state").verified(config)
+        assert backup.read_bytes() == MIS_KEYED
+    warnings = [e for e in logs if e["event"] == "config.batch_backup_failed"]
+    assert warnings and all(e["error"] == "RuntimeError" for e in warnings)
+    assert PASSWORD not in repr(logs) and AUTH not in repr(logs)

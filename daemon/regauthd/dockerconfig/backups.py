@@ -120,7 +120,9 @@ class BackupStore:
             for one in done:
                 self._backed_up.add(one.snapshot.real_path)
                 if not one.new_folder:  # a new folder holds this one backup
-                    self._rotate(one.folder)
+                    # Made and counted: an old one left is removed at the next rotation.
+                    with contextlib.suppress(OSError):
+                        self._rotate(one.folder)
         finally:
             for one in pending:
                 one.discard()

@@ -200,7 +200,11 @@ class Repairer:
             snapshots = list(due.values())
             # One share per thread: each waits for the disk while the other runs.
             shares = [snapshots[i::REPAIR_THREADS] for i in range(REPAIR_THREADS)]
-            wait([pool.submit(self._backups.save_many, share) for share in shares if share])
+            futures = [pool.submit(self._backups.save_many, share) for share in shares if share]
+            for future in futures:
+                if future.exception() is not None:  # not an OSError: those are per backup
+                    error = type(future.exception()).__name__  # its text may quote the config
+                    log.warning("config.batch_backup_failed", error=error)
 
     def _prepare(self, config: str) -> _Job | None:
         """Read ``config`` and decide (loop thread): None when there is nothing to fix."""
