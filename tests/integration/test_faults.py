@@ -114,6 +114,16 @@ def assert_one_clear_line(proc: subprocess.CompletedProcess[str], path: Path, ca
     assert "the file was left unchanged" in lines[0]
 
 
+def users_configs(parent: Path, count: int) -> list[Path]:
+    """``count`` mis-keyed configs, each in a directory of its own under ``parent``."""
+    configs = []
+    for i in range(count):
+        docker = parent / f"user{i}"
+        docker.mkdir()
+        configs.append(write_config(docker))
+    return configs
+
+
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX))
 
@@ -236,11 +246,7 @@ def test_a_start_pass_with_a_full_state_directory_changes_no_config(
     """No fix without its backup, in the batch too: each config is left byte for byte, each
     says why, and once there is space the same pass backs up and repairs them all."""
     state = tmpfs("state")  # 64 pages: room for 20 backups (a page each) and the race memory
-    configs = []
-    for i in range(20):
-        docker = tmp_path / f"user{i}"
-        docker.mkdir()
-        configs.append(write_config(docker))
+    configs = users_configs(tmp_path, 20)
     (tmp_path / "settings.toml").write_text("")
     settings = with_overrides(load_settings(tmp_path / "settings.toml"), state_dir=state.path)
     alerts: list[tuple[str, str, dict[str, Any]]] = []
@@ -477,11 +483,7 @@ def test_a_batch_of_backups_that_breaks_leaves_each_backup_to_its_fix(
         raise RuntimeError(f"broken with {snapshots[0].data!r}")
 
     monkeypatch.setattr(BackupStore, "save_many", broken)
-    configs = []
-    for i in range(4):
-        docker = tmp_path / f"user{i}"
-        docker.mkdir()
-        configs.append(write_config(docker))
+    configs = users_configs(tmp_path, 4)
     (tmp_path / "settings.toml").write_text("")
     settings = with_overrides(
         load_settings(tmp_path / "settings.toml"), state_dir=tmp_path / "state"
