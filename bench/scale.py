@@ -22,6 +22,8 @@ One daemon (``regauthd run`` as a real subprocess, probes and journal off) watch
   each timed from just before ``rename()`` until the daemon's repaired file lands (its own rename
   onto ``config.json``), beside raw inotify delivery of the same rename (the floor), both seen by
   one blocking inotify reader of this script holding a watch on every user's ``.docker``;
+  ``react_split`` splits them: writes that make the user's first backup (a new folder, one
+  more directory fsync) or not, and the burst's first half or second;
 - idle: the daemon's CPU time (utime + stime) over ``--idle-seconds`` after the burst;
 - stop: SIGTERM until the daemon has exited, and no process left in its session.
 
@@ -293,6 +295,24 @@ def burst(homes: list[Home], reader: MoveReader, args: argparse.Namespace) -> di
         q: round(react[f"{q}_ms"] / raw[f"{q}_ms"], 1) if raw.get(f"{q}_ms") else None
         for q in ("p50", "p99")
     }
+    # Which writes pay for what: a user whose config the start-up pass repaired (even) or who
+    # was written before has a backup folder; the first write to a clean one makes its folder
+    # (one more directory fsync, of the backups directory). And does the tail sit early, while
+    # the disk still writes back what the start-up pass left?
+    took = [(d - s) / 1e6 for s, d in zip(starts, reader.daemon_seen, strict=False)]
+    backed_up: set[int] = set()
+    first_backup: list[float] = []
+    had_backup: list[float] = []
+    for t, ms in zip(targets, took, strict=False):
+        (had_backup if t % 2 == 0 or t in backed_up else first_backup).append(ms)
+        backed_up.add(t)
+    half = len(took) // 2
+    split = {
+        "first_backup": latency(first_backup),
+        "had_backup": latency(had_backup),
+        "first_half": latency(took[:half]),
+        "second_half": latency(took[half:]),
+    }
     return {
         "writes": args.writes,
         "rewrites": rewrites,
@@ -301,6 +321,7 @@ def burst(homes: list[Home], reader: MoveReader, args: argparse.Namespace) -> di
         "raw": raw,
         "react": react,
         "react_over_raw": ratio,
+        "react_split": split,
     }
 
 
