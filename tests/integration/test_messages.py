@@ -18,11 +18,10 @@ from regauthd.alerts.catalogue import CATALOGUE, AlertKind, alert_event
 from regauthd.dockerconfig.audit import file_findings
 from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.normalize import plan
-from regauthd.dockerconfig.report import FixReport
+from regauthd.dockerconfig.report import FixReport, normalized_fix
 from regauthd.dockerconfig.validate import validate
 from regauthd.journal.access import require_readable
 from regauthd.journal.backend import FollowOptions, JournalError
-from regauthd.service.repair import normalized_fix
 from tests.conftest import require_program, require_root
 from tests.rigs.configs import auth
 

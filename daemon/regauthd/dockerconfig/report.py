@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from regauthd.dockerconfig.findings import Finding
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse, render
+from regauthd.dockerconfig.keys import HUB_CANONICAL
 from regauthd.dockerconfig.normalize import Change
 from regauthd.redact import redact_config
 from regauthd.terminal import printable
@@ -149,3 +150,24 @@ def as_text(report: FixReport, *, dry_run: bool) -> str:
     if report.retries:
         lines.append(f"  another program wrote the file meanwhile; merged {report.retries} time(s)")
     return "\n".join(lines)
+
+
+def normalized_fix(report: FixReport) -> str:
+    """The advice after a repair: Docker Hub's login habit only when a Hub key was repaired."""
+    advice = []
+    if any(c.to_key == HUB_CANONICAL or c.section == "credHelpers" for c in report.changes):
+        advice.append(
+            "log in to Docker Hub with `docker login` (no argument) instead of "
+            "`docker login docker.io`"
+        )
+    hosts = sorted({c.to_key for c in report.changes if c.to_key != HUB_CANONICAL} - {"docker.io"})
+    if hosts:
+        logins = ", ".join(f"`docker login {h}`" for h in hosts)
+        advice.append(f"log in with the bare host name ({logins})")
+    if not advice:
+        return "Nothing to do."
+    return "Nothing to do. To stop the writer from using the wrong key, " + "; ".join(advice) + "."
+
+
+def describe_changes(report: FixReport) -> str:
+    return "; ".join(f"{c.from_key} -> {c.to_key} ({c.action})" for c in report.changes)

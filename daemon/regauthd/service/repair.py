@@ -26,8 +26,8 @@ from regauthd.dockerconfig.configdir import file_to_replace
 from regauthd.dockerconfig.credhelper import HelperRunner
 from regauthd.dockerconfig.fixer import Planner, first_backup_due, fix_file, read
 from regauthd.dockerconfig.jsontext import ConfigFileError, ConfigSaveError, parse
-from regauthd.dockerconfig.keys import HUB_CANONICAL, registry_name
-from regauthd.dockerconfig.report import FixReport
+from regauthd.dockerconfig.keys import registry_name
+from regauthd.dockerconfig.report import FixReport, describe_changes, normalized_fix
 from regauthd.redactor import remember_config_secrets
 from regauthd.service.flapping import (
     FlapTracker,
@@ -398,24 +398,3 @@ def _parse_json(data: bytes) -> dict[str, Any] | None:
         return parse(data)
     except ConfigFileError:
         return None
-
-
-def normalized_fix(report: FixReport) -> str:
-    """The advice after a repair: Docker Hub's login habit only when a Hub key was repaired."""
-    advice = []
-    if any(c.to_key == HUB_CANONICAL or c.section == "credHelpers" for c in report.changes):
-        advice.append(
-            "log in to Docker Hub with `docker login` (no argument) instead of "
-            "`docker login docker.io`"
-        )
-    hosts = sorted({c.to_key for c in report.changes if c.to_key != HUB_CANONICAL} - {"docker.io"})
-    if hosts:
-        logins = ", ".join(f"`docker login {h}`" for h in hosts)
-        advice.append(f"log in with the bare host name ({logins})")
-    if not advice:
-        return "Nothing to do."
-    return "Nothing to do. To stop the writer from using the wrong key, " + "; ".join(advice) + "."
-
-
-def describe_changes(report: FixReport) -> str:
-    return "; ".join(f"{c.from_key} -> {c.to_key} ({c.action})" for c in report.changes)
