@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.rigs.hubfake",
     "tests.rigs.daemon",
     "tests.rigs.users",
+    "tests.rigs.tmpfs",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

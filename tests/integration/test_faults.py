@@ -12,12 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog.testing
 
 from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import backups as backups_module
@@ -35,58 +33,6 @@ NOBODY = 65534
 PASSWORD = "fault-Pa55-do-not-leak"
 AUTH = auth("alice", PASSWORD)
 MIS_KEYED = json.dumps({"auths": {"docker.io": {"auth": AUTH}}}, indent="\t").encode()
-
-
-class Tmpfs:
-    """A tmpfs of ``size`` bytes at ``path``; :meth:`fill` leaves it with no free space."""
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-            check=True,
-            capture_output=True,
-        )
-
-    def fill(self) -> None:
-        for name, chunk in (("filler", 4096), ("filler-tail", 1)):
-            fd = os.open(self.path / name, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                while True:
-                    os.write(fd, b"\0" * chunk)
-            except OSError:
-                pass  # full; a last partial page may take a few more bytes: the tail takes them
-            finally:
-                os.close(fd)
-
-    def free(self) -> None:
-        for name in ("filler", "filler-tail"):
-            (self.path / name).unlink(missing_ok=True)
-
-    def read_only(self, on: bool = True) -> None:
-        option = "remount,ro" if on else "remount,rw"
-        subprocess.run(["mount", "-o", option, str(self.path)], check=True, capture_output=True)
-
-    def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], check=False, capture_output=True)
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Any]:
-    require_root("mounts small tmpfs filesystems to fill them for real")
-    mounts: list[Tmpfs] = []
-
-    def make(name: str, size: int = 256 * 1024) -> Tmpfs:
-        mount = Tmpfs(tmp_path / name, size)
-        mounts.append(mount)
-        return mount
-
-    try:
-        yield make
-    finally:
-        for mount in reversed(mounts):
-            mount.unmount()
 
 
 def run_cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
@@ -112,16 +58,6 @@ def assert_one_clear_line(proc: subprocess.CompletedProcess[str], path: Path, ca
     assert len(lines) == 1, proc.stdout + proc.stderr
     assert f"{path}: not saved" in proc.stdout
     assert "the file was left unchanged" in lines[0]
-
-
-def users_configs(parent: Path, count: int) -> list[Path]:
-    """``count`` mis-keyed configs, each in a directory of its own under ``parent``."""
-    configs = []
-    for i in range(count):
-        docker = parent / f"user{i}"
-        docker.mkdir()
-        configs.append(write_config(docker))
-    return configs
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -213,82 +149,6 @@ def test_a_full_state_directory_refuses_the_fix_and_keeps_every_good_backup(
     )
     assert config.read_bytes() == MIS_KEYED
     assert sorted(p.name for p in good.parent.iterdir()) == [good.name]
-
-
-def test_backups_made_together_each_count_or_leave_nothing(tmpfs: Any, tmp_path: Path) -> None:
-    """The start-up pass's batch (`BackupStore.save_many`): a backup that does not fit fails
-    alone, with nothing of it left; the others are whole, verified and counted."""
-    state = tmpfs("state", size=64 * 1024)
-    big = json.dumps({"auths": {"docker.io": {"auth": AUTH}}, "x": "y" * 200_000}).encode()
-    contents = [MIS_KEYED, big, MIS_KEYED.replace(b"\t", b"  "), MIS_KEYED]
-    configs = []
-    for i, data in enumerate(contents):
-        docker = tmp_path / f"user{i}"
-        docker.mkdir()
-        configs.append(docker / "config.json")
-        configs[-1].write_bytes(data)
-    store = BackupStore(state.path)
-    results = store.save_many([load(config) for config in configs])
-    assert isinstance(results[1], OSError) and "No space left" in str(results[1])
-    for i in (0, 2, 3):
-        assert store.verified(configs[i]) == [results[i]]
-        assert store.has_backup(configs[i])
-        assert Path(str(results[i])).read_bytes() == contents[i]
-    assert not store.has_backup(configs[1])
-    assert store.verified(configs[1]) == []
-    every_file = [p.name for p in (state.path / "backups").rglob("*") if p.is_file()]
-    assert sorted(every_file) == sorted(Path(str(results[i])).name for i in (0, 2, 3))
-
-
-def test_a_start_pass_with_a_full_state_directory_changes_no_config(
-    tmpfs: Any, tmp_path: Path
-) -> None:
-    """No fix without its backup, in the batch too: each config is left byte for byte, each
-    says why, and once there is space the same pass backs up and repairs them all."""
-    state = tmpfs("state")  # 64 pages: room for 20 backups (a page each) and the race memory
-    configs = users_configs(tmp_path, 20)
-    (tmp_path / "settings.toml").write_text("")
-    settings = with_overrides(load_settings(tmp_path / "settings.toml"), state_dir=state.path)
-    alerts: list[tuple[str, str, dict[str, Any]]] = []
-    loop = Loop()
-
-    def alert(kind: str, subject: str, **fields: Any) -> bool:
-        alerts.append((kind, subject, fields))
-        return True
-
-    repairer = Repairer(settings, loop=loop, alert=alert, metrics=Metrics(), retry=lambda _: None)
-    reports: dict[str, Any] = {}
-    failed: dict[str, Exception] = {}
-    try:
-        state.fill()
-        repairer.repair_all(
-            [str(c) for c in configs],
-            done=reports.__setitem__,
-            failed=failed.__setitem__,
-            between=lambda: None,
-        )
-        assert failed == {}
-        assert all(config.read_bytes() == MIS_KEYED for config in configs)
-        assert {str(c) for c in configs} == {s for k, s, _ in alerts if k == "config.save_failed"}
-        assert all("writing the backup" in r.error.reason for r in reports.values())
-        assert [p for p in (state.path / "backups").rglob("*") if p.is_file()] == []
-        assert all(leftovers(config.parent) == [] for config in configs)
-
-        state.free()
-        for config in configs:
-            repairer.look_again(str(config))
-        repairer.repair_all(
-            [str(c) for c in configs],
-            done=reports.__setitem__,
-            failed=failed.__setitem__,
-            between=lambda: None,
-        )
-        for config in configs:
-            assert list(json.loads(config.read_bytes())["auths"]) == ["https://index.docker.io/v1/"]
-            (backup,) = BackupStore(state.path).verified(config)
-            assert backup.read_bytes() == MIS_KEYED
-    finally:
-        loop.close()
 
 
 def test_backups_taken_across_a_seconds_end_are_named_in_order(
@@ -471,42 +331,3 @@ def test_a_fix_killed_mid_save_leaves_a_temp_file_the_next_save_removes(tmp_path
     assert [p.name for p in docker.iterdir() if p.name.startswith(TEMP_PREFIX)] == []
     fixed = json.loads((docker / "config.json").read_bytes())["auths"]
     assert "https://index.docker.io/v1/" in fixed and "docker.io" not in fixed
-
-
-def test_a_batch_of_backups_that_breaks_leaves_each_backup_to_its_fix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Not an OSError (those are per backup): a bug in the batch. Every config is still
-    repaired with its one backup, made by its fix; the warning names no content."""
-
-    def broken(self: BackupStore, snapshots: list[Any]) -> list[Any]:
-        raise RuntimeError(f"broken with {snapshots[0].data!r}")
-
-    monkeypatch.setattr(BackupStore, "save_many", broken)
-    configs = users_configs(tmp_path, 4)
-    (tmp_path / "settings.toml").write_text("")
-    settings = with_overrides(
-        load_settings(tmp_path / "settings.toml"), state_dir=tmp_path / "state"
-    )
-    loop = Loop()
-    repairer = Repairer(
-        settings, loop=loop, alert=lambda *a, **k: True, metrics=Metrics(), retry=print
-    )
-    written: list[str] = []
-    try:
-        with structlog.testing.capture_logs() as logs:
-            repairer.repair_all(
-                [str(c) for c in configs],
-                done=lambda config, report: written.extend([config] if report.written else []),
-                failed=lambda config, exc: pytest.fail(f"{config}: {exc!r}"),
-                between=lambda: None,
-            )
-    finally:
-        loop.close()
-    assert sorted(written) == sorted(map(str, configs))
-    for config in configs:
-        (backup,) = BackupStore(tmp_path / "state").verified(config)
-        assert backup.read_bytes() == MIS_KEYED
-    warnings = [e for e in logs if e["event"] == "config.batch_backup_failed"]
-    assert warnings and all(e["error"] == "RuntimeError" for e in warnings)
-    assert PASSWORD not in repr(logs) and AUTH not in repr(logs)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from regauthd.alerts.metrics import Metrics
 from regauthd.dockerconfig import configdir, fsidentity, nofollow
 from regauthd.dockerconfig import file as dockerconfig
 from regauthd.dockerconfig.backups import BackupStore
@@ -20,8 +19,6 @@ from regauthd.dockerconfig.fixer import fix_file
 from regauthd.dockerconfig.jsontext import ConfigFileError, render
 from regauthd.dockerconfig.savecleanup import SaveCleaner
 from regauthd.service import repair
-from regauthd.service.loop import Loop
-from regauthd.settingsfile import load_settings, with_overrides
 from tests.conftest import require_root
 from tests.e2e.test_privilege_boundary import (
     ROOT_SECRET,
@@ -33,6 +30,7 @@ from tests.e2e.test_privilege_boundary import (
     write_as,
 )
 from tests.rigs.configs import HUB, auths_keys, mis_keyed
+from tests.rigs.startpass import repairer, start_pass
 
 NEW = render({"auths": {HUB: {"auth": "YWxpY2U6cHc="}}})
 
@@ -200,24 +198,11 @@ def test_the_start_pass_backs_up_as_root_after_its_threads_acted_as_users(
         docker = docker_dir(user)
         write_as(user, docker, mis_keyed(f"user{i}", f"pw-{i}"))
         configs.append(docker / "config.json")
-    (tmp_path / "settings.toml").write_text("")
     state = tmp_path / "state"
-    settings = with_overrides(load_settings(tmp_path / "settings.toml"), state_dir=state)
-    loop = Loop()
-    repairer = repair.Repairer(
-        settings, loop=loop, alert=lambda *a, **k: True, metrics=Metrics(), retry=print
-    )
-    written: list[str] = []
-    try:
-        repairer.repair_all(
-            [str(c) for c in configs],
-            done=lambda config, report: written.extend([config] if report.written else []),
-            failed=lambda config, exc: pytest.fail(f"{config}: {exc!r}"),
-            between=lambda: None,
-        )
+    with repairer(tmp_path, state_dir=state) as fixer:
+        reports = start_pass(fixer, configs)
         assert dockerconfig.flush_cleanup(timeout=10)
-    finally:
-        loop.close()
+    written = [config for config, report in reports.items() if report.written]
     assert sorted(written) == sorted(map(str, configs))
     assert sum(map(len, batches)) == 6  # every first backup made in a batch
     assert all(isinstance(result, Path) for batch in batches for result in batch), batches
